@@ -1,0 +1,125 @@
+"""The `chatbot` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from chatbot import __version__
+from chatbot.dialogs import Engine, Registry, load_flows
+from chatbot.dialogs.model import FlowSpec
+from chatbot.errors import ChatbotError, ConfigError, FlowSetError
+
+DEFAULT_FLOWS = Path("data/flows")
+
+
+def flows_folder(path: Path | None) -> Path | None:
+    """An explicit --flows folder must exist; the default one is used only when present."""
+    if path is not None:
+        return path
+    return DEFAULT_FLOWS if DEFAULT_FLOWS.is_dir() else None
+
+
+def load_registry(actions: tuple[str, ...]) -> Registry:
+    registry = Registry.with_builtins()
+    for spec in actions:
+        registry.load(spec)
+    return registry
+
+
+def load_checked_flows(folder: Path | None, registry: Registry) -> dict[str, FlowSpec]:
+    """Load and validate flows, or exit 1 listing every problem."""
+    try:
+        return load_flows(flows_folder(folder), registry)
+    except FlowSetError as err:
+        for problem in err.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"{len(err.problems)} problem(s) found", err=True)
+        sys.exit(1)
+
+
+def build_engine(folder: Path | None, actions: tuple[str, ...]) -> Engine:
+    registry = load_registry(actions)
+    return Engine(load_checked_flows(folder, registry), registry)
+
+
+flows_option = click.option("--flows", "flows_dir", type=click.Path(path_type=Path, file_okay=False),
+                            help=f"Folder of your own flows (default: {DEFAULT_FLOWS} when it exists).")
+actions_option = click.option("--actions", multiple=True, metavar="MODULE",
+                              help="Module (dotted name or .py file) with your own actions and conditions; "
+                                   "repeatable.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="chatbot")
+def cli() -> None:
+    """A self-hosted chatbot server with YAML dialog flows."""
+
+
+@cli.command()
+@flows_option
+@actions_option
+@click.option("--lang", default=None, help="Language to start in (en, ru).")
+@click.option("--debug", is_flag=True, help="Show the transitions, state and slots after each turn.")
+def chat(flows_dir: Path | None, actions: tuple[str, ...], lang: str | None, debug: bool) -> None:
+    """Talk to the bot in this terminal (accounts are kept only until you quit)."""
+    from chatbot.terminal import run_chat
+
+    sys.exit(run_chat(build_engine(flows_dir, actions), lang=lang, debug=debug))
+
+
+@cli.group()
+def flows() -> None:
+    """Check and draw dialog flows."""
+
+
+@flows.command("check")
+@click.argument("folder", required=False, type=click.Path(path_type=Path, file_okay=False))
+@actions_option
+def flows_check(folder: Path | None, actions: tuple[str, ...]) -> None:
+    """Validate the built-in flows and those in FOLDER; exit 1 listing every problem."""
+    loaded = load_checked_flows(folder, load_registry(actions))
+    for flow in loaded.values():
+        click.echo(f"ok  {flow.name:<14} {len(flow.states):>3} states  {len(flow.transitions):>3} transitions  "
+                   f"{flow.version}  {flow.path}")
+
+
+@flows.command("draw")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this file: .svg renders with Graphviz, anything else gets Mermaid text.")
+@flows_option
+@actions_option
+def flows_draw(name: str, output: Path | None, flows_dir: Path | None, actions: tuple[str, ...]) -> None:
+    """Print a Mermaid state diagram of flow NAME, or write it to a file."""
+    from chatbot.dialogs import draw
+
+    loaded = load_checked_flows(flows_dir, load_registry(actions))
+    flow = loaded.get(name)
+    if flow is None:
+        raise click.UsageError(f"unknown flow '{name}' (known: {', '.join(sorted(loaded))})")
+    if output is None:
+        click.echo(draw.mermaid(flow), nl=False)
+    elif output.suffix.lower() == ".svg":
+        if not draw.graphviz_available():
+            raise click.ClickException("cannot write SVG: Graphviz's 'dot' is not installed "
+                                       "(apt-get install graphviz); without -o the Mermaid text is printed")
+        output.write_bytes(draw.svg(flow))
+        click.echo(f"wrote {output}")
+    else:
+        output.write_text(draw.mermaid(flow), encoding="utf-8")
+        click.echo(f"wrote {output}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `chatbot` console script; `argv` makes it testable."""
+    try:
+        cli.main(args=argv, prog_name="chatbot", standalone_mode=True)
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except ChatbotError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)

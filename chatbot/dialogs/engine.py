@@ -1,0 +1,513 @@
+"""The dialog engine: one turn of a conversation, with no I/O.
+
+`Engine.handle(session, event, env)` takes a session's state and one event (a
+text or a button action) and returns the new state, the replies and a record
+of what happened (transitions, slots, the environment's answers).  Everything
+external reaches it through `env` (see `environment`), so the same inputs and
+answers always give the same outputs.
+
+One `transitions.Machine` is built per flow and shared by every session: a
+turn creates a light `Turn` object as the machine's model and fires the
+trigger's event on it directly, so no per-session machine or `add_model`
+bookkeeping exists.  Only triggers declared for the current state can fire,
+and user text never becomes a trigger name: it is analysed into an intent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from transitions import Machine, State
+
+from chatbot.dialogs.environment import Environment, Recorder
+from chatbot.dialogs.messages import ENGINE_MESSAGES
+from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message, StateSpec
+from chatbot.dialogs.registry import Registry
+from chatbot.text import IntentMatcher, Match, extract
+
+PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: Actions that work in every state: the page's own buttons and the commands.
+GLOBAL_ACTIONS = ("help", "home", "login", "logout", "register")
+COMMANDS = {"/help": "help", "/start": "home", "/login": "login", "/logout": "logout",
+            "/register": "register", "/lang": "lang"}
+MAX_GOTO_CHAIN = 8
+SECRET_MASK = "••••••"
+
+
+@dataclass
+class SessionState:
+    """What the engine needs to know about a session between turns."""
+
+    flow: str
+    state: str
+    slots: dict[str, Any] = field(default_factory=dict)
+    lang: str = "en"
+    user: str | None = None
+    flow_version: str = ""
+    #: Secrets typed into `password` inputs: kept in memory for the next turn
+    #: (a password and its confirmation), never stored, logged or replayed.
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def copy(self) -> "SessionState":
+        return replace(self, slots=dict(self.slots), secrets=dict(self.secrets))
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    buttons: tuple[tuple[str, str], ...] = ()  # (label, action)
+    input: str = "text"
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "buttons": [{"label": l, "action": a} for l, a in self.buttons],
+                "input": self.input}
+
+
+@dataclass
+class TurnResult:
+    state: SessionState
+    replies: list[Reply]
+    transitions: list[dict] = field(default_factory=list)
+    slots_set: list[dict] = field(default_factory=list)
+    effects: list[dict] = field(default_factory=list)
+    account_events: list[dict] = field(default_factory=list)
+    auth_changed: bool = False
+    #: The inbound text was typed into a password input: it must not be kept.
+    secret_input: bool = False
+
+
+class Turn:
+    """The model a flow's machine works on during one turn; also the `ctx` of actions.
+
+    Actions and conditions use: `slots`, `user`, `lang`, `text`, `intent`,
+    `env`, `account`, `say()`, `set_slot()`, `secret()`, `set_language()`,
+    `log_in()`, `log_out()`.
+    """
+
+    def __init__(self, engine: "Engine", session: SessionState, env: Recorder) -> None:
+        self.engine = engine
+        self.session = session
+        self.env = env
+        self.runtime = engine.runtimes[session.flow]
+        self.state = session.state  # the attribute transitions reads and writes
+        self.text = ""
+        self.intent: Match | None = None
+        self.account: dict | None = None
+        self.replies: list[Reply] = []
+        self.transitions: list[dict] = []
+        self.slots_set: list[dict] = []
+        self.account_events: list[dict] = []
+        self.auth_changed = False
+        self.pending_goto: str | None = None
+
+    # --- what actions and conditions use -------------------------------------------------
+    @property
+    def slots(self) -> dict[str, Any]:
+        return self.session.slots
+
+    @property
+    def user(self) -> str | None:
+        return self.session.user
+
+    @property
+    def lang(self) -> str:
+        return self.session.lang
+
+    @property
+    def flow(self) -> FlowSpec:
+        return self.runtime.spec
+
+    def say(self, message: Message | str, *, buttons=(), **values: Any) -> None:
+        """Say a flow message, or a plain text, in the session's language."""
+        text = message if isinstance(message, str) else self.engine.pick(message, self, self.flow)
+        rendered = self.render(text, values)
+        labels = tuple((self.render(self.engine.pick(b.label, self, self.flow), values), b.action)
+                       for b in buttons)
+        self.replies.append(Reply(rendered, labels))
+
+    def say_engine(self, key: str, **values: Any) -> None:
+        texts = ENGINE_MESSAGES[key]
+        self.say(texts.get(self.lang) or texts["en"], **values)
+
+    def render(self, text: str, values: Mapping[str, Any] = {}) -> str:
+        def fill(match: re.Match) -> str:
+            name = match.group(1)
+            if name is None:
+                return match.group(0)[0]
+            value = values.get(name, self.slots.get(name))
+            if value is None:
+                value = {"user": self.user, "lang": self.lang}.get(name)
+            return "" if value is None else str(value)
+        return PLACEHOLDER_RE.sub(fill, text)
+
+    def set_slot(self, name: str, value: Any) -> None:
+        self.slots[name] = value
+        self.slots_set.append({"slot": name, "value": value})
+
+    def secret(self, name: str) -> str:
+        return self.session.secrets.get(name, "")
+
+    def set_language(self, lang: str) -> bool:
+        if lang not in self.engine.languages:
+            return False
+        self.session.lang = lang
+        return True
+
+    def log_in(self, user: str) -> None:
+        self.session.user = user
+        self.auth_changed = True
+
+    def log_out(self) -> None:
+        if self.session.user is not None:
+            self.account_events.append({"event": "account.logout", "user": self.session.user})
+        self.session.user = None
+        self.session.slots.clear()
+        self.auth_changed = True
+
+    # --- what the engine uses ------------------------------------------------------------
+    @property
+    def state_spec(self) -> StateSpec:
+        return self.runtime.spec.states[self.state]
+
+    def entered(self, spec: StateSpec) -> None:
+        """Called by the machine on entering a state, and by the engine on a flow switch."""
+        if spec.say is not None:
+            self.say(spec.say, buttons=spec.buttons)
+        for ref in spec.on_enter:
+            self.engine.call("action", ref, self)
+        if spec.goto:
+            self.pending_goto = spec.goto
+
+
+class FlowRuntime:
+    """A flow made runnable: its shared machine, its intent matcher, per-state tables."""
+
+    def __init__(self, spec: FlowSpec, engine: "Engine", threshold: float) -> None:
+        self.spec = spec
+        self.matcher = IntentMatcher(spec.intents.values(), threshold=threshold)
+        self.triggers: dict[str, list[str]] = {name: [] for name in spec.states}
+        for transition in spec.transitions:
+            for source in spec.sources_of(transition):
+                if transition.trigger not in self.triggers[source]:
+                    self.triggers[source].append(transition.trigger)
+        self.intents = {name: frozenset(t for t in triggers if t in spec.intents)
+                        for name, triggers in self.triggers.items()}
+        self.machine = Machine(
+            model=None,
+            states=[State(name, on_enter=[self._on_enter(state)]) for name, state in spec.states.items()],
+            transitions=[self._transition(engine, t) for t in spec.transitions],
+            initial=spec.initial,
+            auto_transitions=False,
+            send_event=True,
+        )
+        self.blocking = {name: engine.blocks(spec, name) for name in spec.states}
+
+    @staticmethod
+    def _on_enter(state: StateSpec):
+        return lambda event: event.model.entered(state)
+
+    @staticmethod
+    def _transition(engine: "Engine", spec) -> dict:
+        def condition(ref: str, expected: bool):
+            return lambda event: bool(engine.call("condition", ref, event.model)) is expected
+
+        def action(ref: str):
+            return lambda event: engine.call("action", ref, event.model)
+
+        before = [action(ref) for ref in spec.before]
+        if spec.say is not None:
+            message = spec.say
+            before.append(lambda event: event.model.say(message))
+        return {
+            "trigger": spec.trigger,
+            "source": list(spec.sources) if spec.sources != ("*",) else "*",
+            "dest": spec.dest,
+            "conditions": [condition(ref, True) for ref in spec.conditions]
+            + [condition(ref, False) for ref in spec.unless],
+            "before": before,
+            "after": [action(ref) for ref in spec.after],
+        }
+
+
+class Engine:
+    def __init__(self, flows: Mapping[str, FlowSpec], registry: Registry, *, home: str = "hub",
+                 user_home: str = "chat", default_lang: str = "en", threshold: float = 80.0) -> None:
+        self.registry = registry
+        self.flows = dict(flows)
+        self.home = home
+        self.user_home = user_home
+        self.default_lang = default_lang
+        self.languages = tuple(sorted({lang for flow in flows.values() for lang in flow.languages}))
+        self.runtimes = {name: FlowRuntime(spec, self, threshold) for name, spec in self.flows.items()}
+
+    # --- public API -----------------------------------------------------------------------
+    def new_session(self, lang: str | None = None) -> SessionState:
+        flow = self.flows[self.home]
+        lang = lang if lang in self.languages else self.default_lang
+        return SessionState(flow=flow.name, state=flow.initial, lang=lang, flow_version=flow.version)
+
+    def start(self, session: SessionState, env: Environment) -> TurnResult:
+        """Greet a new session: enter its flow's current state."""
+        turn = Turn(self, session.copy(), Recorder(env))
+        turn.entered(turn.state_spec)
+        self._follow_goto(turn)
+        return self._finish(turn, secret_input=False)
+
+    def handle(self, session: SessionState, event: Text | Action, env: Environment) -> TurnResult:
+        turn = Turn(self, session.copy(), Recorder(env)) if session.flow in self.runtimes else None
+        if turn is None or session.state not in turn.runtime.spec.states:
+            return self._recover(session, env)
+        turn.session.flow_version = turn.runtime.spec.version
+        secret = isinstance(event, Text) and turn.state_spec.input == "password"
+        if isinstance(event, Text):
+            turn.text = event.text
+            self._on_text(turn, event.text)
+        else:
+            self._on_action(turn, event.name)
+        self._follow_goto(turn)
+        return self._finish(turn, secret_input=secret)
+
+    def may_block(self, session: SessionState) -> bool:
+        """Whether a turn in this state may call a blocking action or condition."""
+        runtime = self.runtimes.get(session.flow)
+        return runtime is None or runtime.blocking.get(session.state, True)
+
+    def input_kind(self, session: SessionState) -> str:
+        runtime = self.runtimes.get(session.flow)
+        spec = runtime.spec.states.get(session.state) if runtime else None
+        return spec.input if spec else "text"
+
+    # --- used by Turn and FlowRuntime ---------------------------------------------------
+    def call(self, kind: str, ref: str, turn: Turn) -> Any:
+        found = self.registry.get(kind, ref)
+        if found is None:  # the validator rejects such flows; this guards hand-built ones
+            raise LookupError(f"unknown {kind} '{ref}'")
+        callback, arg = found
+        return callback.func(turn) if arg is None else callback.func(turn, arg)
+
+    def blocks(self, spec: FlowSpec, state: str) -> bool:
+        refs: list[tuple[str, str]] = []
+        capture = spec.states[state].capture
+        if capture and capture.validate:
+            refs.append(("condition", capture.validate))
+        for transition in spec.transitions:
+            if state not in spec.sources_of(transition):
+                continue
+            refs += [("condition", r) for r in transition.conditions + transition.unless]
+            refs += [("action", r) for r in transition.before + transition.after]
+            if transition.dest in spec.states:
+                refs += [("action", r) for r in spec.states[transition.dest].on_enter]
+        return any((found := self.registry.get(kind, ref)) is None or found[0].blocking for kind, ref in refs)
+
+    def pick(self, message: Message, turn: Turn, flow: FlowSpec) -> str:
+        variants = message.get(turn.lang) or message.get(flow.fallback_language) or next(iter(message.values()))
+        return variants[turn.env.random_index(len(variants))] if len(variants) > 1 else variants[0]
+
+    # --- one turn -------------------------------------------------------------------------
+    def _on_text(self, turn: Turn, text: str) -> None:
+        spec = turn.state_spec
+        if spec.input == "password":
+            # Whatever is typed here is a secret: no commands, no intents, no logging.
+            if spec.capture:
+                turn.session.secrets[spec.capture.slot] = text
+            if not self._fire(turn, TEXT_TRIGGER):
+                self._fallback(turn)
+            return
+        stripped = text.strip()
+        if stripped.startswith("/"):
+            self._command(turn, stripped)
+            return
+        candidates = turn.runtime.intents[turn.state]
+        if candidates:
+            match = turn.runtime.matcher.match(text, turn.lang, candidates)
+            if match is not None and self._fire_intent(turn, match):
+                return
+        if spec.capture and not self._capture(turn, spec, text):
+            return
+        if not self._fire(turn, TEXT_TRIGGER):
+            self._fallback(turn)
+
+    def _fire_intent(self, turn: Turn, match: Match) -> bool:
+        before = {name: turn.slots.get(name) for name in match.slots}
+        turn.intent = match
+        for name, value in match.slots.items():
+            turn.slots[name] = value
+        if self._fire(turn, match.intent):
+            turn.slots_set.extend({"slot": name, "value": value} for name, value in match.slots.items())
+            return True
+        for name, value in before.items():  # the intent led nowhere: undo what it captured
+            if value is None:
+                turn.slots.pop(name, None)
+            else:
+                turn.slots[name] = value
+        turn.intent = None
+        return False
+
+    def _capture(self, turn: Turn, spec: StateSpec, text: str) -> bool:
+        capture = spec.capture
+        value = extract(capture.kind, text, pattern=capture.pattern, group=capture.group)
+        valid = value is not None
+        if valid:
+            previous = turn.slots.get(capture.slot)
+            turn.slots[capture.slot] = value
+            if capture.validate and not self.call("condition", capture.validate, turn):
+                valid = False
+                turn.slots.pop(capture.slot) if previous is None else turn.slots.__setitem__(capture.slot, previous)
+        if not valid:
+            if capture.invalid is not None:
+                turn.say(capture.invalid, buttons=spec.buttons)
+            else:
+                self._reprompt(turn)
+            return False
+        turn.slots_set.append({"slot": capture.slot, "value": value})
+        return True
+
+    def _fire(self, turn: Turn, trigger: str) -> bool:
+        if trigger not in turn.runtime.triggers[turn.state]:
+            return False
+        source = turn.state
+        fired = turn.runtime.machine.events[trigger].trigger(turn)
+        if fired:
+            record = {"flow": turn.runtime.spec.name, "from": source, "to": turn.state, "trigger": trigger}
+            if turn.intent is not None:
+                record["intent"] = turn.intent.intent
+                record["score"] = round(turn.intent.score, 1)
+            turn.transitions.append(record)
+        return bool(fired)
+
+    def _on_action(self, turn: Turn, name: str) -> None:
+        if name in turn.runtime.triggers[turn.state] and self._fire(turn, name):
+            return
+        if name.startswith("lang:"):
+            self._set_language(turn, name[5:])
+        elif name in GLOBAL_ACTIONS:
+            self._global(turn, name)
+        else:
+            turn.say_engine("unknown_action")
+            self._reprompt(turn)
+
+    def _command(self, turn: Turn, text: str) -> None:
+        word, _, rest = text.partition(" ")
+        action = COMMANDS.get(word.lower())
+        if action is None:
+            turn.say_engine("unknown_command", command=word)
+        elif action == "lang":
+            self._set_language(turn, rest.strip().lower())
+        else:
+            self._global(turn, action)
+
+    def _global(self, turn: Turn, action: str) -> None:
+        if action == "help":
+            turn.say(turn.flow.help) if turn.flow.help else turn.say_engine("help")
+            self._reprompt(turn)
+        elif action == "home":
+            self._switch(turn, self.user_home if turn.user else self.home, "home")
+        elif action == "logout":
+            if turn.user is None:
+                turn.say_engine("not_logged_in")
+                self._reprompt(turn)
+                return
+            turn.log_out()
+            turn.say_engine("logged_out")
+            self._switch(turn, self.home, "logout")
+        elif turn.user is not None:  # login / register while logged in
+            turn.say_engine("already_logged_in")
+            self._reprompt(turn)
+        else:
+            self._switch(turn, action, action)
+
+    def _set_language(self, turn: Turn, lang: str) -> None:
+        if turn.set_language(lang):
+            turn.say_engine("language_set")
+        else:
+            turn.say_engine("unknown_language", languages=", ".join(self.languages))
+        self._reprompt(turn)
+
+    def _fallback(self, turn: Turn) -> None:
+        flow = turn.flow
+        turn.say(flow.fallback, buttons=turn.state_spec.buttons) if flow.fallback else turn.say_engine("fallback")
+        if not flow.fallback:
+            self._reprompt(turn, say_text=False)
+
+    def _reprompt(self, turn: Turn, *, say_text: bool = True) -> None:
+        """Show the current state's question and buttons again."""
+        spec = turn.state_spec
+        if spec.say is None:
+            return
+        if say_text:
+            turn.say(spec.say, buttons=spec.buttons)
+        elif spec.buttons and turn.replies:
+            last = turn.replies.pop()
+            turn.say(last.text, buttons=spec.buttons)
+
+    def _switch(self, turn: Turn, flow: str, trigger: str) -> None:
+        turn.pending_goto = flow
+        self._follow_goto(turn, trigger=trigger)
+
+    def _follow_goto(self, turn: Turn, trigger: str = "goto") -> None:
+        for _ in range(MAX_GOTO_CHAIN):
+            target = turn.pending_goto
+            if target is None:
+                return
+            turn.pending_goto = None
+            flow_name, _, state_name = target.partition(":")
+            runtime = self.runtimes[flow_name]
+            source = f"{turn.runtime.spec.name}:{turn.state}"
+            turn.runtime = runtime
+            turn.state = state_name or runtime.spec.initial
+            turn.session.flow_version = runtime.spec.version
+            turn.transitions.append({"flow": flow_name, "from": source, "to": turn.state, "trigger": trigger})
+            turn.entered(turn.state_spec)
+        raise RuntimeError(f"goto chain longer than {MAX_GOTO_CHAIN} at {turn.runtime.spec.name}:{turn.state}")
+
+    def _recover(self, session: SessionState, env: Environment) -> TurnResult:
+        """The session's flow or state no longer exists: continue from the fallback state."""
+        turn_session = session.copy()
+        runtime = self.runtimes.get(session.flow)
+        if runtime is None:
+            runtime = self.runtimes[self.user_home if session.user else self.home]
+        turn_session.flow = runtime.spec.name
+        turn_session.state = runtime.spec.fallback_state
+        turn = Turn(self, turn_session, Recorder(env))
+        turn.say_engine("flow_changed")
+        turn.transitions.append({"flow": runtime.spec.name, "from": f"{session.flow}:{session.state}",
+                                 "to": turn.state, "trigger": "recover"})
+        turn.session.flow_version = runtime.spec.version
+        turn.entered(turn.state_spec)
+        self._follow_goto(turn)
+        return self._finish(turn, secret_input=False)
+
+    def _finish(self, turn: Turn, *, secret_input: bool) -> TurnResult:
+        session = turn.session
+        session.flow = turn.runtime.spec.name
+        session.state = turn.state
+        if not turn.replies:
+            self._reprompt(turn)
+        if not turn.replies:
+            turn.say_engine("ok")
+        input_kind = turn.state_spec.input
+        if input_kind != "password":
+            session.secrets.clear()  # a secret lives only until the step that needs it is over
+        replies = [replace(reply, input=input_kind) for reply in turn.replies]
+        return TurnResult(
+            state=session,
+            replies=replies,
+            transitions=turn.transitions,
+            slots_set=turn.slots_set,
+            effects=turn.env.effects,
+            account_events=turn.account_events,
+            auth_changed=turn.auth_changed,
+            secret_input=secret_input,
+        )

@@ -1,0 +1,416 @@
+"""Turning one flow file into a FlowSpec, reporting every shape problem.
+
+This module checks the shape of a file (known keys, types, required keys);
+`validate` checks the meaning of a whole set of flows (states, triggers,
+actions, reachability).  Both add to the same list of FlowErrors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from chatbot.dialogs.model import (
+    INPUT_KINDS,
+    Button,
+    Capture,
+    FlowSpec,
+    Message,
+    StateSpec,
+    TransitionSpec,
+)
+from chatbot.dialogs.yamlsource import LineDict, LineList, load_yaml
+from chatbot.errors import FlowError
+from chatbot.text import IntentSpec
+
+FLOW_KEYS = ("name", "description", "languages", "initial", "fallback_state", "fallback", "help",
+             "intents", "states", "transitions")
+STATE_KEYS = ("name", "say", "buttons", "input", "capture", "on_enter", "goto", "final")
+TRANSITION_KEYS = ("trigger", "source", "dest", "conditions", "unless", "before", "after", "say")
+INTENT_KEYS = ("keywords", "patterns", "examples", "threshold")
+CAPTURE_KEYS = ("slot", "kind", "pattern", "group", "validate", "invalid")
+CAPTURE_KINDS = ("email", "number", "regex", "text", "word")
+BUTTON_KEYS = ("label", "action")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LANG_RE = re.compile(r"^[a-z]{2,3}$")
+
+
+def did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def flow_version(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+class _Reader:
+    """Reads one document, appending problems instead of stopping at the first."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems: list[FlowError] = []
+
+    def problem(self, line: int | None, key: str, message: str) -> None:
+        self.problems.append(FlowError(self.path, line, key, message))
+
+    def check_keys(self, mapping: LineDict, allowed: tuple[str, ...], where: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                path = f"{where}.{key}" if where else str(key)
+                self.problem(mapping.line_of(key), path, f"unknown key{did_you_mean(key, allowed)}")
+
+    def typed(self, value: Any, kind: type | tuple[type, ...], line: int, key: str, expected: str) -> bool:
+        if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+            return True
+        self.problem(line, key, f"expected {expected}, got {type(value).__name__}")
+        return False
+
+    def names(self, value: Any, line: int, key: str) -> tuple[str, ...]:
+        """A name or a list of names (callbacks, sources)."""
+        if value is None:
+            return ()
+        items = value if isinstance(value, list) else [value]
+        names = []
+        for index, item in enumerate(items):
+            item_line = value.line_of(index) if isinstance(value, LineList) else line
+            item_key = f"{key}[{index}]" if isinstance(value, list) else key
+            if self.typed(item, str, item_line, item_key, "a name"):
+                names.append(item)
+        return tuple(names)
+
+    def message(self, value: Any, line: int, key: str, languages: tuple[str, ...]) -> Message | None:
+        """`text`, `[variants]` or `{lang: text | [variants]}`."""
+        if value is None:
+            return None
+        if isinstance(value, (str, list)):
+            if len(languages) > 1:
+                self.problem(line, key, f"expected a text per language ({', '.join(languages)}), got one text")
+                return None
+            variants = self.variants(value, line, key)
+            return {languages[0]: variants} if variants else None
+        if not self.typed(value, dict, line, key, "a text or a mapping of language to text"):
+            return None
+        message = {}
+        for lang, text in value.items():
+            sub_line = value.line_of(lang)
+            if lang not in languages:
+                self.problem(sub_line, f"{key}.{lang}",
+                             f"language not declared in 'languages' ({', '.join(languages)})")
+                continue
+            variants = self.variants(text, sub_line, f"{key}.{lang}")
+            if variants:
+                message[lang] = variants
+        for lang in languages:
+            if lang not in message and not any(p.key.startswith(f"{key}.{lang}") for p in self.problems):
+                self.problem(line, key, f"missing text in language '{lang}'")
+        return message
+
+    def variants(self, value: Any, line: int, key: str) -> tuple[str, ...]:
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and value:
+            texts = []
+            for index, item in enumerate(value):
+                if self.typed(item, str, value.line_of(index), f"{key}[{index}]", "a text"):
+                    texts.append(item)
+            return tuple(texts)
+        self.problem(line, key, "expected a text or a non-empty list of variants")
+        return ()
+
+
+def parse_flow(text: str, path: str) -> tuple[FlowSpec | None, list[FlowError]]:
+    """Parse the text of one flow file; return the flow (or None) and its problems."""
+    document, problems = load_yaml(text, path)
+    reader = _Reader(path)
+    reader.problems.extend(problems)
+    if document is None and not problems:
+        reader.problem(1, "", "empty file")
+    if document is None:
+        return None, reader.problems
+    if not isinstance(document, LineDict):
+        reader.problem(1, "", f"expected a mapping at the top, got {type(document).__name__}")
+        return None, reader.problems
+    flow = _parse_document(reader, document, Path(path).stem, flow_version(text))
+    return flow, reader.problems
+
+
+def _parse_document(reader: _Reader, doc: LineDict, stem: str, version: str) -> FlowSpec | None:
+    reader.check_keys(doc, FLOW_KEYS, "")
+    name = doc.get("name", stem)
+    if reader.typed(name, str, doc.line_of("name"), "name", "a text") and not NAME_RE.match(name):
+        reader.problem(doc.line_of("name"), "name", f"invalid flow name '{name}' (letters, digits, _)")
+    languages = _languages(reader, doc)
+    for required in ("initial", "states"):
+        if required not in doc:
+            reader.problem(doc.line, required, "required key is missing")
+    initial = doc.get("initial")
+    if initial is not None:
+        reader.typed(initial, str, doc.line_of("initial"), "initial", "a state name")
+    fallback_state = doc.get("fallback_state", initial)
+    states = _states(reader, doc.get("states"), doc.line_of("states"), languages)
+    transitions = _transitions(reader, doc.get("transitions", LineList()), doc.line_of("transitions"),
+                               languages)
+    intents = _intents(reader, doc.get("intents"), doc.line_of("intents"), languages)
+    line = doc.line_of
+    if not isinstance(name, str) or not isinstance(initial, str) or states is None:
+        return None
+    return FlowSpec(
+        name=name,
+        path=reader.path,
+        version=version,
+        languages=languages,
+        initial=initial,
+        fallback_state=fallback_state if isinstance(fallback_state, str) else initial,
+        states=states,
+        transitions=transitions,
+        intents=intents,
+        fallback=reader.message(doc.get("fallback"), line("fallback"), "fallback", languages),
+        help=reader.message(doc.get("help"), line("help"), "help", languages),
+        description=str(doc.get("description", "")),
+        lines={"initial": line("initial"), "fallback_state": line("fallback_state"), "name": line("name"),
+               "states": line("states"), "transitions": line("transitions")},
+    )
+
+
+def _languages(reader: _Reader, doc: LineDict) -> tuple[str, ...]:
+    value = doc.get("languages")
+    line = doc.line_of("languages")
+    if value is None:
+        reader.problem(doc.line, "languages", "required key is missing")
+        return ("en",)
+    if not isinstance(value, list) or not value:
+        reader.problem(line, "languages", "expected a non-empty list of language codes")
+        return ("en",)
+    langs = []
+    for index, lang in enumerate(value):
+        if not isinstance(lang, str) or not LANG_RE.match(lang):
+            reader.problem(value.line_of(index), f"languages[{index}]", f"invalid language code {lang!r}")
+        elif lang in langs:
+            reader.problem(value.line_of(index), f"languages[{index}]", f"duplicate language '{lang}'")
+        else:
+            langs.append(lang)
+    return tuple(langs) or ("en",)
+
+
+def _each_mapping(reader: _Reader, value: Any, line: int, key: str, what: str):
+    """Yield (index, item, where) for the mappings of a list, reporting the rest."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        reader.problem(line, key, f"expected a list of {what}, got {type(value).__name__}")
+        return
+    for index, item in enumerate(value):
+        where = f"{key}[{index}]"
+        if reader.typed(item, dict, value.line_of(index), where, f"a mapping ({what[:-1]})"):
+            yield index, item, where
+
+
+def _states(reader: _Reader, value: Any, line: int, languages) -> dict[str, StateSpec] | None:
+    if value is None:
+        return None
+    states: dict[str, StateSpec] = {}
+    for index, item, where in _each_mapping(reader, value, line, "states", "states"):
+        state = _state(reader, item, where, languages)
+        if state is None:
+            continue
+        if state.name in states:
+            first = states[state.name].line
+            reader.problem(item.line_of("name"), f"{where}.name",
+                           f"duplicate state '{state.name}' (first defined on line {first})")
+            continue
+        states[state.name] = state
+    return states
+
+
+def _state(reader: _Reader, item: LineDict, where: str, languages) -> StateSpec | None:
+    reader.check_keys(item, STATE_KEYS, where)
+    line = item.line_of
+    name = item.get("name")
+    if name is None:
+        reader.problem(item.line, f"{where}.name", "required key is missing")
+        return None
+    if not reader.typed(name, str, line("name"), f"{where}.name", "a state name"):
+        return None
+    if not NAME_RE.match(name):
+        reader.problem(line("name"), f"{where}.name", f"invalid state name '{name}' (letters, digits, _)")
+    input_kind = item.get("input", "text")
+    if input_kind not in INPUT_KINDS:
+        reader.problem(line("input"), f"{where}.input",
+                       f"unknown input kind {input_kind!r} (expected one of: {', '.join(INPUT_KINDS)})")
+        input_kind = "text"
+    final = item.get("final", False)
+    reader.typed(final, bool, line("final"), f"{where}.final", "true or false")
+    goto = item.get("goto")
+    if goto is not None:
+        reader.typed(goto, str, line("goto"), f"{where}.goto", "a flow name")
+    return StateSpec(
+        name=name,
+        say=reader.message(item.get("say"), line("say"), f"{where}.say", languages),
+        buttons=_buttons(reader, item.get("buttons"), line("buttons"), f"{where}.buttons", languages),
+        input=input_kind,
+        capture=_capture(reader, item.get("capture"), line("capture"), f"{where}.capture", languages),
+        on_enter=reader.names(item.get("on_enter"), line("on_enter"), f"{where}.on_enter"),
+        goto=goto if isinstance(goto, str) else None,
+        final=final is True,
+        line=line("name"),
+    )
+
+
+def _buttons(reader: _Reader, value: Any, line: int, key: str, languages) -> tuple[Button, ...]:
+    buttons = []
+    for index, item, where in _each_mapping(reader, value, line, key, "buttons"):
+        reader.check_keys(item, BUTTON_KEYS, where)
+        action = item.get("action")
+        if action is None:
+            reader.problem(item.line, f"{where}.action", "required key is missing")
+            continue
+        if not reader.typed(action, str, item.line_of("action"), f"{where}.action", "an action name"):
+            continue
+        label = reader.message(item.get("label"), item.line_of("label"), f"{where}.label", languages)
+        if "label" not in item:
+            reader.problem(item.line, f"{where}.label", "required key is missing")
+        buttons.append(Button(label=label or {}, action=action, line=item.line))
+    return tuple(buttons)
+
+
+def _capture(reader: _Reader, value: Any, line: int, key: str, languages) -> Capture | None:
+    if value is None:
+        return None
+    if not reader.typed(value, dict, line, key, "a mapping"):
+        return None
+    reader.check_keys(value, CAPTURE_KEYS, key)
+    slot = value.get("slot")
+    if slot is None:
+        reader.problem(value.line, f"{key}.slot", "required key is missing")
+        return None
+    if not reader.typed(slot, str, value.line_of("slot"), f"{key}.slot", "a slot name"):
+        return None
+    kind = value.get("kind", "text")
+    if kind not in CAPTURE_KINDS:
+        reader.problem(value.line_of("kind"), f"{key}.kind",
+                       f"unknown capture kind {kind!r} (expected one of: {', '.join(CAPTURE_KINDS)})")
+        kind = "text"
+    pattern = value.get("pattern")
+    if kind == "regex" and pattern is None:
+        reader.problem(value.line, f"{key}.pattern", "required when kind is 'regex'")
+    if pattern is not None and _compile(reader, pattern, value.line_of("pattern"), f"{key}.pattern") is None:
+        pattern = None
+    validate = value.get("validate")
+    if validate is not None:
+        reader.typed(validate, str, value.line_of("validate"), f"{key}.validate", "a condition name")
+    return Capture(
+        slot=slot,
+        kind=kind,
+        pattern=pattern,
+        group=value.get("group"),
+        validate=validate if isinstance(validate, str) else None,
+        invalid=reader.message(value.get("invalid"), value.line_of("invalid"), f"{key}.invalid", languages),
+        line=value.line,
+    )
+
+
+def _compile(reader: _Reader, pattern: Any, line: int, key: str):
+    if not reader.typed(pattern, str, line, key, "a regular expression"):
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        reader.problem(line, key, f"invalid regular expression: {err}")
+        return None
+
+
+def _transitions(reader: _Reader, value: Any, line: int, languages) -> tuple[TransitionSpec, ...]:
+    transitions = []
+    for index, item, where in _each_mapping(reader, value, line, "transitions", "transitions"):
+        reader.check_keys(item, TRANSITION_KEYS, where)
+        at = item.line_of
+        missing = [key for key in ("trigger", "source") if key not in item]
+        for key in missing:
+            reader.problem(item.line, f"{where}.{key}", "required key is missing")
+        trigger = item.get("trigger")
+        if missing or not reader.typed(trigger, str, at("trigger"), f"{where}.trigger", "a trigger name"):
+            continue
+        dest = item.get("dest")
+        if dest is not None and not reader.typed(dest, str, at("dest"), f"{where}.dest", "a state name"):
+            dest = None
+        transitions.append(TransitionSpec(
+            trigger=trigger,
+            sources=reader.names(item["source"], at("source"), f"{where}.source"),
+            dest=dest,
+            conditions=reader.names(item.get("conditions"), at("conditions"), f"{where}.conditions"),
+            unless=reader.names(item.get("unless"), at("unless"), f"{where}.unless"),
+            before=reader.names(item.get("before"), at("before"), f"{where}.before"),
+            after=reader.names(item.get("after"), at("after"), f"{where}.after"),
+            say=reader.message(item.get("say"), at("say"), f"{where}.say", languages),
+            index=index,
+            line=item.line,
+        ))
+    return tuple(transitions)
+
+
+def _intents(reader: _Reader, value: Any, line: int, languages) -> dict[str, IntentSpec]:
+    if value is None:
+        return {}
+    if not reader.typed(value, dict, line, "intents", "a mapping of intent name to definition"):
+        return {}
+    intents = {}
+    for name, spec in value.items():
+        where = f"intents.{name}"
+        at = value.line_of(name)
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            reader.problem(at, where, f"invalid intent name {name!r} (letters, digits, _)")
+            continue
+        if not reader.typed(spec, dict, at, where, "a mapping"):
+            continue
+        reader.check_keys(spec, INTENT_KEYS, where)
+        fields = {kind: _phrases(reader, spec, kind, where, languages,
+                                 check=_compile if kind == "patterns" else None)
+                  for kind in ("keywords", "patterns", "examples")}
+        if not any(fields.values()):
+            reader.problem(at, where, "an intent needs keywords, patterns or examples")
+        threshold = spec.get("threshold")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not 0 <= threshold <= 100):
+            reader.problem(spec.line_of("threshold"), f"{where}.threshold", "expected a number from 0 to 100")
+            threshold = None
+        intents[name] = IntentSpec(name=name, threshold=threshold, **fields)
+    return intents
+
+
+def _phrases(reader: _Reader, spec: LineDict, kind: str, where: str, languages,
+             check: Callable | None) -> dict[str, tuple[str, ...]]:
+    value = spec.get(kind)
+    if value is None:
+        return {}
+    key = f"{where}.{kind}"
+    if isinstance(value, list) and len(languages) == 1:
+        value_by_lang = {languages[0]: value}
+        lines = {languages[0]: spec.line_of(kind)}
+    elif reader.typed(value, dict, spec.line_of(kind), key, "a mapping of language to a list"):
+        value_by_lang = value
+        lines = {lang: value.line_of(lang) for lang in value}
+    else:
+        return {}
+    phrases = {}
+    for lang, items in value_by_lang.items():
+        sub = f"{key}.{lang}"
+        if lang not in languages:
+            reader.problem(lines[lang], sub, f"language not declared in 'languages' ({', '.join(languages)})")
+            continue
+        if not isinstance(items, list):
+            reader.problem(lines[lang], sub, f"expected a list, got {type(items).__name__}")
+            continue
+        good = []
+        for index, item in enumerate(items):
+            item_line = items.line_of(index)
+            if not reader.typed(item, str, item_line, f"{sub}[{index}]", "a text"):
+                continue
+            if check is not None and check(reader, item, item_line, f"{sub}[{index}]") is None:
+                continue
+            good.append(item)
+        phrases[lang] = tuple(good)
+    return phrases

@@ -1,0 +1,90 @@
+"""The parsed form of a flow file: plain, immutable data.
+
+The loader builds these from YAML; the validator checks them against each
+other; the engine only reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from chatbot.text import IntentSpec
+
+#: Per language, one or more variants of a text (a variant is picked at random).
+Message = Mapping[str, tuple[str, ...]]
+
+INPUT_KINDS = ("text", "password")
+#: The trigger that fires on any text no intent claimed.
+TEXT_TRIGGER = "text"
+
+
+@dataclass(frozen=True)
+class Button:
+    label: Message
+    action: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Capture:
+    slot: str
+    kind: str = "text"
+    pattern: str | None = None
+    group: int | str | None = None
+    validate: str | None = None
+    invalid: Message | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    name: str
+    say: Message | None = None
+    buttons: tuple[Button, ...] = ()
+    input: str = "text"
+    capture: Capture | None = None
+    on_enter: tuple[str, ...] = ()
+    goto: str | None = None
+    final: bool = False
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class TransitionSpec:
+    trigger: str
+    sources: tuple[str, ...]
+    dest: str | None
+    conditions: tuple[str, ...] = ()
+    unless: tuple[str, ...] = ()
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    say: Message | None = None
+    index: int = 0
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """One flow file, parsed."""
+
+    name: str
+    path: str
+    version: str
+    languages: tuple[str, ...]
+    initial: str
+    fallback_state: str
+    states: Mapping[str, StateSpec]
+    transitions: tuple[TransitionSpec, ...]
+    intents: Mapping[str, IntentSpec] = field(default_factory=dict)
+    fallback: Message | None = None
+    help: Message | None = None
+    description: str = ""
+    lines: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def fallback_language(self) -> str:
+        return self.languages[0]
+
+    def sources_of(self, transition: TransitionSpec) -> tuple[str, ...]:
+        return tuple(self.states) if transition.sources == ("*",) else transition.sources

@@ -1,0 +1,127 @@
+"""Named actions and conditions that flows refer to.
+
+A flow names Python callables (`after: log_in`, `conditions: has:nickname`);
+the registry maps those names to functions.  Built-ins come from
+`chatbot.dialogs.builtins`; a bot author adds their own from a module whose
+functions are marked with the `action` and `condition` decorators:
+
+    from chatbot.dialogs import action
+
+    @action(sets=("pizza_size",))
+    def pick_size(ctx, arg=None):
+        ctx.slots["pizza_size"] = ctx.text.strip()
+
+Every callable takes the turn context and, when the flow writes `name:arg`,
+that argument.  `blocking=True` marks a callable that waits on something
+(a database, a password hash): the server runs turns that may call one off
+its event loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+from chatbot.errors import ConfigError
+
+MARK = "__chatbot_callable__"
+
+
+@dataclass(frozen=True)
+class Callback:
+    kind: str  # 'action' | 'condition'
+    name: str
+    func: Callable
+    blocking: bool = False
+    sets: tuple[str, ...] = ()
+
+
+def _marker(kind: str, name: str | None, blocking: bool, sets: tuple[str, ...]):
+    def mark(func: Callable) -> Callable:
+        setattr(func, MARK, Callback(kind, name or func.__name__, func, blocking, tuple(sets)))
+        return func
+    return mark
+
+
+def action(name: str | None = None, *, blocking: bool = False, sets: tuple[str, ...] = ()):
+    """Mark a function as a flow action (`before`, `after`, `on_enter`)."""
+    return _marker("action", name, blocking, sets)
+
+
+def condition(name: str | None = None, *, blocking: bool = False, sets: tuple[str, ...] = ()):
+    """Mark a function as a flow condition (`conditions`, `unless`, `capture.validate`)."""
+    return _marker("condition", name, blocking, sets)
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """`has:nickname` → ('has', 'nickname'); `log_in` → ('log_in', None)."""
+    name, sep, arg = ref.partition(":")
+    return name, (arg if sep else None)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.actions: dict[str, Callback] = {}
+        self.conditions: dict[str, Callback] = {}
+
+    @classmethod
+    def with_builtins(cls) -> "Registry":
+        from chatbot.dialogs import builtins
+
+        registry = cls()
+        registry.add_module(builtins)
+        return registry
+
+    def add(self, callback: Callback) -> None:
+        table = self.actions if callback.kind == "action" else self.conditions
+        table[callback.name] = callback
+
+    def add_module(self, module: ModuleType) -> int:
+        """Register every marked function of a module; return how many."""
+        found = [getattr(value, MARK) for value in vars(module).values() if hasattr(value, MARK)]
+        for callback in found:
+            self.add(callback)
+        return len(found)
+
+    def load(self, spec: str) -> int:
+        """Register the marked functions of `pkg.module` or `path/to/file.py`."""
+        module = _import(spec)
+        count = self.add_module(module)
+        if count == 0:
+            raise ConfigError(f"actions: {spec}: no function marked with @action or @condition")
+        return count
+
+    def get(self, kind: str, ref: str) -> tuple[Callback, str | None] | None:
+        name, arg = split_ref(ref)
+        callback = (self.actions if kind == "action" else self.conditions).get(name)
+        return (callback, arg) if callback else None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.actions if kind == "action" else self.conditions)
+
+
+def _import(spec: str) -> ModuleType:
+    if spec.endswith(".py") or "/" in spec:
+        path = Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"actions: {spec}: no such file")
+        module_name = f"chatbot_user_actions_{path.stem}"
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise ConfigError(f"actions: {spec}: cannot be imported")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as err:  # an author's module may fail in any way: report, do not crash
+            raise ConfigError(f"actions: {spec}: import failed: {type(err).__name__}: {err}") from err
+        return module
+    try:
+        return importlib.import_module(spec)
+    except Exception as err:
+        raise ConfigError(f"actions: {spec}: import failed: {type(err).__name__}: {err}") from err

@@ -1,0 +1,95 @@
+"""YAML reading that remembers where every key and list item came from.
+
+Flow errors must name the file, the line and the key path, so the loaded
+mappings and sequences carry the line of each of their entries.  Duplicate
+keys, which PyYAML silently merges, are reported instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from chatbot.errors import FlowError
+
+
+class LineDict(dict):
+    """A mapping that knows the line of each of its keys."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+    def line_of(self, key: Any) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class LineList(list):
+    """A sequence that knows the line of each of its items."""
+
+    line: int = 0
+    item_lines: list[int]
+
+    def line_of(self, index: int) -> int:
+        return self.item_lines[index] if index < len(self.item_lines) else self.line
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe loader building LineDict/LineList and collecting duplicate keys."""
+
+    def __init__(self, stream: str, path: str) -> None:
+        super().__init__(stream)
+        self.path = path
+        self.problems: list[FlowError] = []
+
+    def construct_line_mapping(self, node: yaml.MappingNode) -> LineDict:
+        self.flatten_mapping(node)
+        mapping = LineDict()
+        mapping.line = node.start_mark.line + 1
+        mapping.key_lines = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                self.problems.append(FlowError(self.path, line, "", f"unusable key {key!r}"))
+                continue
+            if key in mapping:
+                first = mapping.key_lines[key]
+                self.problems.append(
+                    FlowError(self.path, line, str(key), f"duplicate key (first defined on line {first})")
+                )
+                continue
+            mapping[key] = self.construct_object(value_node, deep=True)
+            mapping.key_lines[key] = line
+        return mapping
+
+    def construct_line_sequence(self, node: yaml.SequenceNode) -> LineList:
+        sequence = LineList(self.construct_object(child, deep=True) for child in node.value)
+        sequence.line = node.start_mark.line + 1
+        sequence.item_lines = [child.start_mark.line + 1 for child in node.value]
+        return sequence
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_line_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader.construct_line_sequence)
+
+
+def load_yaml(text: str, path: str) -> tuple[Any, list[FlowError]]:
+    """Parse one YAML document; return it with the problems found on the way.
+
+    A syntax error is returned as the only problem (with the document None)
+    rather than raised, so that a folder of flows is reported in one pass.
+    """
+    loader = _Loader(text, path)
+    try:
+        document = loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else None
+        reason = err.problem or err.context or "invalid yaml"
+        return None, [FlowError(path, line, "", f"yaml syntax: {reason}")]
+    except yaml.YAMLError as err:
+        return None, [FlowError(path, None, "", f"yaml syntax: {err}")]
+    finally:
+        loader.dispose()
+    return document, loader.problems

@@ -1,0 +1,56 @@
+"""The project's exceptions.
+
+ChatbotError
+ ├── FlowError          one problem in a flow file (file, line, key path, message)
+ │    └── FlowSetError  every problem found while loading a set of flows
+ ├── ProtocolError      a bad frame from a client (machine-readable code)
+ ├── StorageError       the database cannot do what was asked
+ └── ConfigError        a setting has an unusable value
+"""
+
+from __future__ import annotations
+
+
+class ChatbotError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class FlowError(ChatbotError):
+    def __init__(self, path: str, line: int | None, key: str, message: str) -> None:
+        super().__init__(path, line, key, message)
+        self.path = path
+        self.line = line
+        self.key = key
+        self.message = message
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class FlowSetError(ChatbotError):
+    def __init__(self, problems: list[FlowError]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(str(problem) for problem in self.problems)
+
+
+class ProtocolError(ChatbotError):
+    def __init__(self, code: str, message: str, *, close_code: int | None = None) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.close_code = close_code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class StorageError(ChatbotError):
+    pass
+
+
+class ConfigError(ChatbotError):
+    pass

@@ -1,0 +1,245 @@
+"""The dialog engine through every built-in flow, with an injected deterministic world."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from chatbot.dialogs import Action, ScriptedEnvironment, Text
+from tests.engine_helpers import Conversation, MemoryWorld, make_engine
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return make_engine()
+
+
+def test_a_new_session_is_greeted_in_the_hub_with_login_and_register_buttons(engine):
+    chat = Conversation(engine)
+    assert chat.where == "hub:welcome"
+    assert chat.texts == ["Hello! I am your chat bot. Do you want to log in or register?"]
+    assert [action for _, action in chat.result.replies[0].buttons] == ["login", "register"]
+
+
+def test_registration_creates_the_account_logs_in_and_moves_to_chat(engine):
+    chat = Conversation(engine)
+    chat.say("I want to sign up")
+    assert chat.where == "registration:ask_username"
+    chat.say("ann")
+    assert chat.where == "registration:ask_password"
+    assert chat.result.replies[-1].input == "password"
+    chat.say("correct horse")
+    assert chat.where == "registration:ask_confirm"
+    chat.say("correct horse")
+    assert chat.where == "chat:listening"
+    assert chat.state.user == "ann"
+    assert chat.result.auth_changed
+    assert chat.texts[0] == "Your account is ready, ann. You are logged in."
+    assert chat.world.users["ann"] == ("ann", "correct horse")
+    assert chat.state.secrets == {}, "secrets must not outlive the step that needed them"
+
+
+def test_registration_rejects_a_bad_username_a_taken_one_and_a_short_password(engine):
+    chat = Conversation(engine)
+    chat.world.users["bob"] = ("Bob", "whatever1")
+    chat.press("register")
+    chat.say("x!")
+    assert chat.texts[0] == "That username will not do."
+    assert chat.where == "registration:ask_username"
+    chat.say("BOB")
+    assert chat.texts[0] == "The username BOB is already taken."
+    chat.say("carol")
+    chat.say("short")
+    assert chat.texts[0] == "That password does not fit the rules."
+    assert chat.where == "registration:ask_password"
+
+
+def test_mismatched_confirmation_asks_for_the_password_again(engine):
+    chat = Conversation(engine)
+    chat.press("register")
+    chat.say("dave")
+    chat.say("first password")
+    chat.say("other password")
+    assert chat.where == "registration:ask_password"
+    assert chat.texts[0].startswith("The passwords do not match")
+    assert "dave" not in chat.world.users
+
+
+def test_login_success_and_the_same_generic_failure_for_unknown_user_and_wrong_password(engine):
+    world = MemoryWorld()
+    world.users["ann"] = ("Ann", "correct horse")
+    failures = []
+    for username, password in [("ann", "wrong password"), ("nobody", "correct horse")]:
+        chat = Conversation(engine, world)
+        chat.press("login")
+        chat.say(username)
+        chat.say(password)
+        failures.append(chat.texts)
+        assert chat.where == "login:ask_username"
+    assert failures[0] == failures[1]
+    chat = Conversation(engine, world)
+    chat.press("login")
+    chat.say("ANN")
+    chat.say("correct horse")
+    assert chat.where == "chat:listening"
+    assert chat.state.user == "Ann"
+    assert chat.texts[0] == "Welcome back, Ann!"
+
+
+def test_throttled_login_says_so(engine):
+    world = MemoryWorld()
+    world.failures = 3
+    chat = Conversation(engine, world)
+    chat.press("login")
+    chat.say("ann")
+    chat.say("whatever")
+    assert chat.texts[0].startswith("Too many failed attempts")
+
+
+def test_password_input_never_reaches_slots_or_records(engine):
+    chat = Conversation(engine)
+    chat.register(password="hunter2hunter2")
+    chat.press("logout")
+    chat.press("login")
+    chat.say("ann")
+    result = chat.say("hunter2hunter2")
+    assert result.secret_input
+    flat = repr(dataclasses.asdict(result))
+    assert "hunter2" not in flat
+
+
+def test_chat_intents_with_slots(engine):
+    chat = Conversation(engine)
+    chat.register()
+    chat.say("Who am I?")
+    assert chat.texts == ["You are logged in as ann."]
+    chat.say("what's my name")
+    assert chat.texts[0].startswith("You have not told me what to call you yet")
+    chat.say("Call me Annie")
+    assert chat.texts == ["Nice to meet you, Annie! I will remember that."]
+    assert chat.state.slots["nickname"] == "Annie"
+    chat.say("remind me my name please")
+    assert chat.texts == ["You asked me to call you Annie."]
+    chat.say("who am i")
+    assert chat.texts == ["You are logged in as ann, and I call you Annie."]
+    chat.say("forget my name")
+    assert "nickname" not in chat.state.slots
+
+
+def test_chat_uses_the_injected_clock(engine):
+    chat = Conversation(engine)
+    chat.register()
+    chat.world.clock = 0.0
+    chat.say("what time is it?")
+    assert chat.texts == ["It is 00:00 UTC on 1970-01-01."]
+    assert {"name": "now", "result": 0.0} in chat.result.effects
+
+
+def test_russian_conversation(engine):
+    chat = Conversation(engine, lang="ru")
+    assert chat.texts[0].startswith("Здравствуйте!")
+    chat.say("Регистрация")
+    assert chat.texts == ["Выберите имя пользователя: от 3 до 32 букв, цифр, «_», «-» или «.»."]
+    chat.say("аня")
+    chat.say("пароль-пароль")
+    chat.say("пароль-пароль")
+    assert chat.state.user == "аня"
+    chat.say("Привет!")
+    assert chat.texts == ["Привет, аня!"]
+    chat.say("зови меня Анюта")
+    assert chat.texts == ["Приятно познакомиться, Анюта! Я запомню."]
+    chat.say("как меня зовут?")
+    assert chat.texts == ["Вы просили называть вас Анюта."]
+    chat.say("выйти")
+    assert chat.where == "hub:welcome"
+    assert chat.state.user is None
+
+
+def test_commands_work_everywhere(engine):
+    chat = Conversation(engine)
+    chat.press("login")
+    chat.say("/lang ru")
+    assert chat.texts == ["Буду говорить по-русски.", "Как ваше имя пользователя?"]
+    chat.say("/help")
+    assert chat.texts[0].startswith("Введите имя пользователя")
+    chat.say("/lang xx")
+    assert chat.texts[0] == "Я говорю на этих языках: en, ru."
+    chat.say("/nope")
+    assert chat.texts == ["Я не знаю команды /nope. Наберите /help, чтобы увидеть список."]
+    chat.say("/start")
+    assert chat.where == "hub:welcome"
+
+
+def test_logout_command_and_button_end_the_login(engine):
+    chat = Conversation(engine)
+    chat.register()
+    chat.say("/logout")
+    assert chat.state.user is None and chat.result.auth_changed
+    assert chat.where == "hub:welcome"
+    assert chat.state.slots == {}
+    chat.say("/logout")
+    assert chat.texts[0] == "You are not logged in."
+
+
+def test_login_while_logged_in_is_refused(engine):
+    chat = Conversation(engine)
+    chat.register()
+    chat.press("login")
+    assert chat.texts[0].startswith("You are already logged in as ann")
+    assert chat.where == "chat:listening"
+
+
+def test_unmatched_text_gets_the_fallback_and_the_state_stays(engine):
+    chat = Conversation(engine)
+    chat.register()
+    chat.say("qwrtzx plmk")
+    assert chat.texts == ["I did not get that. Try 'what can you do'."]
+    assert chat.where == "chat:listening"
+    assert chat.result.replies[0].buttons, "the fallback keeps the state's buttons"
+
+
+def test_cancel_button_in_password_state_and_password_text_is_never_an_intent(engine):
+    chat = Conversation(engine)
+    chat.press("login")
+    chat.say("ann")
+    chat.say("cancel")  # a password that happens to read like an intent
+    assert chat.where == "login:ask_username"  # treated as a (wrong) password
+    chat.say("ann")
+    chat.press("cancel")
+    assert chat.where == "hub:welcome"
+
+
+def test_unknown_button_action_is_answered_not_fired(engine):
+    chat = Conversation(engine)
+    chat.press("to_chat")
+    assert chat.texts[0] == "That button is no longer active."
+    assert chat.where == "hub:welcome"
+
+
+def test_a_session_whose_state_vanished_moves_to_the_fallback_state(engine):
+    chat = Conversation(engine)
+    stale = dataclasses.replace(chat.state, flow="login", state="ask_pasword", flow_version="old")
+    result = engine.handle(stale, Text("hello"), chat.world)
+    assert result.state.state == "ask_username"
+    assert result.replies[0].text.startswith("This conversation was updated")
+    gone = dataclasses.replace(chat.state, flow="pizza", state="ask_size")
+    result = engine.handle(gone, Action("x"), chat.world)
+    assert result.state.flow == "hub"
+
+
+def test_every_reply_carries_the_input_kind_of_the_final_state(engine):
+    chat = Conversation(engine)
+    chat.press("login")
+    result = chat.say("ann")
+    assert {reply.input for reply in result.replies} == {"password"}
+
+
+def test_a_turn_replayed_with_its_recorded_effects_gives_the_same_result(engine):
+    chat = Conversation(engine)
+    chat.register()
+    before = chat.state
+    live = chat.say("tell me a joke")
+    replayed = engine.handle(before, Text("tell me a joke"), ScriptedEnvironment(live.effects))
+    assert replayed.replies == live.replies
+    assert replayed.transitions == live.transitions
