@@ -1,0 +1,423 @@
+"""JSON-lines logging: setup for the command line, a cheap event façade, and a reader.
+
+Every record becomes one JSON object per line in ``<log_dir>/chatbot.log``::
+
+    {"ts": "2026-11-25T16:40:01.123Z", "level": "info", "event": "message.in",
+     "pid": 4242, "session": "ab12", "conn": "c7", "id": 3, "text": "hi"}
+
+Several server processes may append to the same file: the handler takes a file lock for each
+record and for each rollover, so no line is lost or torn when the file rotates to
+``chatbot.log.1``, ``.2``, … (or ``.1.gz``, … with ``compress_backups``).
+
+Only the command line calls :func:`setup_logging`; library code just logs, preferably through
+:class:`EventLog`. :func:`read_log_records` reads a rotated set back in order, for replay.
+The event names and their fields are listed in ``docs/logging.md``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from concurrent_log_handler import ConcurrentRotatingFileHandler
+from pythonjsonlogger.json import JsonFormatter
+
+from chatbot.errors import ConfigError
+
+__all__ = [
+    "EVENT_FIELDS",
+    "LOG_FILE_NAME",
+    "REDACTED",
+    "SECRET_FIELDS",
+    "EventLog",
+    "JsonLineFormatter",
+    "LogLine",
+    "LoggingHandle",
+    "RedactFilter",
+    "TextFormatter",
+    "read_log_records",
+    "record_fields",
+    "setup_logging",
+]
+
+LOG_FILE_NAME = "chatbot.log"
+REDACTED = "[redacted]"
+SECRET_FIELDS = frozenset({"password", "secret", "token", "resume"})
+CONSOLE_MODES = ("text", "json", "none")
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# EventLog hands its fields over in this one record attribute rather than as separate
+# `extra=` keys: a field may then be called `name` or `args`, which logging reserves.
+EVENT_FIELDS = "event_fields"
+
+_STANDARD_ATTRS = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
+    | {"message", "asctime", "taskName", EVENT_FIELDS}
+)
+_PROJECT_LOGGER = "chatbot"
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of a record: its `extra=` keys, then the fields of EventLog."""
+    fields = {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _STANDARD_ATTRS and not key.startswith("_")
+    }
+    event_fields = record.__dict__.get(EVENT_FIELDS)
+    if event_fields:
+        fields.update(event_fields)
+    return fields
+
+
+class EventLog:
+    """Logs one constant event name with structured fields; fields that are None are left out.
+
+    ``log.event("message.in", session=s, conn=c, id=3, text="hi")``
+    """
+
+    __slots__ = ("logger",)
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def event(self, name: str, /, **fields: Any) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            self._emit(logging.INFO, name, fields, None)
+
+    def warning(self, name: str, /, **fields: Any) -> None:
+        if self.logger.isEnabledFor(logging.WARNING):
+            self._emit(logging.WARNING, name, fields, None)
+
+    def error(self, name: str, /, *, exc_info: Any = None, **fields: Any) -> None:
+        if self.logger.isEnabledFor(logging.ERROR):
+            self._emit(logging.ERROR, name, fields, exc_info)
+
+    def _emit(self, level: int, name: str, fields: dict[str, Any], exc_info: Any) -> None:
+        # `fields` is the fresh **kwargs dict, so it is handed on as is unless a None must go.
+        for value in fields.values():
+            if value is None:
+                fields = {key: value for key, value in fields.items() if value is not None}
+                break
+        # stacklevel 3: the record names the caller of event()/warning()/error(), not this file.
+        self.logger.log(level, name, exc_info=exc_info, extra={EVENT_FIELDS: fields}, stacklevel=3)
+
+
+class RedactFilter(logging.Filter):
+    """Replaces the value of any field named like a secret by "[redacted]".
+
+    A second line of defence: callers must not pass secrets at all. Booleans are kept, so a
+    flag such as ``secret: true`` (this message was a password answer) stays readable.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        attrs = record.__dict__
+        if not SECRET_FIELDS.isdisjoint(attrs):
+            _redact(attrs)
+        event_fields = attrs.get(EVENT_FIELDS)
+        if event_fields and not SECRET_FIELDS.isdisjoint(event_fields):
+            _redact(event_fields)
+        return True
+
+
+def _redact(fields: dict[str, Any]) -> None:
+    for key in SECRET_FIELDS.intersection(fields):
+        if not isinstance(fields[key], bool):
+            fields[key] = REDACTED
+
+
+class _UtcClock:
+    """ISO 8601 UTC text with milliseconds; the part up to the second is reused within a second."""
+
+    def __init__(self) -> None:
+        # One tuple, replaced whole, so formatters on several threads never mix two seconds.
+        self._last: tuple[int, str] = (-1, "")
+
+    def iso(self, created: float) -> str:
+        second = int(created)
+        last_second, prefix = self._last
+        if second != last_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._last = (second, prefix)
+        return f"{prefix}.{int((created - second) * 1000):03d}Z"
+
+
+class JsonLineFormatter(JsonFormatter):
+    """One JSON object per record: ts, level, event, pid, [process, logger], fields, [exc, stack].
+
+    ``logger`` appears only for records from outside the project (for example tornado.access).
+    A field that would overwrite one of the leading keys is kept with a trailing underscore.
+    """
+
+    def __init__(self, *, process_name: str | None = None) -> None:
+        super().__init__(json_ensure_ascii=False)
+        self.process_name = process_name
+        self._clock = _UtcClock()
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["ts"] = self._clock.iso(record.created)
+        log_data["level"] = record.levelname.lower()
+        log_data["event"] = record.message
+        log_data["pid"] = record.process
+        if self.process_name:
+            log_data["process"] = self.process_name
+        if not _is_project_logger(record.name):
+            log_data["logger"] = record.name
+        for key, value in record_fields(record).items():
+            log_data[key + "_" if key in log_data else key] = value
+        if "exc_info" in message_dict:
+            log_data["exc"] = message_dict["exc_info"]
+        if "stack_info" in message_dict:
+            log_data["stack"] = message_dict["stack_info"]
+
+
+class TextFormatter(logging.Formatter):
+    """A short line for a person: ``16:40:01 INFO  message.in session=ab12 text='hi'``.
+
+    Times are UTC like in the file. Context ids are printed bare; other values as Python
+    literals, so spaces and quotes in user text stay unambiguous; long values are shortened.
+    """
+
+    BARE_FIELDS = frozenset({"session", "conn", "user", "flow", "state", "logger"})
+    MAX_VALUE = 80
+    _TOKEN = re.compile(r"[\w.:@/+-]+")
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = time.strftime("%H:%M:%S", time.gmtime(record.created))
+        parts = [f"{clock} {record.levelname:<5} {record.getMessage()}"]
+        fields = record_fields(record)
+        if not _is_project_logger(record.name):
+            fields = {"logger": record.name, **fields}
+        parts.extend(f"{key}={self._value(key, value)}" for key, value in fields.items())
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
+
+    def _value(self, key: str, value: Any) -> str:
+        if key in self.BARE_FIELDS and isinstance(value, str) and self._TOKEN.fullmatch(value):
+            return value
+        text = repr(value)
+        return text if len(text) <= self.MAX_VALUE else text[: self.MAX_VALUE - 1] + "…"
+
+
+def _is_project_logger(name: str) -> bool:
+    return name == _PROJECT_LOGGER or name.startswith(_PROJECT_LOGGER + ".")
+
+
+@dataclass
+class LoggingHandle:
+    """What setup_logging installed on the root logger; close() takes it all away again."""
+
+    path: Path
+    handlers: list[logging.Handler]
+    previous_level: int
+    closed: bool = field(default=False)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        root = logging.getLogger()
+        for handler in self.handlers:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(self.previous_level)
+        self.closed = True
+
+    def __enter__(self) -> LoggingHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def setup_logging(
+    *,
+    log_dir: Path,
+    max_bytes: int = 10 * 1024 * 1024,
+    backup_count: int = 10,
+    console: str = "text",
+    level: str = "INFO",
+    process_name: str | None = None,
+    compress_backups: bool = False,
+) -> LoggingHandle:
+    """Send every record to ``log_dir/chatbot.log`` as JSON lines, and to stderr as chosen.
+
+    max_bytes: size at which the file rotates; 0 never rotates. Default: 10 MiB.
+    backup_count: rotated files kept (``chatbot.log.1`` is the newest). Default: 10.
+    console: "text" (one short line per record), "json" (the file's lines) or "none".
+    level: the lowest level logged, by name. Default: "INFO".
+    process_name: written as ``process`` in every record, to tell processes apart.
+    compress_backups: gzip rotated files (``chatbot.log.1.gz``). Default: off, because the
+        compression runs while the shared lock is held and stalls every writing process.
+    """
+    level_no = _parse_level(level)
+    if console not in CONSOLE_MODES:
+        raise ConfigError(
+            f"logging: unknown console mode {console!r} (expected text, json or none)"
+        )
+    if max_bytes < 0:
+        raise ConfigError(f"logging: max_bytes must be 0 or more, got {max_bytes}")
+    if backup_count < 1:
+        # The handler would truncate the only file at each rollover and lose every line.
+        raise ConfigError(f"logging: backup_count must be 1 or more, got {backup_count}")
+    log_path = _prepare_log_file(Path(log_dir))
+
+    json_formatter = JsonLineFormatter(process_name=process_name)
+    redact = RedactFilter()
+    file_handler = ConcurrentRotatingFileHandler(
+        str(log_path),
+        maxBytes=max_bytes,
+        backupCount=backup_count,
+        encoding="utf-8",
+        use_gzip=compress_backups,
+    )
+    file_handler.setFormatter(json_formatter)
+    handlers: list[logging.Handler] = [file_handler]
+    if console != "none":
+        console_handler = logging.StreamHandler(sys.stderr)
+        console_handler.setFormatter(json_formatter if console == "json" else TextFormatter())
+        handlers.append(console_handler)
+
+    root = logging.getLogger()
+    previous_level = root.level
+    for handler in handlers:
+        handler.addFilter(redact)
+        root.addHandler(handler)
+    root.setLevel(level_no)
+    return LoggingHandle(path=log_path, handlers=handlers, previous_level=previous_level)
+
+
+def _parse_level(level: str) -> int:
+    name = str(level).lower()
+    if name not in LEVELS:
+        raise ConfigError(f"logging: unknown level {level!r} (expected one of {', '.join(LEVELS)})")
+    return logging.getLevelName(name.upper())
+
+
+def _prepare_log_file(log_dir: Path) -> Path:
+    """Fails now, with the reason, if the log file cannot be written (the handler opens late)."""
+    log_path = log_dir / LOG_FILE_NAME
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"logging: cannot write {log_path}: {error.strerror or error}") from None
+    return log_path
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of a log file: the record, or why there is none (`path:line: what`)."""
+
+    path: str
+    line_no: int
+    record: dict[str, Any] | None
+    error: str | None
+
+
+_ROTATED = re.compile(r"\.(\d+)(\.gz)?$")
+
+
+def read_log_records(paths: Iterable[Path | str]) -> Iterator[LogLine]:
+    """Every line of the given files, oldest first; never raises for bad or missing files.
+
+    A base file (``chatbot.log``) brings its rotated siblings along, oldest first:
+    ``chatbot.log.3(.gz)``, ``.2``, ``.1``, then ``chatbot.log``. A file named twice, directly
+    or through a base file, is read once. A file that rotates while it is read may be seen
+    partly twice or not at all; read a set that is not being written for an exact replay.
+    """
+    seen: set[str] = set()
+    for given in paths:
+        for path in _expand_rotated(Path(given)):
+            identity = os.path.realpath(path)
+            if identity in seen:
+                continue
+            seen.add(identity)
+            yield from _read_file(path)
+
+
+def _expand_rotated(path: Path) -> list[Path]:
+    if _ROTATED.search(path.name):
+        return [path]
+    siblings: list[tuple[int, int, Path]] = []
+    try:
+        candidates = list(path.parent.iterdir())
+    except OSError:
+        candidates = []
+    prefix = path.name
+    for candidate in candidates:
+        rest = candidate.name[len(prefix) :] if candidate.name.startswith(prefix) else ""
+        match = _ROTATED.fullmatch(rest)
+        if match:
+            siblings.append((int(match[1]), 0 if match[2] else 1, candidate))
+    # Highest number is oldest; a stray plain ".N" beside ".N.gz" is read after it.
+    siblings.sort(key=lambda item: (-item[0], item[1]))
+    rotated = [candidate for _, _, candidate in siblings]
+    if siblings and not path.exists():
+        return rotated  # a rollover in progress: the new base file is not there yet
+    return [*rotated, path]
+
+
+def _read_file(path: Path) -> Iterator[LogLine]:
+    shown = str(path)
+    line_no = 0
+    try:
+        with _open_binary(path) as stream:
+            previous: bytes | None = None
+            # One line of look-ahead: only the last line may be a torn, unfinished write.
+            for raw in stream:
+                if previous is not None:
+                    line_no += 1
+                    line = _parse_line(shown, line_no, previous, last=False)
+                    if line:
+                        yield line
+                previous = raw
+            if previous is not None:
+                line_no += 1
+                line = _parse_line(shown, line_no, previous, last=True)
+                if line:
+                    yield line
+    except (OSError, EOFError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        yield LogLine(shown, line_no, None, f"{shown}: cannot read: {reason}")
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def _parse_line(shown: str, line_no: int, raw: bytes, *, last: bool) -> LogLine | None:
+    if not raw.strip():
+        return None
+    where = f"{shown}:{line_no}"
+    torn = " (unfinished last line)" if last and not raw.endswith(b"\n") else ""
+    try:
+        record = json.loads(raw)
+    except UnicodeDecodeError as error:
+        return LogLine(shown, line_no, None, f"{where}: not valid UTF-8{torn}: {error.reason}")
+    except json.JSONDecodeError as error:
+        return LogLine(shown, line_no, None, f"{where}: not valid JSON{torn}: {error.msg}")
+    if not isinstance(record, dict):
+        kind = type(record).__name__
+        return LogLine(shown, line_no, None, f"{where}: not a JSON object, got {kind}")
+    return LogLine(shown, line_no, record, None)

@@ -1,0 +1,106 @@
+"""Prometheus metrics of one server process, in a registry of its own.
+
+The server owns one ``Metrics`` and hands it to the parts that count things::
+
+    metrics.messages_in.labels(kind="message").inc()
+    with metrics.reply_latency.time():
+        ...
+    body, content_type = metrics.render()
+
+Each instance has its own ``CollectorRegistry`` (never the global default), so tests and
+several servers in one process do not share counts. The metric names are listed in
+``docs/logging.md``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["LATENCY_BUCKETS", "Metrics"]
+
+# From 0.1 ms (a reply computed in memory) to 1 s (a stalled database); slower lands in +Inf.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005,
+    0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5,
+    1.0,
+)  # fmt: skip
+
+MESSAGE_KINDS = ("message", "action")
+LOGIN_RESULTS = ("ok", "failed", "throttled")
+
+
+class Metrics:
+    """The counters, gauges and histograms of the chat server."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+
+        self.connections_open = Gauge(
+            "chatbot_connections_open", "WebSocket connections open now.", registry=registry
+        )
+        self.sessions_live = Gauge(
+            "chatbot_sessions_live", "Chat sessions held in memory now.", registry=registry
+        )
+
+        self.messages_in = Counter(
+            "chatbot_messages_in",
+            "Client frames handled: typed messages and button actions.",
+            ["kind"],
+            registry=registry,
+        )
+        self.messages_out = Counter(
+            "chatbot_messages_out", "Bot replies sent.", registry=registry
+        )
+        self.transitions = Counter(
+            "chatbot_transitions", "Dialog state transitions, by flow.", ["flow"], registry=registry
+        )
+        self.errors = Counter(
+            "chatbot_errors",
+            "Errors reported to clients, by error code.",
+            ["code"],
+            registry=registry,
+        )
+        self.logins = Counter(
+            "chatbot_logins", "Login attempts, by result.", ["result"], registry=registry
+        )
+        self.resumes = Counter(
+            "chatbot_resumes", "Sessions resumed by a reconnecting client.", registry=registry
+        )
+        self.resent_replies = Counter(
+            "chatbot_resent_replies",
+            "Replies sent again after a resume because the client had not seen them.",
+            registry=registry,
+        )
+
+        self.reply_latency = Histogram(
+            "chatbot_reply_latency_seconds",
+            "Time from a client frame arriving to the last reply for it being sent.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.db_commit = Histogram(
+            "chatbot_db_commit_seconds",
+            "Time of one database commit of the storage writer.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+        # Known label values appear at 0 from the start, so rates work before the first event.
+        for kind in MESSAGE_KINDS:
+            self.messages_in.labels(kind=kind)
+        for result in LOGIN_RESULTS:
+            self.logins.labels(result=result)
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition of every metric, and its HTTP content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
