@@ -1,0 +1,366 @@
+"""Text analysis for dialogs: normalisation, intent matching and slot extraction.
+
+Everything here is pure and synchronous: no I/O, no logging, no state shared between calls
+except what an :class:`IntentMatcher` precomputes from its own intents.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from rapidfuzz import fuzz, process
+
+__all__ = ["IntentMatcher", "IntentSpec", "Match", "extract", "normalise"]
+
+# Punctuation becomes a space so that "hello,world" and "hello world" read alike. Every P*
+# character lives in the first two planes (a test checks this), so scanning them is enough.
+# Variation selectors and skin-tone modifiers change how an emoji looks, not what it says:
+# dropping them lets '❤' match '❤️' and '👋🏽' match '👋'.
+_FOLD_TABLE: dict[int, str | None] = {
+    code: " " for code in range(0x20000) if unicodedata.category(chr(code))[0] == "P"
+}
+_FOLD_TABLE.update({ord("ё"): "е", 0xFE0E: None, 0xFE0F: None})
+_FOLD_TABLE.update(dict.fromkeys(range(0x1F3FB, 0x1F400)))
+
+
+def normalise(text: str) -> str:
+    """Return the form of ``text`` that intents are matched against.
+
+    NFKC (full-width letters, ligatures), casefold, 'ё'→'е', punctuation → space, whitespace
+    collapsed. Emoji and other symbols stay because an intent may be an emoji. Never raises,
+    even on lone surrogates, and normalise(normalise(x)) == normalise(x).
+    """
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_FOLD_TABLE)
+    # Casefolding or dropping a character can leave a sequence NFKC would compose again
+    # ('ё' + U+0308 → 'е' + U+0308 → 'ё'); settle it so the result is a fixed point.
+    for _ in range(4):
+        if unicodedata.is_normalized("NFKC", text):
+            break
+        text = unicodedata.normalize("NFKC", text).casefold().translate(_FOLD_TABLE)
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class IntentSpec:
+    """What a flow author declares for one intent; every mapping is keyed by language code."""
+
+    name: str
+    keywords: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    patterns: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    examples: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """An intent found in a message: ``via`` is 'pattern', 'keyword' or 'example', the score
+    runs from 0 to 100, and ``slots`` holds the named groups of a matching pattern."""
+
+    intent: str
+    score: float
+    via: str
+    slots: Mapping[str, str] = field(default_factory=dict)
+
+
+_TYPO_MIN_CHARS = 4  # below this one letter turns a word into another ('all'/'call', 'top'/'stop')
+_INDEX_CACHE_SIZE = 256  # candidate sets come from flow states, so few distinct keys are expected
+
+
+class _Intent(NamedTuple):
+    """An :class:`IntentSpec` checked and prepared: patterns compiled, phrases normalised."""
+
+    name: str
+    threshold: float
+    patterns: dict[str, list[re.Pattern[str]]]
+    keywords: dict[str, list[str]]
+    examples: dict[str, list[str]]
+
+
+class _Entry(NamedTuple):
+    intent: str
+    rank: int  # place in preference order: session language first, then declaration order
+    threshold: float
+
+
+class _Index:
+    """The entries of one (candidates, language) pair, laid out for a fast :meth:`match`.
+
+    Entries are added in preference order, so the first one found wins a tie.
+    """
+
+    def __init__(self) -> None:
+        self.patterns: list[tuple[re.Pattern[str], _Entry]] = []
+        self.exact: dict[str, _Entry] = {}
+        self.exact_widths: set[int] = set()
+        self.symbols: list[tuple[str, _Entry]] = []
+        # choices for extractOne with their entries, grouped by what limits a match: the
+        # threshold, and for keywords the words in the phrase (compared with as many of the text)
+        self.typos: dict[tuple[int, float], tuple[list[str], list[_Entry]]] = {}
+        self.examples: dict[float, tuple[list[str], list[_Entry]]] = {}
+
+    def add_pattern(self, pattern: re.Pattern[str], entry: _Entry) -> None:
+        self.patterns.append((pattern, entry))
+
+    def add_keyword(self, keyword: str, entry: _Entry) -> None:
+        if re.search(r"\w", keyword) is None:
+            self.symbols.append((keyword, entry))
+            return
+        width = keyword.count(" ") + 1
+        self.exact.setdefault(keyword, entry)
+        self.exact_widths.add(width)
+        if len(keyword) >= _TYPO_MIN_CHARS:
+            choices, entries = self.typos.setdefault((width, entry.threshold), ([], []))
+            choices.append(keyword)
+            entries.append(entry)
+
+    def add_example(self, example: str, entry: _Entry) -> None:
+        choices, entries = self.examples.setdefault(entry.threshold, ([], []))
+        choices.append(" ".join(sorted(example.split(" "))))  # see IntentMatcher
+        entries.append(entry)
+
+
+class IntentMatcher:
+    """Find which intent a message expresses.
+
+    Patterns (``re.search``) are written for and matched against the *normalised* text, so
+    they see lowercase words without punctuation. Their named groups become slots, and a slot's
+    value is the matching stretch of the *raw* text ('call me Ann-Marie!' with
+    ``call me (?P<nickname>.+)`` gives 'Ann-Marie'), falling back to the normalised value in
+    the rare texts whose characters cannot be lined up one by one (combining marks).
+
+    Keywords match as whole words or phrases, or as close typos when both the keyword and the
+    words compared have at least four characters (``fuzz.ratio``: 'helo' vs 'hello' is 89).
+    A keyword made only of symbols (an emoji) matches anywhere, as people glue emoji to words.
+
+    Examples are compared to the whole text with ``token_sort_ratio``: it forgives word order
+    and small typos but, unlike ``WRatio``/``partial_ratio``/``token_set_ratio``, counts every
+    missing character, so 'do' scores 24, not 90, against 'what can you do'. Example and text
+    tokens are sorted ahead of time, which makes plain ``fuzz.ratio`` compute the same score.
+
+    The best score wins; ties go to pattern, then keyword, then example, then to entries of
+    the session language, then to the intent declared first. Unknown candidate names are
+    ignored.
+    """
+
+    def __init__(self, intents: Iterable[IntentSpec], threshold: float = 80.0) -> None:
+        self._threshold = _check_threshold("threshold", threshold)
+        self._intents: dict[str, _Intent] = {}
+        for spec in intents:
+            where = f"intents.{spec.name}"
+            if spec.name in self._intents:
+                raise ValueError(f"{where}: defined more than once")
+            limit = self._threshold if spec.threshold is None else _check_threshold(
+                f"{where}.threshold", spec.threshold)
+            patterns = {lang: [_compile(f"{where}.patterns.{lang}[{i}]", p) for i, p in items]
+                        for lang, items in _entries(f"{where}.patterns", spec.patterns)}
+            keywords = {lang: [_phrase(f"{where}.keywords.{lang}[{i}]", k) for i, k in items]
+                        for lang, items in _entries(f"{where}.keywords", spec.keywords)}
+            examples = {lang: [_phrase(f"{where}.examples.{lang}[{i}]", e) for i, e in items]
+                        for lang, items in _entries(f"{where}.examples", spec.examples)}
+            self._intents[spec.name] = _Intent(spec.name, limit, patterns, keywords, examples)
+        self._indexes: dict[tuple[frozenset[str] | None, str], _Index] = {}
+
+    def match(self, text: str, lang: str, candidates: Collection[str] | None = None, *,
+              normalised: str | None = None) -> Match | None:
+        """Return the best intent among ``candidates`` (all when None) for ``text``, or None.
+
+        Pass ``normalised`` when the caller already has ``normalise(text)``.
+        """
+        norm = normalise(text) if normalised is None else normalised
+        index = self._index(candidates, lang)
+        for regex, entry in index.patterns:
+            found = regex.search(norm)
+            if found:
+                return Match(entry.intent, 100.0, "pattern", _slots(found, text, norm))
+        if not norm:
+            return None
+        tokens = norm.split(" ")
+        exact = None
+        for width in index.exact_widths:
+            for window in _windows(tokens, width):
+                entry = index.exact.get(window)
+                if entry is not None and (exact is None or entry.rank < exact.rank):
+                    exact = entry
+        for symbol, entry in index.symbols:
+            if symbol in norm and (exact is None or entry.rank < exact.rank):
+                exact = entry
+        if exact is not None:
+            return Match(exact.intent, 100.0, "keyword", {})
+
+        best_key: tuple[float, int, int] = (-1.0, 0, 0)
+        best: _Entry | None = None
+        for (width, threshold), (choices, entries) in index.typos.items():
+            for window in _windows(tokens, width):
+                if len(window) < _TYPO_MIN_CHARS:
+                    continue
+                found = process.extractOne(window, choices, scorer=fuzz.ratio,
+                                           score_cutoff=max(threshold, best_key[0]))
+                if found is not None:
+                    entry = entries[found[2]]
+                    key = (found[1], 1, -entry.rank)
+                    if key > best_key:
+                        best_key, best = key, entry
+        sorted_text = " ".join(sorted(tokens))
+        for threshold, (choices, entries) in index.examples.items():
+            found = process.extractOne(sorted_text, choices, scorer=fuzz.ratio,
+                                       score_cutoff=max(threshold, best_key[0]))
+            if found is not None:
+                entry = entries[found[2]]
+                key = (found[1], 0, -entry.rank)
+                if key > best_key:
+                    best_key, best = key, entry
+        if best is None:
+            return None
+        return Match(best.intent, best_key[0], "keyword" if best_key[1] else "example", {})
+
+    def _index(self, candidates: Collection[str] | None, lang: str) -> _Index:
+        names = None if candidates is None else frozenset(candidates)
+        index = self._indexes.get((names, lang))
+        if index is None:
+            if len(self._indexes) >= _INDEX_CACHE_SIZE:
+                self._indexes.clear()
+            index = self._indexes[(names, lang)] = self._build_index(names, lang)
+        return index
+
+    def _build_index(self, names: frozenset[str] | None, lang: str) -> _Index:
+        index = _Index()
+        chosen = [intent for name, intent in self._intents.items() if names is None or name in names]
+        rank = 0
+        for session_language in (True, False):
+            for intent in chosen:
+                for add, per_lang in ((index.add_pattern, intent.patterns),
+                                      (index.add_keyword, intent.keywords),
+                                      (index.add_example, intent.examples)):
+                    for item_lang, items in per_lang.items():
+                        if (item_lang == lang) == session_language:
+                            for item in items:
+                                rank += 1
+                                add(item, _Entry(intent.name, rank, intent.threshold))
+        return index
+
+
+def _windows(tokens: list[str], width: int) -> Iterable[str]:
+    if width == 1:
+        return tokens
+    return (" ".join(tokens[i:i + width]) for i in range(len(tokens) - width + 1))
+
+
+def _check_threshold(where: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        raise ValueError(f"{where}: expected a number from 0 to 100, got {value!r}")
+    return float(value)
+
+
+def _entries(where: str, per_lang: Mapping[str, Sequence[str]]) -> Iterable[tuple[str, list]]:
+    if not isinstance(per_lang, Mapping):
+        raise ValueError(f"{where}: expected a mapping of language to list, got {type(per_lang).__name__}")
+    for lang, items in per_lang.items():
+        if isinstance(items, str) or not isinstance(items, Sequence):
+            raise ValueError(f"{where}.{lang}: expected a list of strings, got {type(items).__name__}")
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise ValueError(f"{where}.{lang}[{i}]: expected a string, got {type(item).__name__}")
+        yield lang, list(enumerate(items))
+
+
+def _compile(where: str, pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"{where}: invalid regular expression: {err}") from None
+
+
+def _phrase(where: str, phrase: str) -> str:
+    folded = normalise(phrase)
+    if not folded:
+        raise ValueError(f"{where}: {phrase!r} is empty once punctuation is removed")
+    return folded
+
+
+def _slots(found: re.Match[str], raw: str, norm: str) -> dict[str, str]:
+    """Named groups of ``found``, each taken from the raw text when the two line up."""
+    origins = _origins(raw, norm)
+    slots = {}
+    for name, value in found.groupdict().items():
+        if value is None:
+            continue
+        start, end = found.span(name)
+        if origins is not None and end > start:
+            value = raw[origins[start]:origins[end - 1] + 1].strip()
+        slots[name] = value
+    return slots
+
+
+def _origins(raw: str, norm: str) -> list[int] | None:
+    """For each character of ``norm``, the index of the raw character it came from."""
+    chars: list[str] = []
+    origins: list[int] = []
+    space = False
+    for i, char in enumerate(raw):
+        for piece in unicodedata.normalize("NFKC", char).casefold().translate(_FOLD_TABLE):
+            if piece.isspace():
+                space = bool(chars)
+                continue
+            if space:
+                chars.append(" ")
+                origins.append(i)
+                space = False
+            chars.append(piece)
+            origins.append(i)
+    return origins if "".join(chars) == norm else None
+
+
+_NUMBER = re.compile(r"(?:(?<![\w.,+\-\u2212])([-+\u2212]))?(\d+)(?:[.,](\d+))?")
+_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-]+)@((?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,})")
+_WORD = re.compile(r"\w+(?:-\w+)*")
+_KINDS = ("email", "number", "regex", "text", "word")
+
+
+def extract(kind: str, text: str, *, pattern: str | None = None,
+            group: int | str | None = None) -> str | None:
+    """Capture a slot value of ``kind`` from raw user text; None when there is no valid value.
+
+    Works on the raw text because values keep their case ('Ann', 'John.Doe@…'):
+    'text' the stripped text; 'number' the first number, written plainly ('-3.5' for '−3,50');
+    'email' the first address, its domain lowercased; 'word' the first word (letters, digits,
+    '_', inner '-'); 'regex' ``re.search(pattern)``, its ``group`` or else the first group, or
+    else the whole match. An empty match counts as no value.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"unknown capture kind {kind!r} (expected one of: {', '.join(_KINDS)})")
+    if kind != "regex" and (pattern is not None or group is not None):
+        raise ValueError(f"capture kind {kind!r}: takes no pattern or group")
+    if kind == "text":
+        return text.strip() or None
+    if kind == "word":
+        found = _WORD.search(text)
+        return found.group() if found else None
+    if kind == "number":
+        # NFKC turns full-width digits into ASCII; other scripts' digits are read by value.
+        found = _NUMBER.search(unicodedata.normalize("NFKC", text))
+        if not found:
+            return None
+        sign, whole, fraction = found.groups()
+        whole = "".join(str(unicodedata.decimal(d)) for d in whole).lstrip("0") or "0"
+        fraction = "".join(str(unicodedata.decimal(d)) for d in fraction or "").rstrip("0")
+        number = f"{whole}.{fraction}" if fraction else whole
+        return f"-{number}" if sign in ("-", "\u2212") and number != "0" else number
+    if kind == "email":
+        found = _EMAIL.search(unicodedata.normalize("NFKC", text))
+        return f"{found.group(1)}@{found.group(2).lower()}" if found else None
+    if pattern is None:
+        raise ValueError("capture kind 'regex': needs a pattern")
+    found = re.search(_compile("capture pattern", pattern), text)
+    if not found:
+        return None
+    if group is None:
+        group = 1 if found.re.groups else 0
+    try:
+        value = found.group(group)
+    except IndexError:
+        raise ValueError(f"capture pattern {pattern!r}: has no group {group!r}") from None
+    return value or None
