@@ -1,0 +1,19 @@
+"""Durable storage: sessions, their history, processed message ids and accounts."""
+
+from chatbot.storage.db import open_database
+from chatbot.storage.migrations import LATEST_VERSION, migrate
+from chatbot.storage.records import HistoryRecord, SessionRecord, TurnWrite, UserRecord, WriteStats
+from chatbot.storage.store import Store, UsernameTaken
+
+__all__ = [
+    "HistoryRecord",
+    "LATEST_VERSION",
+    "SessionRecord",
+    "Store",
+    "TurnWrite",
+    "UserRecord",
+    "UsernameTaken",
+    "WriteStats",
+    "migrate",
+    "open_database",
+]

@@ -1,0 +1,87 @@
+"""Create and upgrade the schema, one numbered step at a time.
+
+The ``schema_version`` table holds one row: the number of steps applied.
+``MIGRATIONS[n - 1]`` takes a database from version ``n - 1`` to ``n``; each
+step runs in its own transaction together with the version bump, so a step is
+either applied and recorded or neither.
+
+Step 1 creates the tables from the models. Later changes are added as new
+steps only and never edit an applied one. A step that adds a column must also
+freeze step 1 (a copy of the tables as they were, as peewee's migration docs
+advise), because step 1 would otherwise already create the new column.
+
+Several server processes may start at once: each step locks the version row
+first (BEGIN IMMEDIATE on SQLite, SELECT ... FOR UPDATE on PostgreSQL) and
+rereads it, so one process applies a step and the others skip it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import peewee
+from playhouse.migrate import SchemaMigrator
+
+from chatbot.errors import StorageError
+from chatbot.storage.models import Models
+
+Step = Callable[[SchemaMigrator, Models], None]
+
+
+def _create_tables(migrator: SchemaMigrator, models: Models) -> None:
+    migrator.database.create_tables(models, safe=False)
+
+
+def _index_expiry_and_owner_lookups(migrator: SchemaMigrator, models: Models) -> None:
+    # delete_expired scans sessions by age; turns resolve a session's owner by name.
+    migrator.migrate(
+        migrator.add_index("sessions", ("updated_at",)),
+        migrator.add_index("sessions", ("created_at",)),
+        migrator.add_index("users", ("username",)),
+    )
+
+
+MIGRATIONS: tuple[Step, ...] = (
+    _create_tables,
+    _index_expiry_and_owner_lookups,
+)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def migrate(database: peewee.Database, models: Models, *, target: int = LATEST_VERSION) -> int:
+    """Apply the pending steps up to ``target``; return the version reached."""
+    if not 0 <= target <= LATEST_VERSION:
+        raise ValueError(f"migrate: target must be 0..{LATEST_VERSION}, got {target}")
+
+    class SchemaVersion(database.Model):
+        version = peewee.IntegerField()
+
+        class Meta:
+            table_name = "schema_version"
+
+    migrator = SchemaMigrator.from_database(database)
+    with database.connection_context():
+        database.create_tables([SchemaVersion])
+        SchemaVersion.insert(id=1, version=0).on_conflict_ignore().execute()
+        version = _locked_version(database, SchemaVersion)
+        if version > LATEST_VERSION:
+            raise StorageError(
+                f"storage: the database schema is at version {version}, "
+                f"newer than this program knows ({LATEST_VERSION})"
+            )
+        for step_version in range(version + 1, target + 1):
+            with migrator.migration_context():
+                version = _locked_version(database, SchemaVersion)
+                if version >= step_version:
+                    continue  # another process applied it meanwhile
+                MIGRATIONS[step_version - 1](migrator, models)
+                SchemaVersion.update(version=step_version).where(SchemaVersion.id == 1).execute()
+                version = step_version
+    return version
+
+
+def _locked_version(database: peewee.Database, schema_version: type[peewee.Model]) -> int:
+    # FOR UPDATE where the database has it; SQLite's BEGIN IMMEDIATE already
+    # holds the only write lock.
+    query = schema_version.select(schema_version.version).where(schema_version.id == 1)
+    return query.for_update(database.for_update).scalar()

@@ -1,0 +1,285 @@
+"""The store the session layer talks to.
+
+Reads are plain synchronous methods on the caller's thread (run them in an
+executor from the event loop). Writes go to one writer thread that groups them
+into transactions (see ``writer.py``); session writes return a
+``concurrent.futures.Future`` that resolves once the write is committed, and
+the rarer account and housekeeping writes wait for theirs and return the
+result. Reads see committed writes only.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+
+import peewee
+
+from chatbot.errors import StorageError
+from chatbot.storage.db import masked_url, open_database
+from chatbot.storage.migrations import migrate
+from chatbot.storage.models import Models, bind_models
+from chatbot.storage.records import HistoryRecord, SessionRecord, TurnWrite, UserRecord, WriteStats
+from chatbot.storage.writer import MAX_BATCH, GroupCommitWriter
+
+
+class UsernameTaken(StorageError):
+    def __init__(self, username: str) -> None:
+        super().__init__(username)
+        self.username = username
+
+    def __str__(self) -> str:
+        return f"storage: username '{self.username}' is taken"
+
+
+class Store:
+    """Sessions, their history and user accounts in one database.
+
+    ``history_limit`` entries and ``processed_limit`` client message ids are
+    kept per session; older ones are dropped by the turn that passes the limit.
+    ``max_batch`` caps how many writes share one transaction.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        history_limit: int = 500,
+        processed_limit: int = 200,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        for name, value in (("history_limit", history_limit), ("processed_limit", processed_limit), ("max_batch", max_batch)):
+            if value < 1:
+                raise ValueError(f"store: {name} must be at least 1, got {value}")
+        self._url = url
+        self._history_limit = history_limit
+        self._processed_limit = processed_limit
+        self._max_batch = max_batch
+        self._database: peewee.Database | None = None
+        self._models: Models | None = None
+        self._writer: GroupCommitWriter | None = None
+
+    # lifecycle
+
+    def open(self) -> None:
+        """Connect, bring the schema up to date and start the writer."""
+        if self._writer is not None:
+            raise StorageError("storage: the store is already open")
+        database = open_database(self._url)
+        models = bind_models(database)
+        try:
+            migrate(database, models)
+        except Exception as error:
+            database.close_all()
+            if isinstance(error, peewee.PeeweeException):
+                raise StorageError(f"storage: cannot open '{masked_url(self._url)}': {error}") from error
+            raise
+        self._database, self._models = database, models
+        self._writer = GroupCommitWriter(database, max_batch=self._max_batch)
+        self._writer.start()
+
+    def close(self) -> None:
+        """Apply the pending writes, stop the writer and close every connection."""
+        if self._writer is None:
+            return
+        self._writer.stop()
+        self._database.close_all()
+        self._writer = self._database = self._models = None
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every write submitted so far is committed (or failed)."""
+        self._open_writer().barrier().result(timeout)
+
+    @property
+    def write_stats(self) -> WriteStats:
+        return self._open_writer().stats
+
+    # sessions
+
+    def create_session(self, rec: SessionRecord) -> Future:
+        return self._submit(lambda: self._insert_session(rec), f"create_session of session '{rec.id}'")
+
+    def save_turn(self, turn: TurnWrite) -> Future:
+        """Update the session, add its history and record the client message id, atomically."""
+        return self._submit(lambda: self._apply_turn(turn), f"save_turn of session '{turn.session_id}'")
+
+    def load_session(self, session_id: str) -> SessionRecord | None:
+        return self._one_session(self._models_open().Session.id == session_id)
+
+    def find_session_by_token(self, token_hash: str) -> SessionRecord | None:
+        return self._one_session(self._models_open().Session.token_hash == token_hash)
+
+    def history(
+        self, session_id: str, *, after_seq: int = 0, before_seq: int | None = None, limit: int = 500
+    ) -> list[HistoryRecord]:
+        """Entries with after_seq < seq < before_seq, in seq order.
+
+        Without ``before_seq`` these are the first ``limit`` after ``after_seq``
+        (catching up after a reconnect); with it, the last ``limit`` before it
+        (paging back through older history).
+        """
+        entry = self._models_open().HistoryEntry
+        query = entry.select(entry.seq, entry.role, entry.text, entry.meta, entry.created_at).where(
+            entry.session == session_id, entry.seq > after_seq
+        )
+        if before_seq is None:
+            query = query.order_by(entry.seq).limit(limit)
+        else:
+            query = query.where(entry.seq < before_seq).order_by(entry.seq.desc()).limit(limit)
+        with self._database.connection_context():
+            rows = list(query.tuples())
+        if before_seq is not None:
+            rows.reverse()
+        return [HistoryRecord(*row) for row in rows]
+
+    def processed(self, session_id: str, client_id: str) -> tuple[int, int] | None:
+        """The seq range of the replies to ``client_id``, if it was processed."""
+        done = self._models_open().ProcessedMessage
+        query = done.select(done.first_seq, done.last_seq).where(
+            done.session == session_id, done.client_id == client_id
+        )
+        with self._database.connection_context():
+            return query.tuples().first()
+
+    def delete_expired(self, idle_before: float, created_before: float) -> int:
+        """Delete sessions idle since ``idle_before`` or created before ``created_before``."""
+        session = self._models_open().Session
+
+        def delete() -> int:
+            old = (session.updated_at < idle_before) | (session.created_at < created_before)
+            return session.delete().where(old).execute()  # history and ids go by cascade
+
+        return self._submit(delete, "delete_expired").result()
+
+    def count_sessions(self) -> int:
+        session = self._models_open().Session
+        with self._database.connection_context():
+            return session.select().count()
+
+    # users
+
+    def find_user(self, username_key: str) -> UserRecord | None:
+        user = self._models_open().User
+        query = user.select(user.id, user.username, user.username_key, user.password_hash, user.created_at)
+        with self._database.connection_context():
+            row = query.where(user.username_key == username_key).tuples().first()
+        return None if row is None else UserRecord(*row)
+
+    def create_user(self, username: str, username_key: str, password_hash: str) -> UserRecord:
+        """Add an account; raise UsernameTaken if ``username_key`` is in use."""
+        user = self._models_open().User
+        now = time.time()
+
+        def insert() -> int:
+            try:
+                return user.insert(
+                    username=username, username_key=username_key, password_hash=password_hash, created_at=now
+                ).execute()
+            except peewee.IntegrityError as error:
+                raise UsernameTaken(username) from error
+
+        user_id = self._submit(insert, f"create_user '{username}'").result()
+        return UserRecord(user_id, username, username_key, password_hash, now)
+
+    def update_password_hash(self, user_id: int, password_hash: str) -> None:
+        user = self._models_open().User
+
+        def update() -> None:
+            if user.update(password_hash=password_hash).where(user.id == user_id).execute() != 1:
+                raise StorageError(f"storage: unknown user id {user_id}")
+
+        self._submit(update, f"update_password_hash of user {user_id}").result()
+
+    # writer side: these run on the writer thread inside its transaction
+
+    def _insert_session(self, rec: SessionRecord) -> None:
+        self._models.Session.insert(
+            id=rec.id,
+            token_hash=rec.token_hash,
+            flow=rec.flow,
+            state=rec.state,
+            slots=rec.slots,
+            lang=rec.lang,
+            user=self._user_id(rec.user),
+            flow_version=rec.flow_version,
+            seq=rec.seq,
+            created_at=rec.created_at,
+            updated_at=rec.updated_at,
+        ).execute()
+
+    def _apply_turn(self, turn: TurnWrite) -> None:
+        session, entry, done = self._models.Session, self._models.HistoryEntry, self._models.ProcessedMessage
+        changes = dict(
+            flow=turn.flow,
+            state=turn.state,
+            slots=turn.slots,
+            lang=turn.lang,
+            user=self._user_id(turn.user),
+            flow_version=turn.flow_version,
+            seq=turn.seq,
+            updated_at=turn.updated_at,
+            version=session.version + 1,
+        )
+        if turn.token_hash is not None:
+            changes["token_hash"] = turn.token_hash
+        if session.update(**changes).where(session.id == turn.session_id).execute() != 1:
+            raise StorageError(f"storage: unknown session '{turn.session_id}'")
+        if turn.entries:
+            entry.insert_many(
+                dict(session=turn.session_id, seq=e.seq, role=e.role, text=e.text, meta=e.meta, created_at=e.created_at)
+                for e in turn.entries
+            ).execute()
+        # Seqs are handed out one by one, so the newest history_limit entries
+        # are those above turn.seq - history_limit.
+        if turn.seq > self._history_limit:
+            entry.delete().where(entry.session == turn.session_id, entry.seq <= turn.seq - self._history_limit).execute()
+        if turn.client_id is not None:
+            first, last = turn.reply_seq_range
+            done.insert(
+                session=turn.session_id, client_id=turn.client_id, first_seq=first, last_seq=last,
+                created_at=turn.updated_at,
+            ).execute()
+            # Each processed message took at least one seq of its own, so a
+            # session cannot have more of them than turn.seq.
+            if turn.seq > self._processed_limit:
+                of_session = done.session == turn.session_id
+                newest = done.select(done.id).where(of_session).order_by(done.id.desc())
+                done.delete().where(of_session, done.id <= newest.offset(self._processed_limit).limit(1)).execute()
+
+    def _user_id(self, username: str | None) -> int | None:
+        if username is None:
+            return None
+        user = self._models.User
+        user_id = user.select(user.id).where(user.username == username).scalar()
+        if user_id is None:
+            raise StorageError(f"storage: unknown user '{username}'")
+        return user_id
+
+    # plumbing
+
+    def _one_session(self, condition: peewee.Expression) -> SessionRecord | None:
+        session, user = self._models.Session, self._models.User
+        query = (
+            session.select(
+                session.id, session.token_hash, session.flow, session.state, session.slots, session.lang,
+                user.username, session.flow_version, session.seq, session.created_at, session.updated_at,
+            )
+            .join(user, peewee.JOIN.LEFT_OUTER)
+            .where(condition)
+        )
+        with self._database.connection_context():
+            row = query.tuples().first()
+        return None if row is None else SessionRecord(*row)
+
+    def _submit(self, apply, label: str) -> Future:
+        return self._open_writer().submit(apply, label)
+
+    def _open_writer(self) -> GroupCommitWriter:
+        if self._writer is None:
+            raise StorageError("storage: the store is not open")
+        return self._writer
+
+    def _models_open(self) -> Models:
+        if self._models is None:
+            raise StorageError("storage: the store is not open")
+        return self._models

@@ -1,0 +1,145 @@
+"""One thread that applies writes, many to a transaction (group commit).
+
+Callers submit a function and get a ``concurrent.futures.Future``. The thread
+takes everything queued at that moment, runs it in one transaction, commits,
+and only then resolves the futures: a caller that waits for its future knows
+the write is durable. While one transaction commits, the next writes queue up
+and share the following one, so under load the cost of a commit is spread
+over many writes instead of paid by each.
+
+If a grouped transaction fails, its writes are retried one transaction each,
+so one bad write fails alone and its neighbours still land. The thread never
+dies of a failed write: every exception goes to the future of the write that
+raised it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import peewee
+from playhouse.pool import MaxConnectionsExceeded
+
+from chatbot.errors import StorageError
+from chatbot.storage.records import WriteStats
+
+MAX_BATCH = 256
+
+
+@dataclass
+class _Write:
+    apply: Callable[[], Any] | None  # None marks a flush barrier
+    label: str
+    future: Future
+
+
+_STOP = None
+
+
+class GroupCommitWriter:
+    def __init__(self, database: peewee.Database, *, max_batch: int = MAX_BATCH) -> None:
+        if max_batch < 1:
+            raise ValueError(f"writer: max_batch must be at least 1, got {max_batch}")
+        self._database = database
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        # Guards the closed flag together with the queue, so nothing is
+        # queued behind the stop marker where no one would run it.
+        self._lock = threading.Lock()
+        self._closed = False
+        self._writes = self._transactions = self._failures = 0
+        self._thread = threading.Thread(target=self._run, name="chatbot-storage-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, apply: Callable[[], Any], label: str) -> Future:
+        """Run ``apply()`` in a transaction on the writer thread.
+
+        ``label`` names the write in error texts ("save_turn of session 'x'").
+        """
+        return self._put(_Write(apply, label, Future()))
+
+    def barrier(self) -> Future:
+        """A future resolved once every write submitted before it is done."""
+        return self._put(_Write(None, "flush", Future()))
+
+    def stop(self) -> None:
+        """Finish the queued writes, then end the thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join()
+
+    @property
+    def stats(self) -> WriteStats:
+        return WriteStats(self._writes, self._transactions, self._failures)
+
+    def _put(self, write: _Write) -> Future:
+        with self._lock:
+            if self._closed:
+                raise StorageError("storage: the store is closed")
+            self._queue.put(write)
+        return write.future
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch and batch[-1] is not _STOP:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            # A caller may have cancelled its future while it waited.
+            live = [w for w in batch if w is not _STOP and w.future.set_running_or_notify_cancel()]
+            self._apply([w for w in live if w.apply is not None])
+            for write in live:
+                if write.apply is None:
+                    write.future.set_result(None)
+            if batch[-1] is _STOP:
+                return
+
+    def _apply(self, writes: list[_Write]) -> None:
+        if not writes:
+            return
+        self._writes += len(writes)
+        try:
+            results = self._transaction(writes)
+        except Exception as error:  # delivered to the callers through their futures
+            if len(writes) == 1:
+                self._fail(writes[0], error)
+                return
+            # One bad write must not fail its neighbours: retry each alone.
+            for write in writes:
+                try:
+                    (result,) = self._transaction([write])
+                except Exception as error:  # as above
+                    self._fail(write, error)
+                else:
+                    write.future.set_result(result)
+            return
+        for write, result in zip(writes, results):
+            write.future.set_result(result)
+
+    def _transaction(self, writes: list[_Write]) -> list[Any]:
+        # A connection from the pool per transaction: one that broke (a
+        # restarted PostgreSQL) is dropped by the pool instead of failing
+        # every later write.
+        with self._database.connection_context(), self._database.atomic():
+            results = [write.apply() for write in writes]
+        self._transactions += 1
+        return results
+
+    def _fail(self, write: _Write, error: Exception) -> None:
+        self._failures += 1
+        if isinstance(error, (peewee.PeeweeException, MaxConnectionsExceeded)):
+            wrapped = StorageError(f"storage: {write.label} failed: {error}")
+            wrapped.__cause__ = error
+            error = wrapped
+        write.future.set_exception(error)

@@ -1,0 +1,528 @@
+"""The store against real databases: the same tests on SQLite and PostgreSQL.
+
+PostgreSQL runs at 127.0.0.1:5432 (database ``test``, user ``postgres``, or
+CHATBOT_TEST_POSTGRES as a libpq key=value string); each test gets a schema
+of its own, dropped afterwards. Without a server those runs are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ContextManager
+
+import peewee
+import pytest
+
+from chatbot.errors import ConfigError, StorageError
+from chatbot.storage import (
+    LATEST_VERSION,
+    HistoryRecord,
+    SessionRecord,
+    Store,
+    TurnWrite,
+    UsernameTaken,
+    migrate,
+    open_database,
+)
+from chatbot.storage.models import bind_models
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES_DSN = os.environ.get("CHATBOT_TEST_POSTGRES", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+NOW = 1_700_000_000.0
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+    hold_write_lock: Callable[[], ContextManager[None]]  # blocks the store's writes while held
+
+
+def _sqlite_backend(tmp_path: Path) -> Backend:
+    path = tmp_path / "db" / "chatbot.db"
+
+    @contextlib.contextmanager
+    def hold_write_lock():
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+            conn.close()
+
+    return Backend("sqlite", f"sqlite:///{path}", hold_write_lock)
+
+
+@contextlib.contextmanager
+def _postgresql_backend():
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        admin = psycopg2.connect(POSTGRES_DSN, connect_timeout=3)
+    except psycopg2.OperationalError as error:
+        pytest.skip(f"postgresql is unreachable ({POSTGRES_DSN}): {error}".strip())
+    admin.autocommit = True
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin.cursor().execute(f"CREATE SCHEMA {schema}")
+    params = dict(item.split("=", 1) for item in POSTGRES_DSN.split())
+    url = (
+        f"postgresql://{params['user']}@{params['host']}:{params['port']}/{params['dbname']}"
+        f"?options=-c%20search_path%3D{schema}"
+    )
+
+    @contextlib.contextmanager
+    def hold_write_lock():
+        conn = psycopg2.connect(POSTGRES_DSN, options=f"-c search_path={schema}")
+        conn.cursor().execute("LOCK TABLE sessions IN EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.commit()
+            conn.close()
+
+    try:
+        yield Backend("postgresql", url, hold_write_lock)
+    finally:
+        admin.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+@pytest.fixture
+def backend(request, tmp_path):
+    if request.param == "sqlite":
+        yield _sqlite_backend(tmp_path)
+    else:
+        with _postgresql_backend() as backend:
+            yield backend
+
+
+@pytest.fixture
+def open_store(backend):
+    """Open stores on the backend (with Store's keyword arguments); all closed at teardown."""
+    stores = []
+
+    def open_(**kwargs) -> Store:
+        store = Store(backend.url, **kwargs)
+        store.open()
+        stores.append(store)
+        return store
+
+    yield open_
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store) -> Store:
+    return open_store()
+
+
+def session(session_id: str = "s1", *, token_hash: str | None = None, user: str | None = None,
+            created_at: float = NOW, updated_at: float | None = None) -> SessionRecord:
+    return SessionRecord(
+        id=session_id, token_hash=token_hash or f"token-{session_id}", flow="main", state="main:start",
+        slots={}, lang="en", user=user, flow_version="1", seq=0, created_at=created_at,
+        updated_at=created_at if updated_at is None else updated_at,
+    )
+
+
+def entry(seq: int, role: str = "user", text: str | None = None, **meta) -> HistoryRecord:
+    return HistoryRecord(seq=seq, role=role, text=f"message {seq}" if text is None else text, meta=meta,
+                         created_at=NOW + seq)
+
+
+def turn(session_id: str, seq: int, *entries: HistoryRecord, client_id: str | None = None,
+         user: str | None = None, token_hash: str | None = None, state: str = "main:ask") -> TurnWrite:
+    replies = [e.seq for e in entries if e.role == "bot"]
+    return TurnWrite(
+        session_id=session_id, flow="main", state=state, slots={"turn": seq}, lang="en", user=user,
+        flow_version="1", seq=seq, updated_at=NOW + seq, token_hash=token_hash, entries=entries,
+        client_id=client_id, reply_seq_range=(min(replies), max(replies)) if client_id else None,
+    )
+
+
+def seqs(records) -> list[int]:
+    return [record.seq for record in records]
+
+
+def resolve_all(futures: list[Future], timeout: float = 30) -> list:
+    return [future.result(timeout) for future in futures]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+class TestStore:
+    def test_created_session_loads_back_equal(self, store):
+        rec = session()
+        rec = SessionRecord(**{**rec.__dict__, "slots": {"name": "Иван 🙂", "items": [1, 2], "deep": {"a": None}}})
+        assert store.create_session(rec).result() is None
+        assert store.load_session("s1") == rec
+        assert store.load_session("missing") is None
+        assert store.count_sessions() == 1
+
+    def test_turn_updates_session_and_appends_history(self, store):
+        store.create_session(session()).result()
+        store.create_user("Zoë", "zoë", "hash")
+        store.save_turn(turn("s1", 2, entry(1, text="привет"), entry(2, "bot", buttons=["yes", "no"]),
+                             client_id="c1", user="Zoë", state="login:ask_password")).result()
+        loaded = store.load_session("s1")
+        assert (loaded.state, loaded.slots, loaded.user, loaded.seq, loaded.updated_at) == (
+            "login:ask_password", {"turn": 2}, "Zoë", 2, NOW + 2)
+        assert loaded.created_at == NOW
+        assert store.history("s1") == [entry(1, text="привет"), entry(2, "bot", buttons=["yes", "no"])]
+
+    def test_history_pages_forward_and_back(self, store):
+        store.create_session(session()).result()
+        resolve_all([store.save_turn(turn("s1", n, entry(n))) for n in range(1, 11)])
+        assert seqs(store.history("s1")) == list(range(1, 11))
+        assert seqs(store.history("s1", after_seq=7)) == [8, 9, 10]
+        assert seqs(store.history("s1", after_seq=2, limit=3)) == [3, 4, 5]
+        assert seqs(store.history("s1", before_seq=9, limit=3)) == [6, 7, 8]
+        assert seqs(store.history("s1", after_seq=4, before_seq=7)) == [5, 6]
+        assert store.history("other") == []
+
+    def test_history_is_trimmed_to_the_limit(self, open_store):
+        store = open_store(history_limit=5)
+        store.create_session(session()).result()
+        store.create_session(session("s2")).result()
+        resolve_all([store.save_turn(turn("s1", 2 * n, entry(2 * n - 1), entry(2 * n, "bot"))) for n in range(1, 5)])
+        store.save_turn(turn("s2", 1, entry(1))).result()
+        assert seqs(store.history("s1")) == [4, 5, 6, 7, 8]
+        assert seqs(store.history("s2")) == [1]  # other sessions keep theirs
+
+    def test_processed_ids_give_the_reply_range_and_are_trimmed(self, open_store):
+        store = open_store(processed_limit=3)
+        store.create_session(session()).result()
+        for n in range(1, 6):
+            store.save_turn(turn("s1", 3 * n, entry(3 * n - 2), entry(3 * n - 1, "bot"), entry(3 * n, "bot"),
+                                 client_id=f"c{n}")).result()
+        assert store.processed("s1", "c5") == (14, 15)
+        assert store.processed("s1", "c3") == (8, 9)
+        assert store.processed("s1", "c2") is None  # beyond processed_limit
+        assert store.processed("s1", "never") is None
+
+    def test_repeated_client_id_fails_that_turn_whole(self, store):
+        store.create_session(session()).result()
+        store.save_turn(turn("s1", 2, entry(1), entry(2, "bot"), client_id="c1")).result()
+        with pytest.raises(StorageError, match=r"^storage: save_turn of session 's1' failed: "):
+            store.save_turn(turn("s1", 4, entry(3), entry(4, "bot"), client_id="c1", state="main:other")).result()
+        assert store.load_session("s1").state == "main:ask"  # nothing of the failed turn remains
+        assert seqs(store.history("s1")) == [1, 2]
+
+    def test_session_is_found_by_token_until_the_token_rotates(self, store):
+        store.create_session(session(token_hash="a" * 64)).result()
+        assert store.find_session_by_token("a" * 64).id == "s1"
+        store.save_turn(turn("s1", 1, entry(1), token_hash="b" * 64)).result()
+        assert store.find_session_by_token("a" * 64) is None
+        assert store.find_session_by_token("b" * 64).id == "s1"
+        store.save_turn(turn("s1", 2, entry(2))).result()  # no rotation keeps the token
+        assert store.load_session("s1").token_hash == "b" * 64
+
+    def test_usernames_are_unique_by_key(self, store):
+        bob = store.create_user("Bob", "bob", "hash-1")
+        assert store.find_user("bob") == bob
+        with pytest.raises(UsernameTaken, match=r"^storage: username 'BOB' is taken$"):
+            store.create_user("BOB", "bob", "hash-2")
+        assert store.find_user("bob").username == "Bob"
+        assert store.find_user("alice") is None
+        store.update_password_hash(bob.id, "hash-3")
+        assert store.find_user("bob").password_hash == "hash-3"
+        with pytest.raises(StorageError, match=r"^storage: unknown user id 9999$"):
+            store.update_password_hash(9999, "hash")
+
+    def test_turn_of_unknown_session_or_user_fails(self, store):
+        with pytest.raises(StorageError, match=r"^storage: unknown session 'ghost'$"):
+            store.save_turn(turn("ghost", 1, entry(1))).result()
+        store.create_session(session()).result()
+        with pytest.raises(StorageError, match=r"^storage: unknown user 'nobody'$"):
+            store.save_turn(turn("s1", 1, entry(1), user="nobody")).result()
+        assert store.history("s1") == []
+
+    def test_expired_sessions_go_with_their_history(self, store):
+        store.create_session(session("fresh", created_at=NOW - 60)).result()
+        store.create_session(session("idle", created_at=NOW - 3600, updated_at=NOW - 3000)).result()
+        store.create_session(session("old", created_at=NOW - 90_000, updated_at=NOW - 10)).result()
+        store.save_turn(turn("old", 1, entry(1), client_id=None)).result()  # updated_at NOW + 1
+        assert store.delete_expired(idle_before=NOW - 1800, created_before=NOW - 86_400) == 2
+        assert store.load_session("fresh") is not None
+        assert store.load_session("idle") is None and store.load_session("old") is None
+        assert store.history("old") == []
+        assert store.count_sessions() == 1
+        assert store.delete_expired(idle_before=NOW - 1800, created_before=NOW - 86_400) == 0
+
+    def test_queued_writes_share_one_transaction(self, backend, store):
+        resolve_all([store.create_session(session(f"s{n}")) for n in range(40)])
+        before = store.write_stats
+        with backend.hold_write_lock():
+            futures = [store.save_turn(turn(f"s{n}", 1, entry(1))) for n in range(40)]
+            time.sleep(0.2)  # the writer is stuck on the lock with whatever it took first
+            assert not any(future.done() for future in futures)
+        resolve_all(futures)
+        after = store.write_stats
+        assert after.writes - before.writes == 40
+        assert after.transactions - before.transactions <= 2
+        assert all(seqs(store.history(f"s{n}")) == [1] for n in range(40))
+
+    def test_a_failing_write_does_not_fail_its_neighbours(self, backend, store):
+        resolve_all([store.create_session(session(f"s{n}")) for n in range(10)])
+        with backend.hold_write_lock():
+            good = [store.save_turn(turn(f"s{n}", 1, entry(1))) for n in range(5)]
+            bad = store.save_turn(turn("ghost", 1, entry(1)))
+            good += [store.save_turn(turn(f"s{n}", 1, entry(1))) for n in range(5, 10)]
+        with pytest.raises(StorageError, match="unknown session 'ghost'"):
+            bad.result(30)
+        resolve_all(good)
+        assert all(seqs(store.history(f"s{n}")) == [1] for n in range(10))
+        assert store.write_stats.failures == 1
+        store.save_turn(turn("s0", 2, entry(2))).result(30)  # the writer lives on
+
+    def test_concurrent_turns_all_land_while_readers_read(self, store):
+        sessions, turns = 8, 25
+        resolve_all([store.create_session(session(f"s{n}")) for n in range(sessions)])
+        futures: list[Future] = []
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def write(n: int) -> None:
+            for t in range(1, turns + 1):
+                futures.append(store.save_turn(turn(f"s{n}", t, entry(t))))
+
+        def read() -> None:
+            try:
+                while not stop.is_set():
+                    for n in range(sessions):
+                        store.load_session(f"s{n}")
+                        store.history(f"s{n}", limit=5)
+            except BaseException as error:  # reported by the assertion below
+                errors.append(error)
+
+        before = store.write_stats
+        readers = [threading.Thread(target=read) for _ in range(2)]
+        writers = [threading.Thread(target=write, args=(n,)) for n in range(sessions)]
+        for thread in readers + writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        resolve_all(futures)
+        stop.set()
+        for thread in readers:
+            thread.join()
+        assert errors == []
+        after = store.write_stats
+        assert after.writes - before.writes == sessions * turns
+        assert after.transactions - before.transactions < sessions * turns
+        for n in range(sessions):
+            assert seqs(store.history(f"s{n}")) == list(range(1, turns + 1))
+            assert store.load_session(f"s{n}").seq == turns
+
+    def test_flush_waits_for_every_queued_write(self, store):
+        store.create_session(session())
+        futures = [store.save_turn(turn("s1", n, entry(n))) for n in range(1, 21)]
+        store.flush(timeout=30)
+        assert all(future.done() for future in futures)
+
+    def test_writes_survive_close_and_reopen(self, backend, store):
+        store.create_session(session())
+        store.create_user("Ann", "ann", "hash")
+        store.save_turn(turn("s1", 2, entry(1), entry(2, "bot"), client_id="c1", user="Ann"))
+        store.close()  # without waiting: close applies what is queued
+        reopened = Store(backend.url)
+        reopened.open()
+        try:
+            assert reopened.load_session("s1").user == "Ann"
+            assert seqs(reopened.history("s1")) == [1, 2]
+            assert reopened.processed("s1", "c1") == (2, 2)
+        finally:
+            reopened.close()
+
+    def test_closed_store_refuses_work(self, store):
+        store.close()
+        with pytest.raises(StorageError, match=r"^storage: the store is not open$"):
+            store.save_turn(turn("s1", 1, entry(1)))
+        with pytest.raises(StorageError, match=r"^storage: the store is not open$"):
+            store.load_session("s1")
+        store.close()  # closing twice is harmless
+
+    def test_every_acknowledged_write_survives_sigkill(self, backend):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CRASH_WRITER, backend.url],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        acknowledged = []
+        try:
+            for line in proc.stdout:
+                acknowledged.append(int(line))
+                if len(acknowledged) == 300:
+                    break
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            rest, errors = proc.communicate(timeout=30)
+        acknowledged += [int(line) for line in rest.split()]
+        assert len(acknowledged) >= 300, errors
+        assert proc.returncode == -signal.SIGKILL
+        store = Store(backend.url, history_limit=1_000_000)
+        store.open()
+        try:
+            stored = set(seqs(store.history("crash", limit=1_000_000)))
+            assert set(acknowledged) <= stored
+            assert store.load_session("crash").seq >= max(acknowledged)
+        finally:
+            store.close()
+
+    def test_a_version_1_database_is_migrated(self, backend):
+        database = open_database(backend.url)
+        models = bind_models(database)
+        assert migrate(database, models, target=1) == 1
+        with database.connection_context():
+            assert ("updated_at",) not in index_columns(database, "sessions")
+            models.Session.insert(
+                id="old", token_hash="t", flow="main", state="main:start", slots={"kept": True}, lang="en",
+                flow_version="1", seq=0, created_at=NOW, updated_at=NOW,
+            ).execute()
+        database.close_all()
+
+        store = Store(backend.url)
+        store.open()
+        try:
+            assert store.load_session("old").slots == {"kept": True}
+        finally:
+            store.close()
+        with database.connection_context():
+            assert schema_version(database) == LATEST_VERSION == 2
+            assert {("updated_at",), ("created_at",)} <= index_columns(database, "sessions")
+            assert ("username",) in index_columns(database, "users")
+        assert migrate(database, models) == 2  # nothing left to do
+        database.close_all()
+
+    def test_tables_match_the_models(self, backend, store):
+        database = open_database(backend.url)
+        with database.connection_context():
+            for model in bind_models(database):
+                columns = {column.name for column in database.get_columns(model._meta.table_name)}
+                assert columns == {field.column_name for field in model._meta.sorted_fields}, model.__name__
+        database.close_all()
+
+    def test_a_newer_schema_is_refused(self, backend, store):
+        store.close()
+        database = open_database(backend.url)
+        with database.connection_context():
+            database.execute_sql("UPDATE schema_version SET version = 99")
+        database.close_all()
+        with pytest.raises(StorageError, match=r"^storage: the database schema is at version 99, "
+                                               r"newer than this program knows \(2\)$"):
+            Store(backend.url).open()
+
+
+CRASH_WRITER = """
+import sys, time
+from collections import deque
+from chatbot.storage import HistoryRecord, SessionRecord, Store, TurnWrite
+
+store = Store(sys.argv[1], history_limit=1_000_000)
+store.open()
+now = time.time()
+store.create_session(SessionRecord("crash", "t", "main", "main:start", {}, "en", None, "1", 0, now, now)).result()
+pending, seq = deque(), 0
+while True:
+    while len(pending) < 64:
+        seq += 1
+        entries = [HistoryRecord(seq, "user", f"message {seq}", {}, time.time())]
+        write = TurnWrite("crash", "main", "main:chat", {"n": seq}, "en", None, "1", seq, time.time(), entries=entries)
+        pending.append((seq, store.save_turn(write)))
+    done, future = pending.popleft()
+    future.result()
+    print(done, flush=True)
+"""
+
+
+def index_columns(database: peewee.Database, table: str) -> set[tuple[str, ...]]:
+    return {tuple(index.columns) for index in database.get_indexes(table)}
+
+
+def schema_version(database: peewee.Database) -> int:
+    return database.execute_sql("SELECT version FROM schema_version").fetchone()[0]
+
+
+# Not per backend: URLs and the values passed in.
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("mysql://root:secret@db/chatbot",
+         "db: unsupported database url 'mysql://root:***@db/chatbot' (expected sqlite:///PATH or postgresql://...)"),
+        ("chatbot.db", "db: unsupported database url 'chatbot.db' (expected sqlite:///PATH or postgresql://...)"),
+        ("sqlite://", "db: sqlite url 'sqlite://' names no file "
+                      "(an in-memory database is not shared between connections; use sqlite:///PATH)"),
+        ("sqlite:///:memory:", "db: sqlite url 'sqlite:///:memory:' names no file "
+                               "(an in-memory database is not shared between connections; use sqlite:///PATH)"),
+        ("sqlite://data/chatbot.db",
+         "db: sqlite url 'sqlite://data/chatbot.db' has a host (a file path takes three slashes: sqlite:///PATH)"),
+        ("postgresql://u:pw@localhost/", "db: postgresql url 'postgresql://u:***@localhost/' names no database"),
+    ],
+)
+def test_unusable_database_urls_are_explained(url, message):
+    with pytest.raises(ConfigError) as caught:
+        open_database(url)
+    assert str(caught.value) == message
+
+
+def test_sqlite_file_gets_its_directory_and_pragmas(tmp_path):
+    database = open_database(f"sqlite:///{tmp_path}/a/b/chatbot.db")
+    with database.connection_context():
+        pragmas = {name: database.pragma(name) for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")}
+    database.close_all()
+    assert (tmp_path / "a" / "b" / "chatbot.db").exists()
+    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1, "busy_timeout": 5000}
+
+
+def test_unreachable_postgresql_fails_to_open_with_the_url():
+    store = Store("postgresql://postgres:pw@127.0.0.1:9/test?connect_timeout=2")
+    with pytest.raises(StorageError, match=r"^storage: cannot open 'postgresql://postgres:\*\*\*@127\.0\.0\.1:9/test"):
+        store.open()
+
+
+def test_sqlite_writes_wait_for_another_writer(tmp_path):
+    # A second process holding the write lock briefly delays writes instead of failing them.
+    backend = _sqlite_backend(tmp_path)
+    store = Store(backend.url)
+    store.open()
+    try:
+        with backend.hold_write_lock():
+            future = store.create_session(session())
+            time.sleep(0.3)
+            assert not future.done()
+        future.result(10)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: entry(1, role="system"), "history: role must be 'user' or 'bot', got 'system'"),
+        (lambda: TurnWrite("s", "f", "s", {}, "en", None, "1", 1, NOW, client_id="c"),
+         "turn: client_id and reply_seq_range go together"),
+        (lambda: TurnWrite("s", "f", "s", {}, "en", None, "1", 1, NOW, reply_seq_range=(1, 2)),
+         "turn: client_id and reply_seq_range go together"),
+        (lambda: TurnWrite("s", "f", "s", {}, "en", None, "1", 1, NOW, client_id="c", reply_seq_range=(3, 2)),
+         "turn: reply_seq_range must be (first, last) with first <= last, got (3, 2)"),
+        (lambda: Store("sqlite:///x.db", history_limit=0), "store: history_limit must be at least 1, got 0"),
+        (lambda: Store("sqlite:///x.db", processed_limit=-1), "store: processed_limit must be at least 1, got -1"),
+    ],
+)
+def test_bad_values_are_refused(build, message):
+    with pytest.raises(ValueError) as caught:
+        build()
+    assert str(caught.value) == message
