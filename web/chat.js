@@ -1,0 +1,645 @@
+// The chat page: one WebSocket to ./ws speaking the protocol of docs/protocol.md.
+// Only what must survive a reload lives in localStorage (token, last_seq, lang, outbox);
+// the conversation itself is always rebuilt from the server's history.
+
+const KEYS = {
+  resume: 'chatbot.resume',
+  lastSeq: 'chatbot.last_seq',
+  lang: 'chatbot.lang',
+  outbox: 'chatbot.outbox',
+};
+const BACKOFF_BASE_MS = 250;
+const BACKOFF_CAP_MS = 4000;
+const OFFLINE_AFTER_FAILURES = 4;
+const PING_EVERY_MS = 25000;
+const PONG_TIMEOUT_MS = 10000;
+const RATE_LIMIT_RETRY_MS = 3000;
+const HISTORY_ON_LOAD = 100;
+const HISTORY_PAGE = 50;
+const STICK_TO_BOTTOM_PX = 48;
+const SECRET_MASK = '••••••';
+
+const STRINGS = {
+  en: {
+    title: 'Chat', conversation: 'Conversation', language: 'Language',
+    message: 'Message', send: 'Send', placeholder: 'Type a message',
+    login: 'Log in', register: 'Register', logout: 'Log out', signedInAs: 'Signed in as',
+    connected: 'Connected', reconnecting: 'Reconnecting…', offline: 'Offline',
+    bot: 'Bot', you: 'You', sending: 'sending…', notSent: 'not sent',
+    earlier: 'Show earlier messages',
+    expired: 'Your previous conversation has expired. A new one has started.',
+    passwordPlaceholder: 'Password (hidden)',
+    passwordHint: 'What you type here is hidden and never shown in the chat.',
+    passwordOffline: 'A password can only be sent while connected.',
+  },
+  ru: {
+    title: 'Чат', conversation: 'Разговор', language: 'Язык',
+    message: 'Сообщение', send: 'Отправить', placeholder: 'Введите сообщение',
+    login: 'Войти', register: 'Зарегистрироваться', logout: 'Выйти', signedInAs: 'Вы вошли как',
+    connected: 'Подключено', reconnecting: 'Переподключение…', offline: 'Нет связи',
+    bot: 'Бот', you: 'Вы', sending: 'отправляется…', notSent: 'не отправлено',
+    earlier: 'Показать более ранние сообщения',
+    expired: 'Прежний разговор истёк. Начат новый.',
+    passwordPlaceholder: 'Пароль (скрыт)',
+    passwordHint: 'То, что вы вводите здесь, скрыто и не показывается в чате.',
+    passwordOffline: 'Пароль можно отправить только при связи с сервером.',
+  },
+};
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  log: $('log'), earlier: $('earlier'), form: $('composer'), input: $('input'), send: $('send'),
+  hint: $('hint'), status: $('status'), userBox: $('user-box'), userName: $('user-name'),
+  login: $('login'), register: $('register'), logout: $('logout'),
+  langButtons: document.querySelectorAll('[data-lang]'),
+};
+
+const state = {
+  ws: null,
+  connected: false,        // true between welcome and close
+  failures: 0,             // consecutive attempts without a welcome: drives backoff
+  retryTimer: null,
+  pingTimer: null,
+  pongTimer: null,
+  leaving: false,          // the page is being hidden: do not reconnect
+  needHistory: true,       // the display was built from nothing: ask for history
+  sentResume: false,       // the current hello carried a token
+  loadingEarlier: false,
+  lang: pickLanguage(),
+  lastSeq: Number(load(KEYS.lastSeq)) || 0,
+  user: null,
+  inputMode: 'text',
+  idPrefix: `c-${randomTag()}`,
+  idCounter: 0,
+};
+
+// Elements of the log are kept sorted by a numeric key: the entry's seq when known.
+// A message still waiting for its ack has key Infinity (it stays at the bottom) until its
+// first reply tells where it belongs; notes take a key just after what was shown before them.
+const sortKeys = new WeakMap();
+const bySeq = new Map();   // seq -> element, to skip entries already shown
+const byId = new Map();    // client id -> user bubble, to merge echoes and acks
+
+// ---------- storage, ids, strings ----------
+
+function load(key) {
+  try { return localStorage.getItem(key); } catch { return null; }  // storage may be disabled
+}
+
+function save(key, value) {
+  try {
+    if (value === null || value === undefined) localStorage.removeItem(key);
+    else localStorage.setItem(key, String(value));
+  } catch { /* a full or disabled storage must not break the chat */ }
+}
+
+function randomTag() {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  return Array.from(bytes, (b) => b.toString(36).padStart(2, '0')).join('');
+}
+
+function newId() {
+  state.idCounter += 1;
+  return `${state.idPrefix}-${state.idCounter}`;
+}
+
+function t(key) {
+  return STRINGS[state.lang][key];
+}
+
+function pickLanguage() {
+  const stored = load(KEYS.lang);
+  if (stored in STRINGS) return stored;
+  return (navigator.language || 'en').toLowerCase().startsWith('ru') ? 'ru' : 'en';
+}
+
+const isSeq = (value) => Number.isInteger(value) && value > 0;
+const asText = (value) => (typeof value === 'string' ? value : '');
+
+// ---------- outbox: frames sent but not yet acknowledged ----------
+// Read and written through localStorage every time, so tabs sharing the session (and
+// the storage) share it too; a frame resent by two tabs is harmless, the server dedupes ids.
+
+function outboxRead() {
+  try {
+    const list = JSON.parse(load(KEYS.outbox) || '[]');
+    return Array.isArray(list) ? list.filter((f) => f && typeof f.id === 'string') : [];
+  } catch { return []; }
+}
+
+function outboxAdd(frame) {
+  save(KEYS.outbox, JSON.stringify([...outboxRead(), frame]));
+}
+
+function outboxRemove(id) {
+  const list = outboxRead();
+  const rest = list.filter((frame) => frame.id !== id);
+  if (rest.length !== list.length) save(KEYS.outbox, rest.length ? JSON.stringify(rest) : null);
+}
+
+// ---------- connection ----------
+
+function socketUrl() {
+  const url = new URL('ws', location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.href;
+}
+
+function connect() {
+  clearTimeout(state.retryTimer);
+  state.retryTimer = null;
+  if (state.ws || state.leaving) return;
+  let ws;
+  try {
+    ws = new WebSocket(socketUrl());
+  } catch {
+    scheduleReconnect();  // e.g. blocked by a content security policy: keep trying, slowly
+    return;
+  }
+  state.ws = ws;
+  ws.onopen = () => sendHello();
+  ws.onmessage = (event) => onFrame(event.data);
+  ws.onclose = () => { if (state.ws === ws) disconnected(); };
+  showStatus();
+}
+
+function sendHello() {
+  const hello = { type: 'hello', lang: state.lang };
+  const token = load(KEYS.resume);
+  if (token) hello.resume = token;
+  if (state.needHistory) hello.history = HISTORY_ON_LOAD;
+  else hello.last_seq = state.lastSeq;
+  state.sentResume = Boolean(token);
+  send(hello);
+}
+
+function send(frame) {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
+  state.ws.send(JSON.stringify(frame));
+  return true;
+}
+
+// Called once per lost socket, whether it closed cleanly or went silent.
+function disconnected() {
+  const ws = state.ws;
+  state.ws = null;
+  if (ws) {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    if (ws.readyState <= WebSocket.OPEN) ws.close();
+  }
+  clearInterval(state.pingTimer);
+  clearTimeout(state.pongTimer);
+  state.connected = false;
+  state.loadingEarlier = false;
+  failUnqueuedMessages();
+  refreshControls();
+  if (!state.leaving) scheduleReconnect();
+}
+
+function scheduleReconnect() {
+  // Full jitter spreads the reconnects of many pages after a server restart.
+  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** state.failures);
+  state.failures += 1;
+  showStatus();
+  clearTimeout(state.retryTimer);
+  state.retryTimer = setTimeout(connect, Math.random() * ceiling);
+}
+
+function reconnectNow() {
+  if (state.ws || state.leaving) return;
+  state.failures = 0;
+  connect();
+}
+
+// Browsers cannot send WebSocket pings; a half-open connection is only noticed by silence.
+function startKeepalive() {
+  clearInterval(state.pingTimer);
+  state.pingTimer = setInterval(() => {
+    if (!send({ type: 'ping' })) return;
+    clearTimeout(state.pongTimer);
+    state.pongTimer = setTimeout(disconnected, PONG_TIMEOUT_MS);
+  }, PING_EVERY_MS);
+}
+
+// ---------- incoming frames ----------
+
+const handlers = {
+  welcome: onWelcome, reply: onReply, user: onUser, ack: onAck, history: onHistory,
+  auth: onAuth, error: onError, pong: () => {},
+};
+
+function onFrame(data) {
+  clearTimeout(state.pongTimer);  // any frame proves the connection is alive
+  let frame;
+  try { frame = JSON.parse(data); } catch { return; }
+  const handle = frame && handlers[frame.type];
+  if (handle) handle(frame);  // unknown types are ignored so the server can add new ones
+}
+
+function onWelcome(frame) {
+  if (typeof frame.resume === 'string') save(KEYS.resume, frame.resume);
+  if (!frame.resumed) state.needHistory = false;  // a new session has no past to send
+  if (state.sentResume && !frame.resumed) {
+    clearConversation();
+    addNote(t('expired'));
+  } else if (frame.resumed && Number.isInteger(frame.last_seq) && frame.last_seq < state.lastSeq) {
+    forgetSeqsAbove(frame.last_seq);
+  }
+  state.user = typeof frame.user === 'string' ? frame.user : null;
+  state.connected = true;
+  state.failures = 0;
+  startKeepalive();
+  for (const queued of outboxRead()) send(queued);
+  refreshControls();
+}
+
+function onReply(frame) {
+  if (!isSeq(frame.seq)) return;
+  // The message that caused this reply sits just before it, even before its ack says where.
+  const cause = byId.get(frame.in_reply_to);
+  if (cause && sortKeys.get(cause) === Infinity) place(cause, frame.seq - 0.5);
+  if (cause?.classList.contains('failed')) markDelivered(cause);  // it got through after all
+  showEntry({ ...frame, from: 'bot' });
+  refreshControls();
+}
+
+function onUser(frame) {
+  if (!isSeq(frame.seq)) return;
+  showEntry({ ...frame, from: 'user' });
+}
+
+function onAck(frame) {
+  if (typeof frame.id !== 'string') return;
+  outboxRemove(frame.id);
+  const bubble = byId.get(frame.id);
+  if (!bubble) return;
+  markDelivered(bubble);
+  const placed = Number.isInteger(sortKeys.get(bubble));  // an echo or history gave its seq
+  if (!placed && isSeq(frame.seq) && !bySeq.has(frame.seq)) {
+    bySeq.set(frame.seq, bubble);
+    place(bubble, frame.seq);
+  }
+}
+
+function onHistory(frame) {
+  const entries = Array.isArray(frame.entries) ? frame.entries : [];
+  const scrollBack = state.loadingEarlier;
+  const fromBottom = ui.log.scrollHeight - ui.log.scrollTop;
+  state.needHistory = false;
+  state.loadingEarlier = false;
+  for (const entry of entries) if (isSeq(entry?.seq)) showEntry(entry);
+  ui.earlier.hidden = !frame.more;
+  ui.earlier.disabled = false;
+  // Older entries go in above: keep the part the reader is looking at still.
+  if (scrollBack) ui.log.scrollTop = ui.log.scrollHeight - fromBottom;
+  else scrollToBottom();
+  if (ui.earlier.hidden && document.activeElement === ui.earlier) ui.log.focus();  // keep focus
+  refreshControls();
+}
+
+function onAuth(frame) {
+  if (typeof frame.resume === 'string') save(KEYS.resume, frame.resume);
+  state.user = typeof frame.user === 'string' ? frame.user : null;
+  refreshControls();
+}
+
+function onError(frame) {
+  const id = frame.in_reply_to;
+  const message = asText(frame.message) || asText(frame.code);
+  if (typeof id === 'string' && outboxRead().some((queued) => queued.id === id)) {
+    if (frame.code === 'rate_limited') {
+      setTimeout(() => outboxRead().filter((q) => q.id === id).forEach(send), RATE_LIMIT_RETRY_MS);
+      return;
+    }
+    outboxRemove(id);
+  }
+  const bubble = byId.get(id);
+  if (bubble) markNotSent(bubble, message);
+  else addNote(message, 'error');
+  // A quick reply that failed must not leave its buttons locked.
+  for (const chosen of ui.log.querySelectorAll('.msg-bot.chosen')) {
+    if (chosen.dataset.actionId !== id) continue;
+    chosen.classList.remove('chosen');
+    chosen.querySelector('[aria-pressed="true"]')?.removeAttribute('aria-pressed');
+  }
+  refreshControls();
+}
+
+// ---------- rendering ----------
+
+function showEntry(entry) {
+  if (bySeq.has(entry.seq)) return;  // already shown: resent reply, echo or overlapping history
+  const mine = entry.from === 'user' ? byId.get(entry.id) : undefined;
+  if (mine?.classList.contains('failed')) markDelivered(mine);  // the server has it after all
+  const el = mine || makeBubble(entry);
+  bySeq.set(entry.seq, el);
+  if (typeof entry.id === 'string' && entry.from === 'user') byId.set(entry.id, el);
+  if (entry.from === 'bot' && isSeq(entry.seq) && entry.seq > state.lastSeq) {
+    state.lastSeq = entry.seq;
+    save(KEYS.lastSeq, entry.seq);
+  }
+  const follow = nearBottom();
+  place(el, entry.seq);
+  if (follow) scrollToBottom();
+}
+
+function makeBubble(entry) {
+  const bot = entry.from !== 'user';
+  const el = document.createElement('div');
+  el.className = `msg ${bot ? 'msg-bot' : 'msg-user'}`;
+  el.dir = 'auto';  // the direction follows the message text, not the page
+  el.dataset.from = bot ? 'bot' : 'user';
+  el.dataset.testid = 'message';
+  const who = document.createElement('span');
+  who.className = 'who sr-only';
+  who.dir = document.documentElement.dir || 'ltr';  // excluded from the dir=auto guess
+  who.dataset.who = bot ? 'bot' : 'you';
+  who.textContent = `${t(who.dataset.who)}: `;
+  const body = document.createElement('p');
+  body.className = 'msg-text';
+  body.dir = 'auto';
+  body.dataset.testid = 'message-text';
+  body.textContent = entry.secret ? SECRET_MASK : asText(entry.text);  // never innerHTML
+  el.append(who, body);
+  if (bot) {
+    el.dataset.input = entry.input === 'password' ? 'password' : 'text';
+    const buttons = Array.isArray(entry.buttons) ? entry.buttons : [];
+    if (buttons.length) el.append(makeQuickReplies(el, buttons));
+  }
+  return el;
+}
+
+function makeQuickReplies(bubble, buttons) {
+  const group = document.createElement('div');
+  group.className = 'quick-replies';
+  for (const { label, action } of buttons) {
+    if (typeof action !== 'string') continue;
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'quick-reply';
+    button.dataset.testid = 'quick-reply';
+    button.textContent = asText(label) || action;
+    button.addEventListener('click', () => {
+      bubble.classList.add('chosen');  // one choice per reply: no double submissions
+      button.setAttribute('aria-pressed', 'true');
+      bubble.dataset.actionId = sendAction(action) || '';
+      ui.input.focus();
+    });
+    group.append(button);
+  }
+  return group;
+}
+
+function showOwnMessage(id, text, secret) {
+  const el = makeBubble({ from: 'user', text, secret });
+  el.classList.add('pending');
+  el.dataset.id = id;
+  const status = document.createElement('span');
+  status.className = 'msg-status';
+  status.dataset.testid = 'message-status';
+  status.dataset.status = 'sending';
+  status.textContent = t('sending');
+  el.append(status);
+  byId.set(id, el);
+  place(el, Infinity);
+  scrollToBottom();
+}
+
+function markNotSent(bubble, reason) {
+  if (!bubble.classList.contains('pending')) return;
+  bubble.classList.replace('pending', 'failed');
+  const status = bubble.querySelector('.msg-status');
+  if (status) {
+    status.dataset.status = 'not-sent';
+    status.textContent = reason ? `${t('notSent')}: ${reason}` : t('notSent');
+  }
+  if (sortKeys.get(bubble) === Infinity) place(bubble, lastFiniteKey() + 0.5);  // pin it
+}
+
+function markDelivered(bubble) {
+  bubble.classList.remove('pending', 'failed');
+  bubble.querySelector('.msg-status')?.remove();
+}
+
+// A password is never queued, so one whose ack did not arrive is lost with the connection.
+function failUnqueuedMessages() {
+  const queued = new Set(outboxRead().map((frame) => frame.id));
+  for (const [id, bubble] of byId) {
+    if (bubble.classList.contains('pending') && !queued.has(id)) markNotSent(bubble, '');
+  }
+}
+
+function addNote(text, kind = 'info') {
+  const note = document.createElement('p');
+  note.className = `note note-${kind}`;
+  note.dir = 'auto';
+  note.dataset.testid = 'system-note';
+  note.textContent = text;
+  place(note, lastFiniteKey() + 0.5);
+  scrollToBottom();
+}
+
+function place(el, key) {
+  sortKeys.set(el, key);
+  let before = ui.log.lastElementChild;
+  while (before && (before === el || sortKeys.get(before) > key)) before = before.previousElementSibling;
+  const next = before ? before.nextElementSibling : ui.log.firstElementChild;
+  if (next === el) return;  // already in place: moving it would replay its entry animation
+  ui.log.insertBefore(el, next);
+}
+
+function lastFiniteKey() {
+  for (let el = ui.log.lastElementChild; el; el = el.previousElementSibling) {
+    const key = sortKeys.get(el);
+    if (Number.isFinite(key)) return key;
+  }
+  return 0;
+}
+
+function clearConversation() {
+  for (const el of [...ui.log.children]) {
+    if (el.classList.contains('pending')) place(el, Infinity);  // still owed to the server
+    else el.remove();
+  }
+  bySeq.clear();
+  for (const [id, el] of byId) if (!el.isConnected) byId.delete(id);
+  state.lastSeq = 0;
+  save(KEYS.lastSeq, 0);
+  ui.earlier.hidden = true;
+}
+
+// After a crash the server may have lost its newest entries and will number new ones again
+// from its last_seq: forget those numbers so the new entries are not taken for duplicates.
+function forgetSeqsAbove(seq) {
+  for (const [known] of bySeq) if (known > seq) bySeq.delete(known);
+  state.lastSeq = seq;
+  save(KEYS.lastSeq, seq);
+}
+
+function nearBottom() {
+  return ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < STICK_TO_BOTTOM_PX;
+}
+
+function scrollToBottom() {
+  ui.log.scrollTop = ui.log.scrollHeight;
+}
+
+// ---------- controls ----------
+
+function refreshControls() {
+  const bots = ui.log.querySelectorAll('.msg-bot');
+  const latest = bots[bots.length - 1];
+  for (const bubble of bots) {
+    const usable = bubble === latest && state.connected && !bubble.classList.contains('chosen');
+    for (const button of bubble.querySelectorAll('.quick-reply')) button.disabled = !usable;
+  }
+  setInputMode(latest?.dataset.input === 'password' ? 'password' : 'text');
+  const anonymous = state.user === null;
+  ui.login.hidden = ui.register.hidden = !anonymous;
+  ui.logout.hidden = anonymous;
+  for (const button of [ui.login, ui.register, ui.logout]) button.disabled = !state.connected;
+  ui.userBox.hidden = anonymous;
+  ui.userName.textContent = state.user || '';
+  showStatus();
+}
+
+function setInputMode(mode) {
+  if (mode !== state.inputMode) {
+    // Text typed for one mode must never be sent in the other (a password in clear).
+    ui.input.value = '';
+    state.inputMode = mode;
+  }
+  const secret = mode === 'password';
+  ui.input.type = secret ? 'password' : 'text';
+  ui.input.dataset.mode = mode;
+  ui.input.spellcheck = !secret;
+  ui.input.placeholder = t(secret ? 'passwordPlaceholder' : 'placeholder');
+  const blocked = secret && !state.connected;
+  ui.send.disabled = blocked;
+  ui.hint.hidden = !secret;
+  ui.hint.textContent = secret ? t(blocked ? 'passwordOffline' : 'passwordHint') : '';
+}
+
+function showStatus() {
+  let name = 'connected';
+  if (!state.connected) {
+    const offline = !navigator.onLine || state.failures >= OFFLINE_AFTER_FAILURES;
+    name = offline ? 'offline' : 'reconnecting';
+  }
+  // Rewriting an unchanged live region makes some screen readers announce it again.
+  if (ui.status.textContent === t(name)) return;
+  ui.status.dataset.state = name;
+  ui.status.textContent = t(name);
+}
+
+function applyLanguage() {
+  document.documentElement.lang = state.lang;
+  document.title = t('title');
+  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll('[data-i18n-label]')) {
+    el.setAttribute('aria-label', t(el.dataset.i18nLabel));
+  }
+  for (const el of ui.log.querySelectorAll('.who')) el.textContent = `${t(el.dataset.who)}: `;
+  for (const el of ui.log.querySelectorAll('.msg-status[data-status="sending"]')) {
+    el.textContent = t('sending');
+  }
+  for (const button of ui.langButtons) {
+    button.setAttribute('aria-pressed', String(button.dataset.lang === state.lang));
+  }
+  refreshControls();
+}
+
+// ---------- user actions ----------
+
+function onSubmit(event) {
+  event.preventDefault();
+  if (!ui.input.value.trim()) return;
+  if (state.inputMode === 'password') sendSecret();
+  else sendText();
+  ui.input.focus();
+}
+
+function sendText() {
+  const frame = { type: 'message', id: newId(), text: ui.input.value };
+  ui.input.value = '';
+  outboxAdd(frame);
+  showOwnMessage(frame.id, frame.text, false);
+  if (state.connected) send(frame);  // otherwise the outbox is sent after the next welcome
+}
+
+// The password goes from the field straight into one frame and is kept nowhere else.
+function sendSecret() {
+  if (!state.connected) return;
+  const id = newId();
+  send({ type: 'message', id, text: ui.input.value });
+  ui.input.value = '';
+  showOwnMessage(id, '', true);
+}
+
+function sendAction(name) {
+  if (!state.connected) return null;
+  const frame = { type: 'action', id: newId(), name };
+  outboxAdd(frame);
+  send(frame);
+  refreshControls();
+  return frame.id;
+}
+
+function switchLanguage(lang) {
+  if (!(lang in STRINGS) || lang === state.lang) return;
+  state.lang = lang;
+  save(KEYS.lang, lang);
+  applyLanguage();
+  // A live session switches in place; otherwise the next hello carries the language.
+  if (state.connected) send({ type: 'action', id: newId(), name: `lang:${lang}` });
+}
+
+function loadEarlier() {
+  const first = [...bySeq.keys()].reduce((a, b) => Math.min(a, b), Infinity);
+  if (!state.connected || !Number.isFinite(first)) return;
+  state.loadingEarlier = true;
+  ui.earlier.disabled = true;
+  send({ type: 'history', before_seq: first, limit: HISTORY_PAGE });
+}
+
+// ---------- start ----------
+
+function showQueuedMessages() {
+  // Messages typed before a reload are still owed to the server: show them as sending.
+  for (const frame of outboxRead()) {
+    if (frame.type === 'message' && typeof frame.text === 'string') {
+      showOwnMessage(frame.id, frame.text, false);
+    }
+  }
+}
+
+function start() {
+  ui.form.addEventListener('submit', onSubmit);
+  ui.login.addEventListener('click', () => sendAction('login'));
+  ui.register.addEventListener('click', () => sendAction('register'));
+  ui.logout.addEventListener('click', () => sendAction('logout'));
+  ui.earlier.addEventListener('click', loadEarlier);
+  for (const button of ui.langButtons) {
+    button.addEventListener('click', () => switchLanguage(button.dataset.lang));
+  }
+  window.addEventListener('online', reconnectNow);
+  window.addEventListener('offline', showStatus);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') reconnectNow();
+  });
+  // Closing on pagehide lets the browser keep the page in its back/forward cache.
+  window.addEventListener('pagehide', () => {
+    state.leaving = true;
+    if (state.ws) disconnected();
+  });
+  window.addEventListener('pageshow', (event) => {
+    if (!event.persisted) return;
+    state.leaving = false;
+    reconnectNow();
+  });
+  applyLanguage();
+  showQueuedMessages();
+  connect();
+}
+
+start();
