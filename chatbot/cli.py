@@ -32,7 +32,7 @@ def load_registry(actions: tuple[str, ...]) -> Registry:
 def load_checked_flows(folder: Path | None, registry: Registry) -> dict[str, FlowSpec]:
     """Load and validate flows, or exit 1 listing every problem."""
     try:
-        return load_flows(flows_folder(folder), registry)
+        return load_flows(folder, registry)
     except FlowSetError as err:
         for problem in err.problems:
             click.echo(str(problem), err=True)
@@ -42,7 +42,7 @@ def load_checked_flows(folder: Path | None, registry: Registry) -> dict[str, Flo
 
 def build_engine(folder: Path | None, actions: tuple[str, ...]) -> Engine:
     registry = load_registry(actions)
-    return Engine(load_checked_flows(folder, registry), registry)
+    return Engine(load_checked_flows(flows_folder(folder), registry), registry)
 
 
 flows_option = click.option("--flows", "flows_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -80,7 +80,7 @@ def flows() -> None:
 @actions_option
 def flows_check(folder: Path | None, actions: tuple[str, ...]) -> None:
     """Validate the built-in flows and those in FOLDER; exit 1 listing every problem."""
-    loaded = load_checked_flows(folder, load_registry(actions))
+    loaded = load_checked_flows(flows_folder(folder), load_registry(actions))
     for flow in loaded.values():
         click.echo(f"ok  {flow.name:<14} {len(flow.states):>3} states  {len(flow.transitions):>3} transitions  "
                    f"{flow.version}  {flow.path}")
@@ -96,7 +96,7 @@ def flows_draw(name: str, output: Path | None, flows_dir: Path | None, actions: 
     """Print a Mermaid state diagram of flow NAME, or write it to a file."""
     from chatbot.dialogs import draw
 
-    loaded = load_checked_flows(flows_dir, load_registry(actions))
+    loaded = load_checked_flows(flows_folder(flows_dir), load_registry(actions))
     flow = loaded.get(name)
     if flow is None:
         raise click.UsageError(f"unknown flow '{name}' (known: {', '.join(sorted(loaded))})")
@@ -111,6 +111,55 @@ def flows_draw(name: str, output: Path | None, flows_dir: Path | None, actions: 
     else:
         output.write_text(draw.mermaid(flow), encoding="utf-8")
         click.echo(f"wrote {output}")
+
+
+def _settings_options(command):
+    """One option per setting of chatbot.config.Settings (see docs/configuration.md)."""
+    from chatbot.config import FIELDS
+
+    for name, spec in reversed(list(FIELDS.items())):
+        flag = f"--{name.replace('_', '-')}"
+        if spec.type in (bool, "bool"):
+            option = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None,
+                                  help=spec.metadata["help"])
+        else:
+            option = click.option(flag, name, default=None, metavar=name.upper(), help=spec.metadata["help"])
+        command = option(command)
+    return command
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="TOML file of settings (a [server] table or top-level keys).")
+@_settings_options
+def serve(config_file: Path | None, **options) -> None:
+    """Run the chat server: the web page at /, the WebSocket at /ws, /healthz and /metrics.
+
+    Every setting may also come from the config file or a CHATBOT_<NAME> environment variable;
+    the command line wins.
+    """
+    import asyncio
+
+    from chatbot.config import load_settings
+    from chatbot.logs import EventLog, setup_logging
+    from chatbot.server import ChatServer, serve as run_server
+
+    settings = load_settings(options, config_file=config_file)
+    if settings.workers > 1 and settings.database_url.startswith("sqlite"):
+        raise ConfigError("--workers: more than one worker needs a shared database; SQLite is one file for one "
+                          "process: use --db postgresql://USER@HOST:PORT/DB")
+    registry = load_registry(settings.action_modules)
+    engine = Engine(load_checked_flows(settings.flows_dir, registry), registry)
+    logging_handle = setup_logging(log_dir=settings.logs_dir, max_bytes=settings.log_max_bytes,
+                                   backup_count=settings.log_backups, console=settings.log_format,
+                                   level=settings.log_level)
+    import logging
+
+    try:
+        server = ChatServer(settings, engine, EventLog(logging.getLogger("chatbot.events")))
+        asyncio.run(run_server(server, announce=lambda line: click.echo(line, err=True)))
+    finally:
+        logging_handle.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,11 +38,13 @@ class FlowSetError(ChatbotError):
 
 
 class ProtocolError(ChatbotError):
-    def __init__(self, code: str, message: str, *, close_code: int | None = None) -> None:
+    def __init__(self, code: str, message: str, *, close_code: int | None = None,
+                 in_reply_to: str | None = None) -> None:
         super().__init__(code, message)
         self.code = code
         self.message = message
         self.close_code = close_code
+        self.in_reply_to = in_reply_to
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

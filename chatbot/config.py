@@ -1,0 +1,170 @@
+"""Server settings: one table, read from defaults, a TOML file, the environment and the CLI.
+
+Each setting is declared once below, with its type, default and help; the
+`serve` command's options, the `CHATBOT_*` environment variables and the
+documentation table are all derived from that declaration.  Later sources
+win: defaults < config file < environment < command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from chatbot.errors import ConfigError
+
+ENV_PREFIX = "CHATBOT_"
+
+
+def setting(default: Any, help: str, *, minimum: float | None = None, choices: tuple[str, ...] = ()):
+    return field(default=default, metadata={"help": help, "minimum": minimum, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = setting("127.0.0.1", "Address to listen on.")
+    port: int = setting(8888, "Port to listen on (0 picks a free one).", minimum=0)
+    data_dir: str = setting("data", "Folder for runtime data: database, logs, your flows.")
+    db: str = setting("", "Database URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+                          "(default: sqlite:///DATA_DIR/chatbot.db).")
+    flows: str = setting("", "Folder of your own flows (default: DATA_DIR/flows when it exists).")
+    actions: str = setting("", "Comma-separated modules (dotted names or .py files) with your own "
+                               "actions and conditions.")
+    workers: int = setting(1, "Server processes sharing the port (more than 1 needs PostgreSQL).", minimum=1)
+    log_dir: str = setting("", "Folder of the JSON log files (default: DATA_DIR/logs).")
+    log_max_bytes: int = setting(10 * 1024 * 1024, "Size at which a log file is rotated.", minimum=0)
+    log_backups: int = setting(10, "How many rotated log files to keep.", minimum=1)
+    log_format: str = setting("text", "Console output: a short line per event, JSON, or nothing.",
+                              choices=("text", "json", "none"))
+    log_level: str = setting("info", "Lowest level logged.", choices=("debug", "info", "warning", "error"))
+    max_frame_bytes: int = setting(64 * 1024, "Largest WebSocket frame accepted; larger ones close with 1009.",
+                                   minimum=256)
+    max_text_chars: int = setting(4000, "Longest message text accepted (characters).", minimum=1)
+    rate_limit: float = setting(10.0, "Frames per second a connection may send on average.", minimum=0.1)
+    rate_burst: int = setting(30, "Frames a connection may send at once above the average.", minimum=1)
+    rate_strikes: int = setting(10, "Frames refused for the rate limit before the connection is closed "
+                                    "with 1008.", minimum=1)
+    max_connections: int = setting(20000, "Open WebSocket connections allowed in total.", minimum=1)
+    max_connections_per_ip: int = setting(200, "Open WebSocket connections allowed from one address.",
+                                          minimum=1)
+    allowed_origins: str = setting("", "Comma-separated Origins allowed to open a WebSocket "
+                                       "(default: the page's own host; '*' allows any).")
+    ping_interval: float = setting(20.0, "Seconds between WebSocket pings (0 turns them off).", minimum=0)
+    ping_timeout: float = setting(60.0, "Seconds without a pong before a connection is dropped.", minimum=1)
+    deflate: bool = setting(False, "Offer permessage-deflate compression.")
+    session_idle_expiry: float = setting(30 * 86400.0, "Seconds of inactivity after which a session expires.",
+                                         minimum=60)
+    session_max_age: float = setting(365 * 86400.0, "Seconds after creation at which a session expires "
+                                                    "whatever its activity.", minimum=60)
+    session_evict_after: float = setting(120.0, "Seconds a session without connections stays in memory.",
+                                         minimum=0)
+    history_limit: int = setting(500, "Conversation entries kept per session.", minimum=10)
+    blocking_threads: int = setting(4, "Threads for blocking work (password hashing, account look-ups).",
+                                    minimum=1)
+    shutdown_timeout: float = setting(8.0, "Seconds to finish messages in flight when stopping.", minimum=0)
+
+    # --- derived values ---------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        return self.db or f"sqlite:///{Path(self.data_dir) / 'chatbot.db'}"
+
+    @property
+    def flows_dir(self) -> Path | None:
+        if self.flows:
+            return Path(self.flows)
+        default = Path(self.data_dir) / "flows"
+        return default if default.is_dir() else None
+
+    @property
+    def logs_dir(self) -> Path:
+        return Path(self.log_dir) if self.log_dir else Path(self.data_dir) / "logs"
+
+    @property
+    def action_modules(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.actions.split(",") if part.strip())
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        return tuple(part.strip().rstrip("/") for part in self.allowed_origins.split(",") if part.strip())
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def convert(name: str, value: Any, source: str) -> Any:
+    """A value from a file, the environment or the CLI, checked and of the setting's type."""
+    spec = FIELDS[name]
+    kind = spec.type if isinstance(spec.type, type) else {"str": str, "int": int, "float": float,
+                                                          "bool": bool}[spec.type]
+    where = f"{source}: {name}"
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                result = value
+            elif str(value).lower() in ("1", "true", "yes", "on"):
+                result = True
+            elif str(value).lower() in ("0", "false", "no", "off"):
+                result = False
+            else:
+                raise ValueError
+        elif kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        else:
+            result = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}") from None
+    minimum = spec.metadata["minimum"]
+    if minimum is not None and result < minimum:
+        raise ConfigError(f"{where}: must be at least {minimum:g}, got {result!r}")
+    choices = spec.metadata["choices"]
+    if choices and result not in choices:
+        raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {result!r}")
+    return result
+
+
+def load_settings(cli: Mapping[str, Any] | None = None, *, config_file: Path | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_from_file(config_file))
+    environ = os.environ if environ is None else environ
+    for name in FIELDS:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = convert(name, environ[env_name], env_name)
+    for name, value in (cli or {}).items():
+        if value is not None:
+            values[name] = convert(name, value, f"--{name.replace('_', '-')}")
+    return Settings(**values)
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    section = data.get("server", data)
+    values = {}
+    for key, value in section.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            raise ConfigError(f"{path}: {key}: unknown setting")
+        values[name] = convert(name, value, str(path))
+    return values
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, for docs/configuration.md."""
+    rows = ["| setting | command line | environment | default | meaning |", "| --- | --- | --- | --- | --- |"]
+    for name, spec in FIELDS.items():
+        default = spec.default
+        shown = "(see meaning)" if default == "" else f"`{default}`"
+        rows.append(f"| `{name}` | `--{name.replace('_', '-')}` | `{ENV_PREFIX}{name.upper()}` | {shown} | "
+                    f"{spec.metadata['help']} |")
+    return "\n".join(rows) + "\n"

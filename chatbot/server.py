@@ -1,0 +1,341 @@
+"""The WebSocket server: Tornado handlers for the chat socket, the page, health and metrics.
+
+`ChatServer` owns everything a running server needs (settings, store, engine,
+sessions, logs, metrics) and hands it to the handlers through
+`initialize()`; nothing here is a module global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import signal
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import tornado.web
+import tornado.websocket
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from chatbot import __version__
+from chatbot.accounts import Accounts
+from chatbot.config import Settings
+from chatbot.dialogs import Engine, LocalEnvironment
+from chatbot.errors import ProtocolError
+from chatbot.logs import EventLog
+from chatbot.metrics import Metrics
+from chatbot.protocol import encode, error_frame, parse_frame
+from chatbot.sessions import LiveSession, SessionManager
+from chatbot.storage import Store
+from chatbot.storage.db import masked_url
+
+WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+GOING_AWAY = 1001
+POLICY = 1008
+TRY_AGAIN_LATER = 1013
+
+
+class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
+    """Hands a text frame that is not valid UTF-8 to the handler as bytes.
+
+    Tornado drops such a connection outright; this server answers with a
+    `bad_utf8` error frame instead and keeps the connection.
+    """
+
+    def _handle_message(self, opcode: int, data: bytes):
+        if opcode != 0x1 or self.client_terminated or self._frame_compressed:
+            return super()._handle_message(opcode, data)
+        self._message_bytes_in += len(data)
+        try:
+            message: str | bytes = data.decode("utf-8")
+        except UnicodeDecodeError:
+            message = data
+        return self._run_callback(self.handler.on_message, message)
+
+
+class RateLimiter:
+    """A token bucket per connection: `rate` frames a second on average, `burst` at once."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class ChatSocket(tornado.websocket.WebSocketHandler):
+    def initialize(self, server: "ChatServer") -> None:
+        self.server = server
+        self.settings_ = server.settings
+        self.conn_id = f"k{next(server.conn_ids):x}"
+        self.client_key = self.request.remote_ip or "?"
+        self.live: LiveSession | None = None
+        self.limiter = RateLimiter(self.settings_.rate_limit, self.settings_.rate_burst)
+        self.strikes = 0
+        self.opened_at = 0.0
+
+    # --- handshake policy ----------------------------------------------------------------
+    def check_origin(self, origin: str) -> bool:
+        allowed = self.settings_.origins
+        if "*" in allowed:
+            return True
+        if allowed:
+            return origin.rstrip("/") in allowed
+        return urlsplit(origin).netloc.lower() == self.request.host.lower()
+
+    def get_compression_options(self):
+        return {} if self.settings_.deflate else None
+
+    def get_websocket_protocol(self):
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None
+        params = tornado.websocket._WebSocketParams(
+            ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
+            max_message_size=self.max_message_size, compression_options=self.get_compression_options())
+        return TolerantProtocol(self, False, params)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def open(self) -> None:
+        server = self.server
+        self.opened_at = time.monotonic()
+        server.events.event("conn.open", conn=self.conn_id, ip=self.client_key,
+                            origin=self.request.headers.get("Origin"))
+        if len(server.connections) >= self.settings_.max_connections:
+            self._refuse(TRY_AGAIN_LATER, "server full", "max_connections")
+            return
+        if server.per_ip[self.client_key] >= self.settings_.max_connections_per_ip:
+            self._refuse(POLICY, "too many connections from your address", "max_connections_per_ip")
+            return
+        server.connections.add(self)
+        server.per_ip[self.client_key] += 1
+        server.metrics.connections_open.set(len(server.connections))
+
+    def _refuse(self, code: int, reason: str, kind: str) -> None:
+        self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.client_key, kind=kind)
+        self.close(code, reason)
+
+    def on_close(self) -> None:
+        server = self.server
+        if self in server.connections:
+            server.connections.discard(self)
+            server.per_ip[self.client_key] -= 1
+            if server.per_ip[self.client_key] <= 0:
+                del server.per_ip[self.client_key]
+            server.metrics.connections_open.set(len(server.connections))
+        server.sessions.detach(self, self.live)
+        server.events.event("conn.close", conn=self.conn_id, session=self.live.id if self.live else None,
+                            code=self.close_code, reason=self.close_reason or None,
+                            duration_s=round(time.monotonic() - self.opened_at, 3))
+
+    def send(self, frame: dict) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            self.write_message(encode(frame))
+        except tornado.websocket.WebSocketClosedError:
+            pass
+
+    # --- frames --------------------------------------------------------------------------
+    async def on_message(self, message: str | bytes) -> None:
+        if self not in self.server.connections:
+            return
+        if not self.limiter.allow():
+            self._rate_limited()
+            return
+        try:
+            frame = parse_frame(message, max_text_chars=self.settings_.max_text_chars)
+        except ProtocolError as err:
+            self._protocol_error(err)
+            return
+        try:
+            await self._dispatch(frame)
+        except Exception:  # a bug: log it with its traceback, tell the client, keep serving
+            self.server.events.error("error.unhandled", exc_info=True, conn=self.conn_id,
+                                     session=self.live.id if self.live else None)
+            self.server.metrics.errors.labels(code="internal_error").inc()
+            self.send({"type": "error", "code": "internal_error", "message": "the server failed to handle "
+                       "this frame; it was not processed", **({"in_reply_to": frame["id"]} if "id" in frame else {})})
+
+    async def _dispatch(self, frame: dict) -> None:
+        kind = frame["type"]
+        sessions = self.server.sessions
+        if kind == "ping":
+            self.send({"type": "pong"})
+            return
+        if kind == "hello":
+            if self.live is not None:
+                self._protocol_error(ProtocolError("bad_field", "hello: this connection already has a session"))
+                return
+            self.live = await sessions.attach(self, frame)
+            return
+        if self.live is None:
+            self.live = await sessions.attach(self, {})
+        if kind == "history":
+            await sessions.history(self, self.live, frame)
+        else:
+            await sessions.handle(self, self.live, frame)
+
+    def _protocol_error(self, err: ProtocolError) -> None:
+        self.server.metrics.errors.labels(code=err.code).inc()
+        self.server.events.warning("protocol.error", conn=self.conn_id, session=self.live.id if self.live else None,
+                                   code=err.code, detail=err.message)
+        self.send(error_frame(err))
+
+    def _rate_limited(self) -> None:
+        self.strikes += 1
+        self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.client_key, kind="frames",
+                                   strikes=self.strikes)
+        self.server.metrics.errors.labels(code="rate_limited").inc()
+        if self.strikes >= self.settings_.rate_strikes:
+            self.close(POLICY, "rate limit exceeded")
+            return
+        self.send({"type": "error", "code": "rate_limited",
+                   "message": f"too many frames: at most {self.settings_.rate_limit:g} a second on average; "
+                              "this frame was dropped"})
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    def initialize(self, server: "ChatServer") -> None:
+        self.server = server
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.write({"status": "stopping" if self.server.stopping else "ok", "version": __version__,
+                    "connections": len(self.server.connections), "sessions": len(self.server.sessions.live)})
+
+
+class MetricsHandler(tornado.web.RequestHandler):
+    def initialize(self, server: "ChatServer") -> None:
+        self.server = server
+
+    def get(self) -> None:
+        body, content_type = self.server.metrics.render()
+        self.set_header("Content-Type", content_type)
+        self.write(body)
+
+
+class PageHandler(tornado.web.StaticFileHandler):
+    def set_extra_headers(self, path: str) -> None:
+        # The page loads nothing from elsewhere and renders text, never HTML.
+        self.set_header("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; "
+                                                   "img-src 'self' data:; frame-ancestors 'none'")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Cache-Control", "no-cache")
+
+
+class ChatServer:
+    """A configured server: build it, `start()` it, `stop()` it."""
+
+    def __init__(self, settings: Settings, engine: Engine, events: EventLog, *, metrics: Metrics | None = None,
+                 flow_hashes: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.events = events
+        self.metrics = metrics or Metrics()
+        self.flow_hashes = flow_hashes or {name: flow.version for name, flow in engine.flows.items()}
+        self.store = Store(settings.database_url, history_limit=settings.history_limit)
+        self.executor = ThreadPoolExecutor(settings.blocking_threads, thread_name_prefix="chatbot-blocking")
+        self.accounts = Accounts(self.store)
+        self.sessions = SessionManager(
+            engine=engine, store=self.store, env=LocalEnvironment(self.accounts), events=events,
+            metrics=self.metrics, executor=self.executor, idle_expiry=settings.session_idle_expiry,
+            max_age=settings.session_max_age, evict_after=settings.session_evict_after,
+            history_limit=settings.history_limit)
+        self.connections: set[ChatSocket] = set()
+        self.per_ip: Counter = Counter()
+        self.conn_ids = itertools.count(1)
+        self.http: HTTPServer | None = None
+        self.port: int | None = None
+        self.stopping = False
+        self._sweeper: asyncio.Task | None = None
+
+    def application(self) -> tornado.web.Application:
+        s = self.settings
+        return tornado.web.Application(
+            [
+                (r"/ws", ChatSocket, {"server": self}),
+                (r"/healthz", HealthHandler, {"server": self}),
+                (r"/metrics", MetricsHandler, {"server": self}),
+                (r"/(.*)", PageHandler, {"path": str(WEB_ROOT), "default_filename": "index.html"}),
+            ],
+            websocket_max_message_size=s.max_frame_bytes,
+            websocket_ping_interval=s.ping_interval or None,
+            websocket_ping_timeout=s.ping_timeout if s.ping_interval else None,
+            cookie_secret=secrets.token_hex(16),
+        )
+
+    async def start(self) -> int:
+        """Open the store and listen; return the port."""
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.store.open)
+        sockets = bind_sockets(self.settings.port, self.settings.host)
+        self.port = sockets[0].getsockname()[1]
+        self.http = HTTPServer(self.application(), xheaders=True)
+        self.http.add_sockets(sockets)
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+        self.events.event("server.start", version=__version__, host=self.settings.host, port=self.port,
+                          db=masked_url(self.settings.database_url), flows=self.flow_hashes,
+                          settings={"max_frame_bytes": self.settings.max_frame_bytes,
+                                    "rate_limit": self.settings.rate_limit,
+                                    "history_limit": self.settings.history_limit})
+        return self.port
+
+    async def stop(self, reason: str = "stop") -> None:
+        """Stop accepting, finish turns in flight, close every socket with 1001, flush the store."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self.http is not None:
+            self.http.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        drained = await self.sessions.drain(self.settings.shutdown_timeout)
+        for socket in list(self.connections):
+            socket.close(GOING_AWAY, "server going away")
+        if self.http is not None:
+            await asyncio.wait_for(self.http.close_all_connections(), timeout=2)
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.store.close)
+        self.executor.shutdown(wait=False)
+        self.events.event("server.stop", reason=reason, drained=drained)
+
+    async def _sweep_forever(self) -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(min(30.0, max(self.settings.session_evict_after / 2, 0.5)))
+            rounds += 1
+            self.sessions.sweep()
+            if rounds % 120 == 1:  # about once an hour
+                await self.sessions.delete_expired()
+
+
+async def serve(server: ChatServer, *, announce=print) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    port = await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+    host = server.settings.host
+    shown = f"[{host}]" if ":" in host else host
+    announce(f"chatbot {__version__} listening on http://{shown}:{port}/ (WebSocket at /ws); "
+             "press Ctrl-C to stop")
+    await stop.wait()
+    announce("stopping…")
+    await server.stop(reason=received[0] if received else "stop")

@@ -1,0 +1,378 @@
+"""Sessions: creating, resuming and running conversations, one turn at a time.
+
+A session outlives connections.  Its state lives in the database; while it has
+connections (and for a while after) it is also held in memory as a
+`LiveSession`.  Turns of one session run one at a time in arrival order,
+whichever connection sent them, and a reply or `ack` is sent only after
+everything the turn changed is committed.
+
+The transport hands this module `Peer`s (anything with `conn_id`,
+`client_key` and `send(frame)`); this module knows nothing of WebSockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections import OrderedDict
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from chatbot.dialogs import Action, Engine, LocalEnvironment, SessionState, Text, TurnResult
+from chatbot.dialogs.engine import SECRET_MASK
+from chatbot.logs import EventLog
+from chatbot.metrics import Metrics
+from chatbot.storage import HistoryRecord, SessionRecord, Store, TurnWrite
+
+RECENT_IDS = 200
+
+
+class Peer(Protocol):
+    conn_id: str
+    client_key: str
+
+    def send(self, frame: dict) -> None: ...
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)  # 192 bits
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(eq=False)
+class LiveSession:
+    id: str
+    token_hash: str
+    state: SessionState
+    seq: int
+    created_at: float
+    updated_at: float
+    peers: set = field(default_factory=set)
+    #: Client message ids processed lately → (ack seq, last seq); older ones are asked of the store.
+    recent: OrderedDict = field(default_factory=OrderedDict)
+    #: False when ids may have been processed that `recent` does not hold (loaded from the store).
+    recent_complete: bool = True
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    detached_at: float | None = None
+
+    def remember(self, client_id: str, seqs: tuple[int, int]) -> None:
+        self.recent[client_id] = seqs
+        if len(self.recent) > RECENT_IDS:
+            self.recent.popitem(last=False)
+            self.recent_complete = False
+
+
+class SessionManager:
+    def __init__(self, *, engine: Engine, store: Store, env: LocalEnvironment, events: EventLog,
+                 metrics: Metrics, executor: Executor, idle_expiry: float, max_age: float,
+                 evict_after: float, history_limit: int = 500, clock=time.time) -> None:
+        self.engine = engine
+        self.store = store
+        self.env = env
+        self.events = events
+        self.metrics = metrics
+        self.executor = executor
+        self.idle_expiry = idle_expiry
+        self.max_age = max_age
+        self.evict_after = evict_after
+        self.history_limit = history_limit
+        self.clock = clock
+        self.live: dict[str, LiveSession] = {}
+        self.by_token: dict[str, str] = {}
+        self.in_flight = 0
+
+    # --- attaching connections -----------------------------------------------------------
+    async def attach(self, peer: Peer, hello: dict) -> LiveSession:
+        """Resume the session of `hello["resume"]` or start a new one, and greet the peer."""
+        resumed = None
+        if hello.get("resume"):
+            resumed = await self._find(token_hash(hello["resume"]))
+        if resumed is None:
+            return await self._create(peer, hello.get("lang"))
+        live = resumed
+        async with live.lock:
+            lang = hello.get("lang")
+            if lang in self.engine.languages:
+                live.state.lang = lang
+            peer.send(self._welcome(live, hello["resume"], resumed=True))
+            resent = 0
+            if hello.get("history"):
+                peer.send(await self._history_frame(live, None, hello["history"]))
+            elif "last_seq" in hello:
+                resent = await self._resend(peer, live, hello["last_seq"])
+            live.peers.add(peer)
+            live.detached_at = None
+        self.metrics.resumes.inc()
+        self.metrics.resent_replies.inc(resent)
+        self.events.event("session.resumed", session=live.id, conn=peer.conn_id, user=live.state.user,
+                          resent=resent)
+        return live
+
+    def detach(self, peer: Peer, live: LiveSession | None) -> None:
+        if live is None:
+            return
+        live.peers.discard(peer)
+        if not live.peers:
+            live.detached_at = self.clock()
+
+    async def _find(self, hashed: str) -> LiveSession | None:
+        session_id = self.by_token.get(hashed)
+        live = self.live.get(session_id) if session_id else None
+        if live is None:
+            record = await self._run(self.store.find_session_by_token, hashed)
+            if record is None:
+                return None
+            live = self.live.get(record.id) or self._adopt(record)
+        now = self.clock()
+        reason = ("idle" if now - live.updated_at > self.idle_expiry else
+                  "absolute" if now - live.created_at > self.max_age else None)
+        if reason:
+            self.events.event("session.expired", session=live.id, reason=reason)
+            self._forget(live)
+            return None
+        return live
+
+    def _adopt(self, record: SessionRecord) -> LiveSession:
+        state = SessionState(flow=record.flow, state=record.state, slots=dict(record.slots), lang=record.lang,
+                             user=record.user, flow_version=record.flow_version)
+        live = LiveSession(record.id, record.token_hash, state, record.seq, record.created_at, record.updated_at,
+                           recent_complete=False)
+        self.live[live.id] = live
+        self.by_token[live.token_hash] = live.id
+        self.metrics.sessions_live.set(len(self.live))
+        return live
+
+    def _forget(self, live: LiveSession) -> None:
+        self.live.pop(live.id, None)
+        self.by_token.pop(live.token_hash, None)
+        self.metrics.sessions_live.set(len(self.live))
+
+    async def _create(self, peer: Peer, lang: str | None) -> LiveSession:
+        now = self.clock()
+        token = new_token()
+        state = self.engine.new_session(lang)
+        result = self.engine.start(state, self.env.for_client(peer.client_key))
+        live = LiveSession(secrets.token_hex(8), token_hash(token), result.state, 0, now, now)
+        record = SessionRecord(live.id, live.token_hash, state.flow, state.state, {}, state.lang, None,
+                               state.flow_version, 0, now, now)
+        created = self.store.create_session(record)
+        async with live.lock:
+            self.live[live.id] = live
+            self.by_token[live.token_hash] = live.id
+            self.metrics.sessions_live.set(len(self.live))
+            self.events.event("session.created", session=live.id, conn=peer.conn_id, lang=state.lang)
+            frames = await self._commit(live, result, now, user_text=None, client_id=None, rotate=False)
+            await asyncio.wrap_future(created)  # the writer keeps order: this is done already
+            peer.send(self._welcome(live, token, resumed=False))
+            live.peers.add(peer)
+            self._deliver(live, peer, frames)
+        return live
+
+    def _welcome(self, live: LiveSession, token: str, *, resumed: bool) -> dict:
+        return {"type": "welcome", "session": live.id, "resume": token, "resumed": resumed,
+                "user": live.state.user, "lang": live.state.lang, "last_seq": live.seq}
+
+    # --- turns ---------------------------------------------------------------------------
+    async def handle(self, peer: Peer, live: LiveSession, frame: dict) -> None:
+        """Run one `message` or `action` frame through the session's dialog."""
+        client_id = frame.get("id")
+        started = time.perf_counter()
+        self.in_flight += 1
+        try:
+            async with live.lock:
+                done = await self._already_processed(live, client_id) if client_id else None
+                if done is not None:
+                    peer.send({"type": "ack", "id": client_id, "seq": done[0]})
+                    return
+                secret = self.engine.input_kind(live.state) == "password"
+                if frame["type"] == "message":
+                    event: Text | Action = Text(frame["text"])
+                    self.metrics.messages_in.labels(kind="message").inc()
+                    self.events.event("message.in", session=live.id, conn=peer.conn_id, user=live.state.user,
+                                      flow=live.state.flow, state=live.state.state, id=client_id,
+                                      text="[redacted]" if secret else frame["text"], secret=secret or None)
+                else:
+                    event = Action(frame["name"])
+                    self.metrics.messages_in.labels(kind="action").inc()
+                    self.events.event("action.in", session=live.id, conn=peer.conn_id, user=live.state.user,
+                                      flow=live.state.flow, state=live.state.state, id=client_id,
+                                      name=frame["name"])
+                env = self.env.for_client(peer.client_key)
+                if self.engine.may_block(live.state):
+                    loop = asyncio.get_running_loop()
+                    result = await loop.run_in_executor(self.executor, self.engine.handle, live.state, event, env)
+                else:
+                    result = self.engine.handle(live.state, event, env)
+                user_text = None
+                if isinstance(event, Text):
+                    user_text = SECRET_MASK if result.secret_input else event.text
+                frames = await self._commit(live, result, self.clock(), user_text=user_text,
+                                            client_id=client_id, rotate=result.auth_changed,
+                                            secret=result.secret_input)
+                self._deliver(live, peer, frames)
+        finally:
+            self.in_flight -= 1
+            self.metrics.reply_latency.observe(time.perf_counter() - started)
+
+    async def _already_processed(self, live: LiveSession, client_id: str) -> tuple[int, int] | None:
+        if client_id in live.recent:
+            return live.recent[client_id]
+        if live.recent_complete:
+            return None
+        return await self._run(self.store.processed, live.id, client_id)
+
+    async def _commit(self, live: LiveSession, result: TurnResult, now: float, *, user_text: str | None,
+                      client_id: str | None, rotate: bool, secret: bool = False) -> list[tuple[str, dict]]:
+        """Store the turn, then update the live session; return the frames to deliver (audience, frame)."""
+        seq = live.seq
+        entries: list[HistoryRecord] = []
+        frames: list[tuple[str, dict]] = []
+        ack_seq = None
+        if user_text is not None:
+            seq += 1
+            ack_seq = seq
+            meta = {"id": client_id} if client_id else {}
+            if secret:
+                meta["secret"] = True
+            entries.append(HistoryRecord(seq, "user", user_text, meta, now))
+            frames.append(("others", {"type": "user", "seq": seq, "id": client_id, "text": user_text,
+                                      **({"secret": True} if secret else {})}))
+        for reply in result.replies:
+            seq += 1
+            frame = {"type": "reply", "seq": seq, **reply.to_dict()}
+            if client_id:
+                frame["in_reply_to"] = client_id
+            entries.append(HistoryRecord(seq, "bot", reply.text,
+                                         {k: v for k, v in frame.items() if k in ("buttons", "input", "in_reply_to")},
+                                         now))
+            frames.append(("all", frame))
+        token = new_token() if rotate else None
+        hashed = token_hash(token) if token else None
+        state = result.state
+        ack_seq = ack_seq if ack_seq is not None else seq
+        write = TurnWrite(live.id, state.flow, state.state, dict(state.slots), state.lang, state.user,
+                          state.flow_version, seq, now, token_hash=hashed, entries=tuple(entries),
+                          client_id=client_id, reply_seq_range=(ack_seq, seq) if client_id else None)
+        committing = time.perf_counter()
+        await asyncio.wrap_future(self.store.save_turn(write))
+        self.metrics.db_commit.observe(time.perf_counter() - committing)
+        live.state = state
+        live.seq = seq
+        live.updated_at = now
+        if client_id:
+            live.remember(client_id, (ack_seq, seq))
+        if hashed:
+            self.by_token.pop(live.token_hash, None)
+            live.token_hash = hashed
+            self.by_token[hashed] = live.id
+            frames.append(("all", {"type": "auth", "user": state.user, "resume": token}))
+        if client_id:
+            frames.append(("self", {"type": "ack", "id": client_id, "seq": ack_seq}))
+        self._log_turn(live, result, frames)
+        return frames
+
+    def _deliver(self, live: LiveSession, sender: Peer, frames: list[tuple[str, dict]]) -> None:
+        for audience, frame in frames:
+            if audience == "self":
+                sender.send(frame)
+                continue
+            for peer in list(live.peers):
+                if audience == "all" or peer is not sender:
+                    peer.send(frame)
+        self.metrics.messages_out.inc(sum(1 for _, frame in frames if frame["type"] == "reply"))
+
+    def _log_turn(self, live: LiveSession, result: TurnResult, frames: list[tuple[str, dict]]) -> None:
+        log = self.events.event
+        user = result.state.user
+        for effect in result.effects:
+            log("effect", session=live.id, name=effect["name"], result=effect["result"])
+        for step in result.transitions:
+            self.metrics.transitions.labels(flow=step["flow"]).inc()
+            log("transition", session=live.id, user=user, flow=step["flow"], state=step["to"],
+                **{"from": step["from"], "to": step["to"]}, trigger=step["trigger"],
+                intent=step.get("intent"), score=step.get("score"))
+        for slot in result.slots_set:
+            log("slot.set", session=live.id, user=user, flow=result.state.flow, slot=slot["slot"],
+                value=slot["value"])
+        for account in result.account_events:
+            kind = account["event"]
+            fields = {k: v for k, v in account.items() if k != "event"}
+            if kind == "account.login":
+                outcome = "ok" if account["ok"] else ("throttled" if account.get("reason") == "throttled"
+                                                      else "failed")
+                self.metrics.logins.labels(result=outcome).inc()
+                fields["result"] = outcome
+            log(kind, session=live.id, **fields)
+        for _, frame in frames:
+            if frame["type"] == "reply":
+                log("reply.out", session=live.id, user=user, flow=result.state.flow, state=result.state.state,
+                    seq=frame["seq"], text=frame["text"], buttons=frame["buttons"] or None,
+                    input=frame["input"], in_reply_to=frame.get("in_reply_to"))
+
+    # --- history -------------------------------------------------------------------------
+    async def history(self, peer: Peer, live: LiveSession, frame: dict) -> None:
+        peer.send(await self._history_frame(live, frame.get("before_seq"), frame.get("limit", 50)))
+
+    async def _history_frame(self, live: LiveSession, before_seq: int | None, limit: int) -> dict:
+        before = (live.seq + 1) if before_seq is None else before_seq
+        rows = await self._run(self.store.history, live.id, before_seq=before, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[-limit:] if limit else []
+        return {"type": "history", "entries": [self._entry(row) for row in rows], "last_seq": live.seq,
+                "more": more}
+
+    @staticmethod
+    def _entry(row: HistoryRecord) -> dict:
+        entry: dict[str, Any] = {"seq": row.seq, "from": row.role, "text": row.text}
+        entry.update(row.meta)
+        entry["ts"] = iso(row.created_at)
+        return entry
+
+    async def _resend(self, peer: Peer, live: LiveSession, last_seq: int) -> int:
+        if last_seq >= live.seq:
+            return 0
+        rows = await self._run(self.store.history, live.id, after_seq=last_seq, limit=self.history_limit)
+        sent = 0
+        for row in rows:
+            if row.role == "bot":
+                peer.send({"type": "reply", "seq": row.seq, "text": row.text, "buttons": [], "input": "text",
+                           **row.meta})
+                sent += 1
+        return sent
+
+    # --- housekeeping --------------------------------------------------------------------
+    def sweep(self) -> int:
+        """Drop from memory the sessions nobody has been connected to for a while."""
+        now = self.clock()
+        idle = [live for live in self.live.values()
+                if not live.peers and live.detached_at is not None and now - live.detached_at >= self.evict_after
+                and not live.lock.locked()]
+        for live in idle:
+            self._forget(live)
+        return len(idle)
+
+    async def delete_expired(self) -> int:
+        now = self.clock()
+        return await self._run(self.store.delete_expired, now - self.idle_expiry, now - self.max_age)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait for the turns in flight to finish; False when the time ran out."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self.in_flight == 0
+
+    async def _run(self, func, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: func(*args, **kwargs))

@@ -1,0 +1,46 @@
+"""Parsing client frames, without a server."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.errors import ProtocolError
+from chatbot.protocol import parse_frame
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "message"),
+    [
+        ("{", "bad_json", "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+        ("[]", "not_object", "a frame must be a JSON object, got an array"),
+        ("null", "not_object", "a frame must be a JSON object, got null"),
+        ('{"id": "x"}', "missing_field", "type: required field is missing"),
+        ('{"type": 3}', "unknown_type", "type: unknown frame type 3 (expected one of: action, hello, history, "
+                                        "message, ping)"),
+        ('{"type": "message"}', "missing_field", "text: required field is missing"),
+        ('{"type": "message", "text": true}', "bad_field", "text: expected a string, got a boolean"),
+        ('{"type": "hello", "last_seq": "3"}', "bad_field", "last_seq: expected an integer, got a string"),
+        ('{"type": "message", "text": "hi", "id": ""}', "bad_field", "id: must be 1 to 64 characters"),
+        ('{"type": "message", "text": "a\\u0000b"}', "bad_field", "text: contains a NUL character"),
+        ('{"type": "message", "text": "\\udc00"}', "lone_surrogate", "text: contains a lone surrogate at character 0"),
+        ('{"type": "message", "text": "' + "я" * 11 + '"}', "text_too_long", "text: 11 characters, the limit is 10"),
+        (b"\xc3\x28", "bad_utf8", "frame is not valid UTF-8 (byte 0)"),
+        ("[" * 100000 + "]" * 100000, "bad_json", None),
+    ],
+)
+def test_bad_frames(raw, code, message):
+    with pytest.raises(ProtocolError) as error:
+        parse_frame(raw, max_text_chars=10)
+    assert error.value.code == code
+    if message is not None:
+        assert error.value.message == message
+
+
+def test_good_frames_and_the_id_is_echoed_in_errors():
+    assert parse_frame('{"type": "message", "id": "c-1", "text": "привет 👋"}', max_text_chars=10) == {
+        "type": "message", "id": "c-1", "text": "привет 👋"}
+    assert parse_frame(b'{"type": "ping"}', max_text_chars=10) == {"type": "ping"}
+    assert parse_frame('{"type": "hello", "history": 9999}', max_text_chars=10)["history"] == 500
+    with pytest.raises(ProtocolError) as error:
+        parse_frame('{"type": "message", "id": "c-9", "text": 1}', max_text_chars=10)
+    assert error.value.in_reply_to == "c-9"

@@ -1,0 +1,284 @@
+"""The server through real WebSocket connections to a real server on a free port."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.websocket import WebSocketClosedError
+
+from tests.server_helpers import Client, replies, running_server
+
+PASSWORD = "correct horse battery"
+
+
+async def register(client: Client, username: str = "ann", password: str = PASSWORD) -> list[dict]:
+    frames = await client.press("register")
+    assert replies(frames)[-1].startswith("Choose a username")
+    frames = await client.say(username)
+    assert frames[-2]["input"] == "password"
+    await client.say(password)
+    return await client.say(password)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_health_and_page(tmp_path):
+    async with running_server(tmp_path) as server:
+        http = AsyncHTTPClient()
+        health = json.loads((await http.fetch(f"http://127.0.0.1:{server.port}/healthz")).body)
+        assert health["status"] == "ok" and health["connections"] == 0 and "version" in health
+        page = await http.fetch(f"http://127.0.0.1:{server.port}/")
+        assert b'role="log"' in page.body
+        assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+        metrics = await http.fetch(f"http://127.0.0.1:{server.port}/metrics")
+        assert b"chatbot_connections_open" in metrics.body
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_register_chat_logout_and_log_back_in(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello(lang="en")
+        assert welcome["resumed"] is False and welcome["user"] is None and len(welcome["resume"]) >= 22
+        greeting = await client.recv()
+        assert greeting["type"] == "reply" and greeting["seq"] == 1
+        assert [b["action"] for b in greeting["buttons"]] == ["login", "register"]
+
+        frames = await register(client)
+        auth = next(f for f in frames if f["type"] == "auth")
+        assert auth["user"] == "ann" and auth["resume"] != welcome["resume"], "login rotates the token"
+        assert replies(frames)[0] == "Your account is ready, ann. You are logged in."
+
+        frames = await client.say("who am I?")
+        assert replies(frames) == ["You are logged in as ann."]
+        assert frames[-1] == {"type": "ack", "id": frames[-1]["id"], "seq": frames[0]["seq"] - 1}
+
+        frames = await client.press("logout")
+        assert next(f for f in frames if f["type"] == "auth")["user"] is None
+        frames = await client.press("login")
+        await client.say("ANN")
+        frames = await client.say(PASSWORD)
+        assert replies(frames)[0] == "Welcome back, ann!"
+        assert next(f for f in frames if f["type"] == "auth")["user"] == "ann"
+        client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_client_without_hello_gets_welcome_before_its_first_reply(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        frames = await client.say("hello")
+        kinds = [f["type"] for f in frames]
+        assert kinds[0] == "welcome"
+        assert kinds.index("welcome") < kinds.index("reply")
+        assert kinds[-1] == "ack"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_two_tabs_share_a_session_and_both_see_every_reply(tmp_path):
+    async with running_server(tmp_path) as server:
+        first = await Client.connect(server.port)
+        await first.hello()
+        await first.recv()
+        frames = await register(first)
+        token = next(f for f in frames if f["type"] == "auth")["resume"]
+        second = await Client.connect(server.port)
+        welcome = await second.hello(resume=token)
+        assert welcome["resumed"] is True and welcome["user"] == "ann"
+
+        frames = await first.say("tell me a joke")
+        seen_by_second = await second.recv_until("reply", seq=frames[-2]["seq"])
+        assert seen_by_second[0] == {"type": "user", "seq": frames[0]["seq"] - 1, "id": frames[-1]["id"],
+                                     "text": "tell me a joke"}
+        assert seen_by_second[-1]["text"] == replies(frames)[-1]
+        frames = await second.say("who am i")
+        assert (await first.recv_until("reply"))[-1]["text"] == "You are logged in as ann."
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_resume_with_last_seq_returns_exactly_the_missed_replies(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello()
+        await client.recv()
+        seen = 1
+        client.close()
+        other = await Client.connect(server.port)
+        await other.hello(resume=welcome["resume"])
+        missed = []
+        for text in ["hi", "register", "zed"]:
+            missed += [f for f in await other.say(text) if f["type"] == "reply"]
+        back = await Client.connect(server.port)
+        resumed = await back.hello(resume=welcome["resume"], last_seq=seen)
+        assert resumed["resumed"] is True and resumed["last_seq"] == missed[-1]["seq"]
+        resent = [await back.recv() for _ in missed]
+        assert [f["seq"] for f in resent] == [f["seq"] for f in missed]
+        assert [f["text"] for f in resent] == [f["text"] for f in missed]
+        await back.send({"type": "ping"})
+        assert await back.recv() == {"type": "pong"}, "nothing more than the missed replies was resent"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_history_gives_both_sides_in_order_with_secrets_masked(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello()
+        await client.recv()
+        await client.press("login")
+        await client.say("ann")
+        await client.say("my secret password")
+        reloaded = await Client.connect(server.port)
+        await reloaded.hello(resume=welcome["resume"], history=50)
+        history = await reloaded.recv()
+        assert history["type"] == "history" and history["more"] is False
+        entries = history["entries"]
+        assert [e["seq"] for e in entries] == sorted(e["seq"] for e in entries)
+        assert [e["from"] for e in entries][:3] == ["bot", "bot", "user"]
+        secret = [e for e in entries if e.get("secret")]
+        assert secret and secret[0]["text"] == "••••••"
+        assert "my secret password" not in json.dumps(entries)
+        await reloaded.send({"type": "history", "before_seq": entries[2]["seq"], "limit": 1})
+        older = await reloaded.recv()
+        assert [e["seq"] for e in older["entries"]] == [entries[1]["seq"]] and older["more"] is True
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_resent_id_is_acknowledged_again_but_not_processed_twice(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        first = await client.say("hello", id="dup-1")
+        again = await client.say("hello", id="dup-1")
+        assert again == [first[-1]], "only the ack comes back"
+        after = await client.say("hello", id="dup-2")
+        assert after[0]["seq"] == first[-2]["seq"] + 2, "the duplicate took no seq"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_unknown_token_starts_a_new_session(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello(resume="not-a-real-token")
+        assert welcome["resumed"] is False
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_session_survives_a_server_restart(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        frames = await register(client, "bob")
+        token = next(f for f in frames if f["type"] == "auth")["resume"]
+        await client.say("call me Bobby")
+        last_seq = client.frames[-2]["seq"]
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello(resume=token, last_seq=last_seq)
+        assert welcome["resumed"] is True and welcome["user"] == "bob" and welcome["last_seq"] == last_seq
+        frames = await client.say("what is my name?")
+        assert replies(frames) == ["You asked me to call you Bobby."]
+        assert frames[0]["seq"] == last_seq + 2
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_passwords_never_reach_the_database(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        await register(client, "carol", "Unique-Secret-Passw0rd")
+        await client.press("logout")
+        await client.press("login")
+        await client.say("carol")
+        await client.say("Wrong-Secret-Attempt")
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("chatbot.db*"))
+    assert b"carol" in raw
+    assert b"Unique-Secret-Passw0rd" not in raw and b"Wrong-Secret-Attempt" not in raw
+    rows = sqlite3.connect(tmp_path / "chatbot.db").execute("select password_hash from users").fetchall()
+    assert rows[0][0].startswith("$argon2id$")
+
+
+BAD_FRAMES = [
+    ("{not json", "bad_json"),
+    ("[1, 2]", "not_object"),
+    ('"text"', "not_object"),
+    ('{"type": "dance"}', "unknown_type"),
+    ('{"text": "hi"}', "missing_field"),
+    ('{"type": "message"}', "missing_field"),
+    ('{"type": "message", "text": 5}', "bad_field"),
+    ('{"type": "message", "text": "hi", "id": 7}', "bad_field"),
+    ('{"type": "message", "text": "   "}', "bad_field"),
+    ('{"type": "hello", "last_seq": -1}', "bad_field"),
+    ('{"type": "action", "name": ""}', "bad_field"),
+    ('{"type": "message", "text": "' + "x" * 4001 + '"}', "text_too_long"),
+    ('{"type": "message", "text": "\\ud800 lone"}', "lone_surrogate"),
+    (b'{"type": "message", "text": "\xff\xfe"}', "bad_utf8"),
+]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_bad_frames_get_their_error_code_and_the_connection_keeps_working(tmp_path):
+    async with running_server(tmp_path, rate_burst=100) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        for raw, code in BAD_FRAMES:
+            if isinstance(raw, bytes):  # a text frame that is not valid UTF-8
+                await client.conn.write_message(raw, binary=False)
+            else:
+                await client.send(raw)
+            error = await client.recv()
+            assert (error["type"], error["code"]) == ("error", code), raw
+            assert error["message"]
+        frames = await client.say("hello")
+        assert replies(frames)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_oversized_frame_closes_with_1009(tmp_path):
+    async with running_server(tmp_path, max_frame_bytes=1024) as server:
+        client = await Client.connect(server.port)
+        await client.send({"type": "message", "text": "x" * 2000})
+        assert await client.recv() is None
+        assert client.conn.close_code == 1009
+        fine = await Client.connect(server.port)
+        assert (await fine.hello())["type"] == "welcome", "the server is still up"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_rate_limit_errors_then_closes_with_1008(tmp_path):
+    async with running_server(tmp_path, rate_limit=1, rate_burst=3, rate_strikes=3) as server:
+        client = await Client.connect(server.port)
+        for _ in range(6):
+            try:
+                await client.send({"type": "ping"})
+            except WebSocketClosedError:
+                break
+        kinds = []
+        while (frame := await client.recv()) is not None:
+            kinds.append(frame.get("code", frame["type"]))
+        assert kinds == ["pong", "pong", "pong", "rate_limited", "rate_limited"]
+        assert client.conn.close_code == 1008
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_foreign_origin_is_refused_and_the_own_host_allowed(tmp_path):
+    async with running_server(tmp_path) as server:
+        with pytest.raises(HTTPClientError) as refused:
+            await Client.connect(server.port, origin="http://evil.example")
+        assert refused.value.code == 403
+        client = await Client.connect(server.port, origin=f"http://127.0.0.1:{server.port}")
+        assert (await client.hello())["type"] == "welcome"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_connection_cap_per_address(tmp_path):
+    async with running_server(tmp_path, max_connections_per_ip=2) as server:
+        clients = [await Client.connect(server.port) for _ in range(3)]
+        assert await clients[2].recv() is None
+        assert clients[2].conn.close_code == 1008
+        assert (await clients[0].hello())["type"] == "welcome"

@@ -1,0 +1,89 @@
+"""`chatbot serve` as a process: SIGKILL in mid-conversation loses nothing acknowledged; SIGTERM is graceful."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.process_helpers import ServerProcess
+from tests.server_helpers import Client, replies
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_sigkill_mid_conversation_loses_nothing_acknowledged(tmp_path):
+    server = ServerProcess(tmp_path, "--rate-burst", "1000")
+    port = server.start()
+    try:
+        client = await Client.connect(port)
+        welcome = await client.hello()
+        await client.recv()
+        register_id = (await client.press("register"))[-1]["id"]
+        await client.say("dana")
+        await client.say("dana's password")
+        frames = await client.say("dana's password")
+        token = next(f for f in frames if f["type"] == "auth")["resume"]
+        acked: dict[str, int] = {}
+        for round_ in range(5):
+            frames = await client.say(f"call me Dee{round_}")
+            acked[frames[-1]["id"]] = frames[-1]["seq"]
+        # Fire a burst without waiting and kill the server while it is answering.
+        burst = [f"burst-{i}" for i in range(200)]
+        for message_id in burst:
+            await client.send({"type": "message", "id": message_id, "text": "tell me a joke"})
+        await client.recv_until("ack", id="burst-5")
+        server.kill()
+        while await client.recv(timeout=10) is not None:
+            pass
+        acked.update((f["id"], f["seq"]) for f in client.frames if f["type"] == "ack")
+        last_reply = max(f["seq"] for f in client.frames if f["type"] == "reply")
+    finally:
+        if server.proc.poll() is None:
+            server.kill()
+    assert welcome["resumed"] is False
+    assert "burst-5" in acked and "burst-199" not in acked, "the kill must land in the middle of the burst"
+
+    port = server.start()
+    try:
+        back = await Client.connect(port)
+        resumed = await back.hello(resume=token, history=500)
+        assert resumed["resumed"] is True and resumed["user"] == "dana"
+        history = await back.recv()
+        stored = {e.get("id"): e["seq"] for e in history["entries"] if e["from"] == "user"}
+        for message_id, seq in acked.items():
+            if message_id != register_id:  # an action is no entry of its own
+                assert stored.get(message_id) == seq, f"acknowledged {message_id} was lost"
+        for message_id, seq in acked.items():
+            await back.send({"type": "action", "id": message_id, "name": "register"})
+            again = await back.recv_until("ack", id=message_id)
+            assert again == [{"type": "ack", "id": message_id, "seq": seq}], "an acknowledged id was run again"
+        assert resumed["last_seq"] >= last_reply, "a reply the user saw was lost"
+        # Resending every unacknowledged message processes each exactly once.
+        for message_id in burst:
+            frames = await back.say("tell me a joke", id=message_id)
+            assert frames[-1]["type"] == "ack"
+        frames = await back.say("what is my name")
+        assert replies(frames) == ["You asked me to call you Dee4."]
+        await back.send({"type": "history", "limit": 500})
+        entries = (await back.recv_until("history"))[-1]["entries"]
+        ids = [e.get("id") for e in entries if e["from"] == "user"]
+        assert len(ids) == len(set(ids)), "a message was processed twice"
+    finally:
+        server.terminate()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_sigterm_closes_sockets_with_1001_and_exits_0(tmp_path):
+    server = ServerProcess(tmp_path)
+    port = server.start()
+    client = await Client.connect(port)
+    await client.hello()
+    await client.recv()
+    started = time.monotonic()
+    server.proc.send_signal(15)
+    assert await client.recv(timeout=10) is None
+    assert client.conn.close_code == 1001
+    assert server.proc.wait(10) == 0
+    assert time.monotonic() - started < 10
+    assert "stopping" in server.rest_of_stderr()
