@@ -84,7 +84,9 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.server = server
         self.settings_ = server.settings
         self.conn_id = f"k{next(server.conn_ids):x}"
-        self.client_key = self.request.remote_ip or "?"
+        self.ip = self.request.remote_ip or "?"
+        # Failed logins are throttled per account and per connection (see chatbot/accounts.py).
+        self.client_key = f"conn:{self.conn_id}"
         self.live: LiveSession | None = None
         self.limiter = RateLimiter(self.settings_.rate_limit, self.settings_.rate_burst)
         self.strikes = 0
@@ -114,29 +116,29 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     def open(self) -> None:
         server = self.server
         self.opened_at = time.monotonic()
-        server.events.event("conn.open", conn=self.conn_id, ip=self.client_key,
+        server.events.event("conn.open", conn=self.conn_id, ip=self.ip,
                             origin=self.request.headers.get("Origin"))
         if len(server.connections) >= self.settings_.max_connections:
             self._refuse(TRY_AGAIN_LATER, "server full", "max_connections")
             return
-        if server.per_ip[self.client_key] >= self.settings_.max_connections_per_ip:
+        if server.per_ip[self.ip] >= self.settings_.max_connections_per_ip:
             self._refuse(POLICY, "too many connections from your address", "max_connections_per_ip")
             return
         server.connections.add(self)
-        server.per_ip[self.client_key] += 1
+        server.per_ip[self.ip] += 1
         server.metrics.connections_open.set(len(server.connections))
 
     def _refuse(self, code: int, reason: str, kind: str) -> None:
-        self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.client_key, kind=kind)
+        self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.ip, kind=kind)
         self.close(code, reason)
 
     def on_close(self) -> None:
         server = self.server
         if self in server.connections:
             server.connections.discard(self)
-            server.per_ip[self.client_key] -= 1
-            if server.per_ip[self.client_key] <= 0:
-                del server.per_ip[self.client_key]
+            server.per_ip[self.ip] -= 1
+            if server.per_ip[self.ip] <= 0:
+                del server.per_ip[self.ip]
             server.metrics.connections_open.set(len(server.connections))
         server.sessions.detach(self, self.live)
         server.events.event("conn.close", conn=self.conn_id, session=self.live.id if self.live else None,
@@ -199,7 +201,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     def _rate_limited(self) -> None:
         self.strikes += 1
-        self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.client_key, kind="frames",
+        self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.ip, kind="frames",
                                    strikes=self.strikes)
         self.server.metrics.errors.labels(code="rate_limited").inc()
         if self.strikes >= self.settings_.rate_strikes:

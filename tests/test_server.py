@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 
@@ -282,3 +283,102 @@ async def test_connection_cap_per_address(tmp_path):
         assert await clients[2].recv() is None
         assert clients[2].conn.close_code == 1008
         assert (await clients[0].hello())["type"] == "welcome"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_logout_in_one_tab_ends_the_login_of_every_tab(tmp_path):
+    async with running_server(tmp_path) as server:
+        first = await Client.connect(server.port)
+        await first.hello()
+        await first.recv()
+        token = next(f for f in await register(first, "erin") if f["type"] == "auth")["resume"]
+        second = await Client.connect(server.port)
+        await second.hello(resume=token)
+        await first.press("logout")
+        auth = (await second.recv_until("auth"))[-1]
+        assert auth["user"] is None and auth["resume"] != token
+        frames = await second.say("who am i")
+        assert replies(frames)[0] == "To chat with me, please log in or register first."
+        stale = await Client.connect(server.port)
+        assert (await stale.hello(resume=token))["resumed"] is False, "the old token stopped working"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_messages_from_two_tabs_are_processed_once_each_in_one_order(tmp_path):
+    async with running_server(tmp_path, rate_burst=500) as server:
+        first = await Client.connect(server.port)
+        welcome = await first.hello()
+        await first.recv()
+        second = await Client.connect(server.port)
+        await second.hello(resume=welcome["resume"])
+        ids = {client: [f"{name}-{i}" for i in range(25)] for client, name in ((first, "a"), (second, "b"))}
+        for i in range(25):  # interleave, without waiting for answers
+            for client, sent in ids.items():
+                await client.send({"type": "message", "id": sent[i], "text": "hi"})
+        for client, sent in ids.items():
+            await client.recv_until("ack", timeout=20, id=sent[-1])
+        await first.send({"type": "history", "limit": 500})
+        entries = (await first.recv_until("history"))[-1]["entries"]
+        users = [e for e in entries if e["from"] == "user"]
+        assert sorted(e["id"] for e in users) == sorted(ids[first] + ids[second])
+        seqs = [e["seq"] for e in entries]
+        assert seqs == list(range(1, len(entries) + 1)), "one gap-free sequence"
+        for user in users:  # every message is followed by its own reply before the next message
+            following = next(e for e in entries if e["seq"] == user["seq"] + 1)
+            assert following["from"] == "bot" and following["in_reply_to"] == user["id"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_idle_sessions_leave_memory_and_expired_ones_do_not_resume(tmp_path):
+    async with running_server(tmp_path, session_evict_after=0.2) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello()
+        await client.recv()
+        assert len(server.sessions.live) == 1
+        client.close()
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            server.sessions.sweep()
+            if not server.sessions.live:
+                break
+        assert not server.sessions.live, "a session without connections leaves memory"
+        back = await Client.connect(server.port)
+        assert (await back.hello(resume=welcome["resume"]))["resumed"] is True, "but stays in the database"
+        back.close()
+        await asyncio.sleep(0.3)
+        server.sessions.sweep()
+    db = sqlite3.connect(tmp_path / "chatbot.db")
+    db.execute("update sessions set updated_at = updated_at - 40 * 86400")
+    db.commit()
+    async with running_server(tmp_path) as server:
+        late = await Client.connect(server.port)
+        assert (await late.hello(resume=welcome["resume"]))["resumed"] is False
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_permessage_deflate_is_off_unless_enabled(tmp_path):
+    from tornado.websocket import websocket_connect
+
+    for deflate, expected in ((False, None), (True, "permessage-deflate")):
+        async with running_server(tmp_path / str(deflate), deflate=deflate) as server:
+            conn = await websocket_connect(f"ws://127.0.0.1:{server.port}/ws", compression_options={})
+            extensions = conn.headers.get("Sec-WebSocket-Extensions")
+            assert (extensions.split(";")[0] if extensions else None) == expected
+            conn.close()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_the_same_conversation_on_postgresql(tmp_path, postgres_url):
+    async with running_server(tmp_path, db=postgres_url) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello()
+        await client.recv()
+        frames = await register(client, "pat")
+        token = next(f for f in frames if f["type"] == "auth")["resume"]
+        await client.say("call me Patty")
+    async with running_server(tmp_path, db=postgres_url) as server:
+        client = await Client.connect(server.port)
+        assert (await client.hello(resume=token))["user"] == "pat"
+        assert replies(await client.say("what's my name")) == ["You asked me to call you Patty."]
+    assert not (tmp_path / "chatbot.db").exists()
+    assert welcome["resumed"] is False
