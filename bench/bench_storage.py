@@ -27,9 +27,8 @@ def measure(url: str, *, max_batch: int, sessions: int, turns: int, prefix: str)
     try:
         now = time.time()
         for n in range(sessions):
-            store.create_session(
-                SessionRecord(f"{prefix}{n}", f"{prefix}token{n}", "main", "main:chat", {}, "en", None, "1", 0, now, now)
-            )
+            record = SessionRecord(f"{prefix}{n}", f"{prefix}t{n}", "main", "main:chat", {}, "en", None, "1", 0, now, now)
+            store.create_session(record)
         store.flush()
         before = store.write_stats
         started = time.perf_counter()

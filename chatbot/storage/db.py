@@ -68,7 +68,9 @@ def masked_url(url: str) -> str:
 
 def _sqlite(url: str) -> peewee.Database:
     if urlparse(url).netloc:
-        raise ConfigError(f"db: sqlite url '{masked_url(url)}' has a host (a file path takes three slashes: sqlite:///PATH)")
+        raise ConfigError(
+            f"db: sqlite url '{masked_url(url)}' has a host (a file path takes three slashes: sqlite:///PATH)"
+        )
     params = parse(url)
     path = params.pop("database")
     if path == ":memory:":

@@ -65,7 +65,9 @@ class TurnWrite:
         if self.reply_seq_range is not None:
             first, last = self.reply_seq_range
             if first > last:
-                raise ValueError(f"turn: reply_seq_range must be (first, last) with first <= last, got {self.reply_seq_range}")
+                raise ValueError(
+                    f"turn: reply_seq_range must be (first, last) with first <= last, got {self.reply_seq_range}"
+                )
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
+from dataclasses import asdict
 
 import peewee
 
@@ -35,8 +36,11 @@ class UsernameTaken(StorageError):
 class Store:
     """Sessions, their history and user accounts in one database.
 
-    ``history_limit`` entries and ``processed_limit`` client message ids are
-    kept per session; older ones are dropped by the turn that passes the limit.
+    Per session, the history of the last ``history_limit`` seqs and the last
+    ``processed_limit`` client message ids are kept; older ones are dropped
+    by the turn that passes the limit. Writes are applied in the order they
+    were submitted, so a turn may be submitted before its session's
+    create_session has resolved.
     ``max_batch`` caps how many writes share one transaction.
     """
 
@@ -48,7 +52,8 @@ class Store:
         processed_limit: int = 200,
         max_batch: int = MAX_BATCH,
     ) -> None:
-        for name, value in (("history_limit", history_limit), ("processed_limit", processed_limit), ("max_batch", max_batch)):
+        limits = {"history_limit": history_limit, "processed_limit": processed_limit, "max_batch": max_batch}
+        for name, value in limits.items():
             if value < 1:
                 raise ValueError(f"store: {name} must be at least 1, got {value}")
         self._url = url
@@ -225,14 +230,13 @@ class Store:
         if session.update(**changes).where(session.id == turn.session_id).execute() != 1:
             raise StorageError(f"storage: unknown session '{turn.session_id}'")
         if turn.entries:
-            entry.insert_many(
-                dict(session=turn.session_id, seq=e.seq, role=e.role, text=e.text, meta=e.meta, created_at=e.created_at)
-                for e in turn.entries
-            ).execute()
+            rows = [dict(session=turn.session_id, **asdict(e)) for e in turn.entries]
+            entry.insert_many(rows).execute()
         # Seqs are handed out one by one, so the newest history_limit entries
         # are those above turn.seq - history_limit.
-        if turn.seq > self._history_limit:
-            entry.delete().where(entry.session == turn.session_id, entry.seq <= turn.seq - self._history_limit).execute()
+        oldest_kept = turn.seq - self._history_limit + 1
+        if oldest_kept > 1:
+            entry.delete().where(entry.session == turn.session_id, entry.seq < oldest_kept).execute()
         if turn.client_id is not None:
             first, last = turn.reply_seq_range
             done.insert(
