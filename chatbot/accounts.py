@@ -1,0 +1,263 @@
+"""Accounts: username rules, the password policy, argon2id hashes, login throttling.
+
+Usernames
+    3 to 32 characters, counted after NFKC normalisation: Unicode letters
+    (with the combining marks some scripts need after a letter), decimal
+    digits, '_', '-' and '.'; no spaces. An account keeps its name as typed
+    (in NFC, so the same name typed two ways is stored one way) and is found
+    by its key, NFKC + casefold: 'Bob', 'BOB' and 'ｂｏｂ' are one account.
+
+Passwords
+    Following NIST SP 800-63B (5.1.1.2), a password is normalised with NFKC
+    before it is counted or hashed, so a password typed on another keyboard or
+    system still matches, and every code point counts as one character:
+    8 to 128 characters, any Unicode (Cyrillic, emoji, spaces inside), not
+    only whitespace, not the username (compared by key).
+
+Hashes
+    argon2id with the OWASP Password Storage Cheat Sheet's recommended
+    minimum: 19 MiB of memory, 2 iterations, 1 degree of parallelism. A
+    stored hash made with other parameters is replaced at the next login.
+
+Every method is synchronous and a password check costs tens of milliseconds
+of CPU on purpose: callers run them off the event loop. Passwords reach only
+the hasher; nothing here logs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import argon2
+from argon2.exceptions import VerifyMismatchError
+
+from chatbot.storage import Store, UsernameTaken
+
+USERNAME_MIN, USERNAME_MAX = 3, 32
+USERNAME_PUNCTUATION = frozenset("_-.")
+
+# OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1.
+OWASP_HASHER_PARAMETERS = dict(memory_cost=19 * 1024, time_cost=2, parallelism=1)
+
+
+def username_key(username: str) -> str:
+    """The form two usernames are compared in (NFKC + casefold)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
+
+
+def _password_bytes(password: str) -> bytes:
+    # surrogatepass: a lone surrogate from a client must not crash a login.
+    return unicodedata.normalize("NFKC", password).encode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True)
+class PasswordPolicy:
+    min_length: int = 8
+    max_length: int = 128
+
+
+@dataclass(frozen=True)
+class AccountResult:
+    ok: bool
+    user: str | None = None  # the username as stored, when ok
+    reason: str | None = None  # invalid_username | weak_password | taken | bad_credentials | throttled
+    detail: str | None = None  # for invalid_username and weak_password: the rule broken ('too_short', ...)
+    retry_after: float | None = None  # for throttled: seconds until the next attempt is looked at
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    delay_after: int = 3  # failures before attempts are delayed
+    first_delay: float = 1.0  # seconds, doubled by every further failure
+    max_delay: float = 60.0
+    lock_after: int = 10  # failures before each further one locks the key
+    lock_seconds: float = 15 * 60
+    forget_after: float = 24 * 3600  # a key without failures for this long starts afresh
+    max_keys: int = 100_000  # the oldest keys are forgotten beyond this many
+
+
+@dataclass
+class _Failures:
+    count: int
+    last: float  # clock time of the last failure
+    blocked_until: float
+
+
+class Throttle:
+    """Refuses login attempts for a while after repeated failures, per key.
+
+    A key is an account or a client (connection id or address); an attempt
+    waits for the most blocked of its keys. After ``delay_after`` failures a
+    key is blocked ``first_delay`` seconds, then twice as long after each
+    further failure (1, 2, 4, 8 ... up to ``max_delay``); from ``lock_after``
+    failures on, each failure locks it for ``lock_seconds``.
+
+    The counts live in this object, so they are per process: a restart
+    forgets them, and each server process counts on its own.
+    """
+
+    def __init__(
+        self, policy: ThrottlePolicy = ThrottlePolicy(), *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys: OrderedDict[str, _Failures] = OrderedDict()  # oldest failure first
+
+    def retry_after(self, keys: Iterable[str]) -> float:
+        """Seconds until an attempt with these keys is looked at; 0 when it may go ahead."""
+        now = self._clock()
+        with self._lock:
+            self._forget_old(now)
+            blocked = [self._keys[key].blocked_until - now for key in keys if key in self._keys]
+        return max([0.0, *blocked])
+
+    def failed(self, keys: Iterable[str]) -> None:
+        now = self._clock()
+        policy = self.policy
+        with self._lock:
+            self._forget_old(now)
+            for key in keys:
+                entry = self._keys.pop(key, None) or _Failures(0, now, now)
+                entry.count += 1
+                entry.last = now
+                if entry.count >= policy.lock_after:
+                    entry.blocked_until = now + policy.lock_seconds
+                elif entry.count >= policy.delay_after:
+                    delay = policy.first_delay * 2 ** (entry.count - policy.delay_after)
+                    entry.blocked_until = now + min(delay, policy.max_delay)
+                self._keys[key] = entry
+            self._forget_old(now)
+
+    @property
+    def tracked_keys(self) -> int:
+        """How many keys have failures on record."""
+        return len(self._keys)
+
+    def succeeded(self, key: str) -> None:
+        with self._lock:
+            self._keys.pop(key, None)
+
+    def _forget_old(self, now: float) -> None:
+        while self._keys:
+            oldest = next(iter(self._keys.values()))
+            stale = now - oldest.last > self.policy.forget_after and oldest.blocked_until <= now
+            if not stale and len(self._keys) <= self.policy.max_keys:
+                return
+            self._keys.popitem(last=False)
+
+
+class Accounts:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        hasher: argon2.PasswordHasher | None = None,
+        policy: PasswordPolicy = PasswordPolicy(),
+        throttle: Throttle | None = None,
+    ) -> None:
+        self.store = store
+        if hasher is None:
+            hasher = argon2.PasswordHasher(type=argon2.Type.ID, **OWASP_HASHER_PARAMETERS)
+        self.hasher = hasher
+        self.policy = policy
+        self.throttle = throttle if throttle is not None else Throttle(clock=clock)
+        # Checked in place of a real hash when the username is unknown, so the
+        # answer takes as long as for a wrong password.
+        self._dummy_hash = self.hasher.hash(secrets.token_bytes(16))
+
+    def validate_username(self, username: str) -> str | None:
+        """None when the name may be registered, else 'too_short', 'too_long' or 'bad_characters'."""
+        name = unicodedata.normalize("NFKC", username)
+        if len(name) < USERNAME_MIN:
+            return "too_short"
+        if len(name) > USERNAME_MAX:
+            return "too_long"
+        for position, char in enumerate(name):
+            category = unicodedata.category(char)
+            allowed = (
+                category[0] == "L"
+                or category == "Nd"
+                or char in USERNAME_PUNCTUATION
+                or (category in ("Mn", "Mc") and position > 0)
+            )
+            if not allowed:
+                return "bad_characters"
+        return None
+
+    def validate_password(self, password: str, *, username: str | None = None) -> str | None:
+        """None when the password fits the policy, else 'too_short', 'too_long',
+        'bad_characters' (a lone surrogate), 'only_whitespace' or 'same_as_username'."""
+        text = unicodedata.normalize("NFKC", password)
+        if len(text) < self.policy.min_length:
+            return "too_short"
+        if len(text) > self.policy.max_length:
+            return "too_long"
+        if any(unicodedata.category(char) == "Cs" for char in text):
+            return "bad_characters"
+        if text.isspace():
+            return "only_whitespace"
+        if username and username_key(text) == username_key(username):
+            return "same_as_username"
+        return None
+
+    def username_available(self, username: str) -> bool:
+        """True when the name is valid and no account has it."""
+        if self.validate_username(username) is not None:
+            return False
+        return self.store.find_user(username_key(username)) is None
+
+    def register(self, username: str, password: str) -> AccountResult:
+        problem = self.validate_username(username)
+        if problem:
+            return AccountResult(False, reason="invalid_username", detail=problem)
+        problem = self.validate_password(password, username=username)
+        if problem:
+            return AccountResult(False, reason="weak_password", detail=problem)
+        key = username_key(username)
+        if self.store.find_user(key) is not None:
+            return AccountResult(False, reason="taken")
+        stored_name = unicodedata.normalize("NFC", username)
+        try:
+            self.store.create_user(stored_name, key, self.hasher.hash(_password_bytes(password)))
+        except UsernameTaken:  # registered by someone else since the check above
+            return AccountResult(False, reason="taken")
+        return AccountResult(True, user=stored_name)
+
+    def authenticate(self, username: str, password: str, *, client_key: str = "") -> AccountResult:
+        """Check a login; the answer for an unknown user is the wrong-password answer."""
+        # A name that breaks the rules cannot exist: no query, and no account key to count on.
+        key = username_key(username) if self.validate_username(username) is None else None
+        keys = [f"user:{key}"] if key else []
+        if client_key:
+            keys.append(f"client:{client_key}")
+        wait = self.throttle.retry_after(keys)
+        if wait > 0:
+            return AccountResult(False, reason="throttled", retry_after=wait)
+
+        user = self.store.find_user(key) if key else None
+        secret = _password_bytes(password)
+        matched = self._verify(user.password_hash if user else self._dummy_hash, secret)
+        if user is None or not matched:
+            self.throttle.failed(keys)
+            return AccountResult(False, reason="bad_credentials")
+
+        # Only the account is cleared: a client that owns one account must not
+        # be able to wipe its failures against others by logging in to it.
+        self.throttle.succeeded(f"user:{key}")
+        if self.hasher.check_needs_rehash(user.password_hash):
+            self.store.update_password_hash(user.id, self.hasher.hash(secret))
+        return AccountResult(True, user=user.username)
+
+    def _verify(self, password_hash: str, secret: bytes) -> bool:
+        try:
+            return self.hasher.verify(password_hash, secret)
+        except VerifyMismatchError:
+            return False
