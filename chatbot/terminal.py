@@ -38,8 +38,11 @@ def _show(result: TurnResult, out: TextIO, debug: bool) -> list[str]:
     return actions
 
 
-def run_chat(engine: Engine, *, lang: str | None, debug: bool, stdin: TextIO = sys.stdin,
-             out: TextIO = sys.stdout, read_secret: Callable[[str], str] | None = None) -> int:
+def run_chat(engine: Engine, *, lang: str | None, debug: bool, stdin: TextIO | None = None,
+             out: TextIO | None = None, read_secret: Callable[[str], str] | None = None) -> int:
+    # Looked up at call time, so that whatever stands in for them then (a pipe, a test) is used.
+    stdin = sys.stdin if stdin is None else stdin
+    out = sys.stdout if out is None else out
     if read_secret is None and stdin.isatty():
         read_secret = getpass.getpass
     with tempfile.TemporaryDirectory(prefix="chatbot-chat-") as scratch:

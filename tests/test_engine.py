@@ -243,3 +243,41 @@ def test_a_turn_replayed_with_its_recorded_effects_gives_the_same_result(engine)
     replayed = engine.handle(before, Text("tell me a joke"), ScriptedEnvironment(live.effects))
     assert replayed.replies == live.replies
     assert replayed.transitions == live.transitions
+
+
+def test_login_and_register_commands_work_from_inside_another_flow(engine):
+    chat = Conversation(engine)
+    chat.press("login")
+    chat.say("/register")
+    assert chat.where == "registration:ask_username"
+    chat.press("login")
+    assert chat.where == "login:ask_username"
+
+
+def test_a_text_action_cannot_skip_what_a_state_captures(engine):
+    chat = Conversation(engine)
+    chat.press("login")
+    chat.press("text")
+    assert chat.where == "login:ask_username"
+    assert chat.texts[0] == "That button is no longer active."
+
+
+def test_may_block_only_where_a_blocking_check_can_run(engine):
+    def blocks(flow, state):
+        session = engine.new_session()
+        session.flow, session.state = flow, state
+        return engine.may_block(session)
+
+    assert not blocks("hub", "welcome")
+    assert not blocks("chat", "listening")
+    assert blocks("login", "ask_password")
+    assert blocks("registration", "ask_username")
+    assert blocks("registration", "ask_confirm")
+    assert blocks("pizza", "ask_size"), "an unknown flow is assumed to block"
+
+
+def test_a_flow_without_an_entry_cannot_be_started_by_a_button(engine):
+    chat = Conversation(engine)
+    chat.press("flow:registration")
+    assert chat.texts[0] == "That button is no longer active."
+    assert chat.where == "hub:welcome"

@@ -15,180 +15,30 @@ and user text never becomes a trigger name: it is analysed into an intent.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from dataclasses import replace
+from typing import Any, Iterator, Mapping
 
 from transitions import Machine, State
 
 from chatbot.dialogs.environment import Environment, Recorder
-from chatbot.dialogs.messages import ENGINE_MESSAGES
 from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message, StateSpec
 from chatbot.dialogs.registry import Registry
+from chatbot.dialogs.turn import PLACEHOLDER_RE, Action, Reply, SessionState, Text, Turn, TurnResult
 from chatbot.text import IntentMatcher, Match, extract
 
-PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+__all__ = ["Action", "Engine", "FlowRuntime", "PLACEHOLDER_RE", "Reply", "SessionState", "Text", "Turn",
+           "TurnResult"]
+
 #: Actions that work in every state: the page's own buttons and the commands.
 GLOBAL_ACTIONS = ("help", "home", "login", "logout", "register")
+#: The global actions that start a flow, only for a visitor who is not logged in.
+GLOBAL_FLOWS = {"login": "login", "register": "registration"}
 COMMANDS = {"/help": "help", "/start": "home", "/login": "login", "/logout": "logout",
             "/register": "register", "/lang": "lang"}
-MAX_GOTO_CHAIN = 8
+#: Button actions with an argument: `lang:ru` switches language, `flow:pizza` starts a flow with an `entry`.
+LANG_PREFIX = "lang:"
+FLOW_PREFIX = "flow:"
 SECRET_MASK = "••••••"
-
-
-@dataclass
-class SessionState:
-    """What the engine needs to know about a session between turns."""
-
-    flow: str
-    state: str
-    slots: dict[str, Any] = field(default_factory=dict)
-    lang: str = "en"
-    user: str | None = None
-    flow_version: str = ""
-    #: Secrets typed into `password` inputs: kept in memory for the next turn
-    #: (a password and its confirmation), never stored, logged or replayed.
-    secrets: dict[str, str] = field(default_factory=dict)
-
-    def copy(self) -> "SessionState":
-        return replace(self, slots=dict(self.slots), secrets=dict(self.secrets))
-
-
-@dataclass(frozen=True)
-class Text:
-    text: str
-
-
-@dataclass(frozen=True)
-class Action:
-    name: str
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    buttons: tuple[tuple[str, str], ...] = ()  # (label, action)
-    input: str = "text"
-
-    def to_dict(self) -> dict:
-        return {"text": self.text, "buttons": [{"label": l, "action": a} for l, a in self.buttons],
-                "input": self.input}
-
-
-@dataclass
-class TurnResult:
-    state: SessionState
-    replies: list[Reply]
-    transitions: list[dict] = field(default_factory=list)
-    slots_set: list[dict] = field(default_factory=list)
-    effects: list[dict] = field(default_factory=list)
-    account_events: list[dict] = field(default_factory=list)
-    auth_changed: bool = False
-    #: The inbound text was typed into a password input: it must not be kept.
-    secret_input: bool = False
-
-
-class Turn:
-    """The model a flow's machine works on during one turn; also the `ctx` of actions.
-
-    Actions and conditions use: `slots`, `user`, `lang`, `text`, `intent`,
-    `env`, `account`, `say()`, `set_slot()`, `secret()`, `set_language()`,
-    `log_in()`, `log_out()`.
-    """
-
-    def __init__(self, engine: "Engine", session: SessionState, env: Recorder) -> None:
-        self.engine = engine
-        self.session = session
-        self.env = env
-        self.runtime = engine.runtimes[session.flow]
-        self.state = session.state  # the attribute transitions reads and writes
-        self.text = ""
-        self.intent: Match | None = None
-        self.account: dict | None = None
-        self.replies: list[Reply] = []
-        self.transitions: list[dict] = []
-        self.slots_set: list[dict] = []
-        self.account_events: list[dict] = []
-        self.auth_changed = False
-        self.pending_goto: str | None = None
-
-    # --- what actions and conditions use -------------------------------------------------
-    @property
-    def slots(self) -> dict[str, Any]:
-        return self.session.slots
-
-    @property
-    def user(self) -> str | None:
-        return self.session.user
-
-    @property
-    def lang(self) -> str:
-        return self.session.lang
-
-    @property
-    def flow(self) -> FlowSpec:
-        return self.runtime.spec
-
-    def say(self, message: Message | str, *, buttons=(), **values: Any) -> None:
-        """Say a flow message, or a plain text, in the session's language."""
-        text = message if isinstance(message, str) else self.engine.pick(message, self, self.flow)
-        rendered = self.render(text, values)
-        labels = tuple((self.render(self.engine.pick(b.label, self, self.flow), values), b.action)
-                       for b in buttons)
-        self.replies.append(Reply(rendered, labels))
-
-    def say_engine(self, key: str, **values: Any) -> None:
-        texts = ENGINE_MESSAGES[key]
-        self.say(texts.get(self.lang) or texts["en"], **values)
-
-    def render(self, text: str, values: Mapping[str, Any] = {}) -> str:
-        def fill(match: re.Match) -> str:
-            name = match.group(1)
-            if name is None:
-                return match.group(0)[0]
-            value = values.get(name, self.slots.get(name))
-            if value is None:
-                value = {"user": self.user, "lang": self.lang}.get(name)
-            return "" if value is None else str(value)
-        return PLACEHOLDER_RE.sub(fill, text)
-
-    def set_slot(self, name: str, value: Any) -> None:
-        self.slots[name] = value
-        self.slots_set.append({"slot": name, "value": value})
-
-    def secret(self, name: str) -> str:
-        return self.session.secrets.get(name, "")
-
-    def set_language(self, lang: str) -> bool:
-        if lang not in self.engine.languages:
-            return False
-        self.session.lang = lang
-        return True
-
-    def log_in(self, user: str) -> None:
-        self.session.user = user
-        self.auth_changed = True
-
-    def log_out(self) -> None:
-        if self.session.user is not None:
-            self.account_events.append({"event": "account.logout", "user": self.session.user})
-        self.session.user = None
-        self.session.slots.clear()
-        self.auth_changed = True
-
-    # --- what the engine uses ------------------------------------------------------------
-    @property
-    def state_spec(self) -> StateSpec:
-        return self.runtime.spec.states[self.state]
-
-    def entered(self, spec: StateSpec) -> None:
-        """Called by the machine on entering a state, and by the engine on a flow switch."""
-        if spec.say is not None:
-            self.say(spec.say, buttons=spec.buttons)
-        for ref in spec.on_enter:
-            self.engine.call("action", ref, self)
-        if spec.goto:
-            self.pending_goto = spec.goto
 
 
 class FlowRuntime:
@@ -212,7 +62,7 @@ class FlowRuntime:
             auto_transitions=False,
             send_event=True,
         )
-        self.blocking = {name: engine.blocks(spec, name) for name in spec.states}
+        self.blocking: dict[str, bool] = {}  # filled by the engine once every flow is runnable
 
     @staticmethod
     def _on_enter(state: StateSpec):
@@ -250,7 +100,16 @@ class Engine:
         self.user_home = user_home
         self.default_lang = default_lang
         self.languages = tuple(sorted({lang for flow in flows.values() for lang in flow.languages}))
+        #: `/pizza` → 'pizza': the commands of flows that declare an `entry`.
+        self.entry_commands = {flow.entry.command: name for name, flow in self.flows.items()
+                               if flow.entry is not None and flow.entry.command}
+        # A validated set has no goto cycle, so no chain is longer than the number of states.
+        self.max_goto_chain = sum(len(flow.states) for flow in self.flows.values()) + 1
         self.runtimes = {name: FlowRuntime(spec, self, threshold) for name, spec in self.flows.items()}
+        self.switch_blocks = any(self._blocking(refs) for refs in self._switch_refs())
+        for runtime in self.runtimes.values():
+            runtime.blocking = {name: self.switch_blocks or self.blocks(runtime.spec, name)
+                                for name in runtime.spec.states}
 
     # --- public API -----------------------------------------------------------------------
     def new_session(self, lang: str | None = None) -> SessionState:
@@ -260,6 +119,8 @@ class Engine:
 
     def start(self, session: SessionState, env: Environment) -> TurnResult:
         """Greet a new session: enter its flow's current state."""
+        if session.flow not in self.runtimes or session.state not in self.flows[session.flow].states:
+            return self._recover(session, env)
         turn = Turn(self, session.copy(), Recorder(env))
         turn.entered(turn.state_spec)
         self._follow_goto(turn)
@@ -298,6 +159,7 @@ class Engine:
         return callback.func(turn) if arg is None else callback.func(turn, arg)
 
     def blocks(self, spec: FlowSpec, state: str) -> bool:
+        """Whether a turn starting in `state` may, through its own transitions, call a blocking callable."""
         refs: list[tuple[str, str]] = []
         capture = spec.states[state].capture
         if capture and capture.validate:
@@ -308,12 +170,39 @@ class Engine:
             refs += [("condition", r) for r in transition.conditions + transition.unless]
             refs += [("action", r) for r in transition.before + transition.after]
             if transition.dest in spec.states:
-                refs += [("action", r) for r in spec.states[transition.dest].on_enter]
-        return any((found := self.registry.get(kind, ref)) is None or found[0].blocking for kind, ref in refs)
+                refs += self._entering_refs(spec.name, transition.dest)
+        return self._blocking(refs)
 
     def pick(self, message: Message, turn: Turn, flow: FlowSpec) -> str:
         variants = message.get(turn.lang) or message.get(flow.fallback_language) or next(iter(message.values()))
         return variants[turn.env.random_index(len(variants))] if len(variants) > 1 else variants[0]
+
+    def _blocking(self, refs) -> bool:
+        return any((found := self.registry.get(kind, ref)) is None or found[0].blocking for kind, ref in refs)
+
+    def _entering_refs(self, flow: str, state: str) -> list[tuple[str, str]]:
+        """The actions entering a state runs, following its goto chain."""
+        refs: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        while flow in self.flows and state in self.flows[flow].states and (flow, state) not in seen:
+            seen.add((flow, state))
+            spec = self.flows[flow].states[state]
+            refs += [("action", r) for r in spec.on_enter]
+            if not spec.goto:
+                break
+            flow, _, state = spec.goto.partition(":")
+            state = state or (self.flows[flow].initial if flow in self.flows else "")
+        return refs
+
+    def _switch_refs(self) -> Iterator[list[tuple[str, str]]]:
+        """What the switches any state allows (home, login, an entry, recovery) may run."""
+        targets = {self.home, self.user_home, *GLOBAL_FLOWS.values(), *self.entry_commands.values()}
+        targets |= {name for name, flow in self.flows.items() if flow.entry is not None}
+        for name in targets:
+            if name in self.flows:
+                yield self._entering_refs(name, self.flows[name].initial)
+        for name, flow in self.flows.items():
+            yield self._entering_refs(name, flow.fallback_state)
 
     # --- one turn -------------------------------------------------------------------------
     def _on_text(self, turn: Turn, text: str) -> None:
@@ -388,10 +277,13 @@ class Engine:
         return bool(fired)
 
     def _on_action(self, turn: Turn, name: str) -> None:
-        if name in turn.runtime.triggers[turn.state] and self._fire(turn, name):
+        # 'text' stands for typed text: as a button it would skip the capture of the state.
+        if name != TEXT_TRIGGER and name in turn.runtime.triggers[turn.state] and self._fire(turn, name):
             return
-        if name.startswith("lang:"):
-            self._set_language(turn, name[5:])
+        if name.startswith(LANG_PREFIX):
+            self._set_language(turn, name[len(LANG_PREFIX):])
+        elif name.startswith(FLOW_PREFIX):
+            self._enter(turn, name[len(FLOW_PREFIX):], name)
         elif name in GLOBAL_ACTIONS:
             self._global(turn, name)
         else:
@@ -400,17 +292,21 @@ class Engine:
 
     def _command(self, turn: Turn, text: str) -> None:
         word, _, rest = text.partition(" ")
-        action = COMMANDS.get(word.lower())
-        if action is None:
-            turn.say_engine("unknown_command", command=word)
-        elif action == "lang":
+        word = word.lower()
+        action = COMMANDS.get(word)
+        if action == "lang":
             self._set_language(turn, rest.strip().lower())
-        else:
+        elif action is not None:
             self._global(turn, action)
+        elif word in self.entry_commands:
+            self._enter(turn, self.entry_commands[word], word)
+        else:
+            turn.say_engine("unknown_command", command=word)
 
     def _global(self, turn: Turn, action: str) -> None:
         if action == "help":
             turn.say(turn.flow.help) if turn.flow.help else turn.say_engine("help")
+            self._list_entries(turn)
             self._reprompt(turn)
         elif action == "home":
             self._switch(turn, self.user_home if turn.user else self.home, "home")
@@ -426,7 +322,26 @@ class Engine:
             turn.say_engine("already_logged_in")
             self._reprompt(turn)
         else:
-            self._switch(turn, action, action)
+            self._switch(turn, GLOBAL_FLOWS[action], action)
+
+    def _enter(self, turn: Turn, flow_name: str, trigger: str) -> None:
+        """Start a flow through its `entry` (a `/command` or a `flow:NAME` button)."""
+        flow = self.flows.get(flow_name)
+        if flow is None or flow.entry is None:
+            turn.say_engine("unknown_action")
+            self._reprompt(turn)
+        elif not flow.entry.admits(turn.user):
+            turn.say_engine("already_logged_in" if turn.user else "login_required")
+            self._reprompt(turn)
+        else:
+            self._switch(turn, flow_name, trigger)
+
+    def _list_entries(self, turn: Turn) -> None:
+        entries = [f"{flow.entry.command} — {self.pick(flow.entry.title, turn, flow)}"
+                   for flow in self.flows.values()
+                   if flow.entry and flow.entry.command and flow.entry.title and flow.entry.admits(turn.user)]
+        if entries:
+            turn.say_engine("entries", entries="; ".join(entries))
 
     def _set_language(self, turn: Turn, lang: str) -> None:
         if turn.set_language(lang):
@@ -457,7 +372,7 @@ class Engine:
         self._follow_goto(turn, trigger=trigger)
 
     def _follow_goto(self, turn: Turn, trigger: str = "goto") -> None:
-        for _ in range(MAX_GOTO_CHAIN):
+        for _ in range(self.max_goto_chain):
             target = turn.pending_goto
             if target is None:
                 return
@@ -469,8 +384,10 @@ class Engine:
             turn.state = state_name or runtime.spec.initial
             turn.session.flow_version = runtime.spec.version
             turn.transitions.append({"flow": flow_name, "from": source, "to": turn.state, "trigger": trigger})
+            trigger = "goto"
             turn.entered(turn.state_spec)
-        raise RuntimeError(f"goto chain longer than {MAX_GOTO_CHAIN} at {turn.runtime.spec.name}:{turn.state}")
+        # Unreachable for a validated set: `validate` rejects goto cycles.
+        raise RuntimeError(f"goto cycle at {turn.runtime.spec.name}:{turn.state}")
 
     def _recover(self, session: SessionState, env: Environment) -> TurnResult:
         """The session's flow or state no longer exists: continue from the fallback state."""

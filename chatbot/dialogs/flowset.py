@@ -1,8 +1,15 @@
-"""Loading the built-in flows and a bot author's folder as one checked set."""
+"""Loading the built-in flows and a bot author's folder as one checked set.
+
+Every problem is reported in one pass: a file that cannot be parsed is
+reported and left out, and the flows that did parse are still validated, so
+a bot author sees all their mistakes at once.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatbot.dialogs.loader import parse_flow
@@ -12,47 +19,75 @@ from chatbot.dialogs.validate import validate_flows
 from chatbot.errors import FlowError, FlowSetError
 
 BUILTIN_FLOWS = Path(__file__).parent / "flows"
+#: The `name:` line of a file that cannot be parsed, so that gotos to it are not reported again.
+NAME_LINE_RE = re.compile(r"^name:\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 
 
 def display_path(path: Path) -> str:
     """A path as a person would type it: relative to the working directory when inside it."""
     try:
-        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
-    except ValueError:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
         return str(path)
+    return str(path) if relative.startswith("..") else relative
 
 
-def load_folder(folder: Path, problems: list[FlowError]) -> dict[str, FlowSpec]:
-    flows: dict[str, FlowSpec] = {}
+@dataclass
+class FolderLoad:
+    """What one folder gave: the flows that parsed, and what went wrong."""
+
+    flows: dict[str, FlowSpec] = field(default_factory=dict)
+    problems: list[FlowError] = field(default_factory=list)
+    #: Flows that could not be parsed at all, by their `name:` line or else their file stem.
+    unparsed: set[str] = field(default_factory=set)
+    #: Flows that parsed with shape problems: parts of them may be missing.
+    incomplete: set[str] = field(default_factory=set)
+
+
+def load_folder(folder: Path) -> FolderLoad:
+    result = FolderLoad()
     for path in sorted(folder.glob("*.y*ml")):
         shown = display_path(path)
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            problems.append(FlowError(shown, None, "", f"cannot read: {err}"))
+            result.problems.append(FlowError(shown, None, "", f"cannot read: {err}"))
+            result.unparsed.add(path.stem)
             continue
         flow, found = parse_flow(text, shown)
-        problems.extend(found)
+        result.problems.extend(found)
         if flow is None:
+            named = NAME_LINE_RE.search(text)
+            result.unparsed.add(named.group(1) if named else path.stem)
             continue
-        if flow.name in flows:
-            problems.append(FlowError(shown, flow.lines.get("name", 1), "name",
-                                      f"flow '{flow.name}' is also defined in {flows[flow.name].path}"))
+        if flow.name in result.flows:
+            result.problems.append(FlowError(shown, flow.lines.get("name", 1), "name",
+                                             f"flow '{flow.name}' is also defined in {result.flows[flow.name].path}"))
             continue
-        flows[flow.name] = flow
-    return flows
+        if found:
+            result.incomplete.add(flow.name)
+        result.flows[flow.name] = flow
+    return result
 
 
 def load_flows(folder: Path | None, registry: Registry, *, builtin: Path = BUILTIN_FLOWS) -> dict[str, FlowSpec]:
-    """The built-in flows, replaced or extended by those of `folder`; raises FlowSetError."""
+    """The built-in flows, replaced or extended by those of `folder`; raises FlowSetError listing every problem."""
+    if folder is not None and not folder.is_dir():
+        raise FlowSetError([FlowError(display_path(folder), None, "", "no such folder")])
+    loads = [load_folder(builtin)] + ([load_folder(folder)] if folder is not None else [])
+    flows: dict[str, FlowSpec] = {}
     problems: list[FlowError] = []
-    flows = load_folder(builtin, problems)
-    if folder is not None:
-        if not folder.is_dir():
-            raise FlowSetError([FlowError(display_path(folder), None, "", "no such folder")])
-        flows.update(load_folder(folder, problems))
-    if not problems:
-        problems = validate_flows(flows, registry)
+    unparsed: set[str] = set()
+    incomplete: set[str] = set()
+    for load in loads:
+        flows.update(load.flows)  # an author's flow replaces the built-in of the same name
+        problems += load.problems
+        unparsed |= load.unparsed
+        incomplete = (incomplete - set(load.flows)) | load.incomplete
+    # A flow that could not be parsed may have been meant to replace a built-in one;
+    # the built-in stays and is checked, the broken file is reported above.
+    problems += validate_flows(flows, registry, unparsed=frozenset(unparsed - set(flows)),
+                               incomplete=frozenset(incomplete))
     if problems:
         raise FlowSetError(problems)
     return flows

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from chatbot.dialogs.model import (
+    ACCESS_KINDS,
     INPUT_KINDS,
     Button,
     Capture,
+    Entry,
     FlowSpec,
     Message,
     StateSpec,
@@ -24,10 +26,11 @@ from chatbot.dialogs.model import (
 )
 from chatbot.dialogs.yamlsource import LineDict, LineList, load_yaml
 from chatbot.errors import FlowError
-from chatbot.text import IntentSpec
+from chatbot.text import IntentSpec, normalise
 
-FLOW_KEYS = ("name", "description", "languages", "initial", "fallback_state", "fallback", "help",
+FLOW_KEYS = ("name", "description", "languages", "initial", "fallback_state", "fallback", "help", "entry",
              "intents", "states", "transitions")
+ENTRY_KEYS = ("command", "access", "title")
 STATE_KEYS = ("name", "say", "buttons", "input", "capture", "on_enter", "goto", "final")
 TRANSITION_KEYS = ("trigger", "source", "dest", "conditions", "unless", "before", "after", "say")
 INTENT_KEYS = ("keywords", "patterns", "examples", "threshold")
@@ -35,16 +38,33 @@ CAPTURE_KEYS = ("slot", "kind", "pattern", "group", "validate", "invalid")
 CAPTURE_KINDS = ("email", "number", "regex", "text", "word")
 BUTTON_KEYS = ("label", "action")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+COMMAND_RE = re.compile(r"^/[a-z][a-z0-9_]*$")
 LANG_RE = re.compile(r"^[a-z]{2,3}$")
 
 
 def did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.75)
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def flow_version(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def key_lines(value: Any, prefix: str = "") -> dict[str, int]:
+    """The line of every key path in a document: `transitions[2].dest` → 14."""
+    lines: dict[str, int] = {}
+    if isinstance(value, LineDict):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            lines[path] = value.line_of(key)
+            lines.update(key_lines(item, path))
+    elif isinstance(value, LineList):
+        for index, item in enumerate(value):
+            path = f"{prefix}[{index}]"
+            lines[path] = value.line_of(index)
+            lines.update(key_lines(item, path))
+    return lines
 
 
 class _Reader:
@@ -171,8 +191,8 @@ def _parse_document(reader: _Reader, doc: LineDict, stem: str, version: str) -> 
         fallback=reader.message(doc.get("fallback"), line("fallback"), "fallback", languages),
         help=reader.message(doc.get("help"), line("help"), "help", languages),
         description=str(doc.get("description", "")),
-        lines={"initial": line("initial"), "fallback_state": line("fallback_state"), "name": line("name"),
-               "states": line("states"), "transitions": line("transitions")},
+        entry=_entry(reader, doc.get("entry"), line("entry"), languages),
+        lines=key_lines(doc),
     )
 
 
@@ -196,6 +216,27 @@ def _languages(reader: _Reader, doc: LineDict) -> tuple[str, ...]:
     return tuple(langs) or ("en",)
 
 
+def _entry(reader: _Reader, value: Any, line: int, languages) -> Entry | None:
+    if value is None or not reader.typed(value, dict, line, "entry", "a mapping"):
+        return None
+    reader.check_keys(value, ENTRY_KEYS, "entry")
+    command = value.get("command")
+    if command is not None:
+        at = value.line_of("command")
+        if not reader.typed(command, str, at, "entry.command", "a command such as /pizza"):
+            command = None
+        elif not COMMAND_RE.match(command):
+            reader.problem(at, "entry.command", f"invalid command '{command}' (a '/' then lowercase letters, digits, _)")
+            command = None
+    access = value.get("access", "users")
+    if access not in ACCESS_KINDS:
+        reader.problem(value.line_of("access"), "entry.access",
+                       f"unknown access {access!r} (expected one of: {', '.join(ACCESS_KINDS)})")
+        access = "users"
+    title = reader.message(value.get("title"), value.line_of("title"), "entry.title", languages)
+    return Entry(command=command, access=access, title=title, line=value.line)
+
+
 def _each_mapping(reader: _Reader, value: Any, line: int, key: str, what: str):
     """Yield (index, item, where) for the mappings of a list, reporting the rest."""
     if value is None:
@@ -214,7 +255,7 @@ def _states(reader: _Reader, value: Any, line: int, languages) -> dict[str, Stat
         return None
     states: dict[str, StateSpec] = {}
     for index, item, where in _each_mapping(reader, value, line, "states", "states"):
-        state = _state(reader, item, where, languages)
+        state = _state(reader, item, where, index, languages)
         if state is None:
             continue
         if state.name in states:
@@ -226,7 +267,7 @@ def _states(reader: _Reader, value: Any, line: int, languages) -> dict[str, Stat
     return states
 
 
-def _state(reader: _Reader, item: LineDict, where: str, languages) -> StateSpec | None:
+def _state(reader: _Reader, item: LineDict, where: str, index: int, languages) -> StateSpec | None:
     reader.check_keys(item, STATE_KEYS, where)
     line = item.line_of
     name = item.get("name")
@@ -256,6 +297,7 @@ def _state(reader: _Reader, item: LineDict, where: str, languages) -> StateSpec 
         on_enter=reader.names(item.get("on_enter"), line("on_enter"), f"{where}.on_enter"),
         goto=goto if isinstance(goto, str) else None,
         final=final is True,
+        index=index,
         line=line("name"),
     )
 
@@ -289,28 +331,59 @@ def _capture(reader: _Reader, value: Any, line: int, key: str, languages) -> Cap
         return None
     if not reader.typed(slot, str, value.line_of("slot"), f"{key}.slot", "a slot name"):
         return None
+    if not NAME_RE.match(slot):
+        reader.problem(value.line_of("slot"), f"{key}.slot", f"invalid slot name '{slot}' (letters, digits, _)")
     kind = value.get("kind", "text")
     if kind not in CAPTURE_KINDS:
         reader.problem(value.line_of("kind"), f"{key}.kind",
                        f"unknown capture kind {kind!r} (expected one of: {', '.join(CAPTURE_KINDS)})")
-        kind = "text"
-    pattern = value.get("pattern")
+        kind = None
+    pattern, group = value.get("pattern"), value.get("group")
     if kind == "regex" and pattern is None:
         reader.problem(value.line, f"{key}.pattern", "required when kind is 'regex'")
-    if pattern is not None and _compile(reader, pattern, value.line_of("pattern"), f"{key}.pattern") is None:
-        pattern = None
+    for name in ("pattern", "group"):
+        if kind not in ("regex", None) and value.get(name) is not None:
+            reader.problem(value.line_of(name), f"{key}.{name}", f"only used with kind 'regex', not '{kind}'")
+    compiled = None
+    if kind == "regex" and pattern is not None:
+        compiled = _compile(reader, pattern, value.line_of("pattern"), f"{key}.pattern")
+    if kind != "regex" or compiled is None:
+        pattern = group = None
+    elif group is not None and not _group_exists(reader, compiled, group, value.line_of("group"), f"{key}.group"):
+        group = None
     validate = value.get("validate")
     if validate is not None:
         reader.typed(validate, str, value.line_of("validate"), f"{key}.validate", "a condition name")
     return Capture(
         slot=slot,
-        kind=kind,
+        kind=kind or "text",
         pattern=pattern,
-        group=value.get("group"),
+        group=group,
         validate=validate if isinstance(validate, str) else None,
         invalid=reader.message(value.get("invalid"), value.line_of("invalid"), f"{key}.invalid", languages),
         line=value.line,
     )
+
+
+def _group_exists(reader: _Reader, compiled: re.Pattern, group: Any, line: int, key: str) -> bool:
+    if isinstance(group, bool) or not isinstance(group, (int, str)):
+        reader.problem(line, key, f"expected a group number or name, got {type(group).__name__}")
+        return False
+    if isinstance(group, int) and not 0 <= group <= compiled.groups:
+        reader.problem(line, key, f"the pattern has no group {group} (it has {compiled.groups})")
+        return False
+    if isinstance(group, str) and group not in compiled.groupindex:
+        reader.problem(line, key, f"the pattern has no group named '{group}'{did_you_mean(group, compiled.groupindex)}")
+        return False
+    return True
+
+
+def _phrase(reader: _Reader, phrase: str, line: int, key: str) -> str | None:
+    """Keywords and examples are compared once normalised: one that normalises to nothing never matches."""
+    if not normalise(phrase):
+        reader.problem(line, key, f"{phrase!r} is empty once normalised (punctuation is ignored)")
+        return None
+    return phrase
 
 
 def _compile(reader: _Reader, pattern: Any, line: int, key: str):
@@ -368,7 +441,7 @@ def _intents(reader: _Reader, value: Any, line: int, languages) -> dict[str, Int
             continue
         reader.check_keys(spec, INTENT_KEYS, where)
         fields = {kind: _phrases(reader, spec, kind, where, languages,
-                                 check=_compile if kind == "patterns" else None)
+                                 check=_compile if kind == "patterns" else _phrase)
                   for kind in ("keywords", "patterns", "examples")}
         if not any(fields.values()):
             reader.problem(at, where, "an intent needs keywords, patterns or examples")

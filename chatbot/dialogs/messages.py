@@ -31,6 +31,14 @@ ENGINE_MESSAGES: dict[str, dict[str, str]] = {
         "en": "You are already logged in as {user}. Log out first to switch accounts.",
         "ru": "Вы уже вошли как {user}. Чтобы сменить учётную запись, сначала выйдите.",
     },
+    "login_required": {
+        "en": "Please log in first: type /login or /register.",
+        "ru": "Сначала войдите: наберите /login или /register.",
+    },
+    "entries": {
+        "en": "You can also start: {entries}.",
+        "ru": "Ещё можно начать: {entries}.",
+    },
     "not_logged_in": {
         "en": "You are not logged in.",
         "ru": "Вы не вошли в систему.",

@@ -15,6 +15,8 @@ from chatbot.text import IntentSpec
 Message = Mapping[str, tuple[str, ...]]
 
 INPUT_KINDS = ("text", "password")
+#: Who may start a flow through its `entry`: logged-in users, anonymous guests, or both.
+ACCESS_KINDS = ("users", "guests", "anyone")
 #: The trigger that fires on any text no intent claimed.
 TEXT_TRIGGER = "text"
 
@@ -47,6 +49,7 @@ class StateSpec:
     on_enter: tuple[str, ...] = ()
     goto: str | None = None
     final: bool = False
+    index: int = 0
     line: int = 0
 
 
@@ -65,6 +68,19 @@ class TransitionSpec:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """How a flow is started from anywhere: a `/command`, a `flow:NAME` button, both listed by /help."""
+
+    command: str | None = None
+    access: str = "users"
+    title: Message | None = None
+    line: int = 0
+
+    def admits(self, user: str | None) -> bool:
+        return self.access == "anyone" or (self.access == "users") == (user is not None)
+
+
+@dataclass(frozen=True)
 class FlowSpec:
     """One flow file, parsed."""
 
@@ -80,7 +96,17 @@ class FlowSpec:
     fallback: Message | None = None
     help: Message | None = None
     description: str = ""
+    entry: Entry | None = None
+    #: The line of every key path (`states[1].say.en`), for problems found after parsing.
     lines: Mapping[str, int] = field(default_factory=dict)
+
+    def line_of(self, key: str) -> int:
+        """The line of a key path, or of the nearest enclosing key that has one."""
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key[:max(key.rfind("."), key.rfind("["), 0)]
+        return 1
 
     @property
     def fallback_language(self) -> str:

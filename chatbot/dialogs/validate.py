@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-from chatbot.dialogs.engine import GLOBAL_ACTIONS, PLACEHOLDER_RE, Turn
+from chatbot.dialogs.engine import COMMANDS, FLOW_PREFIX, GLOBAL_ACTIONS, LANG_PREFIX, PLACEHOLDER_RE, Turn
 from chatbot.dialogs.loader import did_you_mean
 from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message
 from chatbot.dialogs.registry import Registry, split_ref
@@ -18,17 +18,93 @@ from chatbot.errors import FlowError
 
 #: Names every message may use without any flow setting them.
 BUILTIN_PLACEHOLDERS = frozenset({"user", "lang"})
-#: Trigger names that would shadow what the machine's model (a Turn) already has.
-RESERVED_TRIGGERS = frozenset(name for name in dir(Turn) if not name.startswith("_")) | {"trigger", "state"}
+#: Trigger names that would shadow what the machine's model (a Turn) already has, or what
+#: `transitions` adds to a model ('trigger', `to_*`, `may_*`, `is_*`).  'text' is the one
+#: exception: it is the trigger of typed text, read by the engine, never looked up on the model.
+RESERVED_TRIGGERS = (frozenset(name for name in dir(Turn) if not name.startswith("_")) | {"trigger"}) - {
+    TEXT_TRIGGER}
+RESERVED_PREFIXES = ("to_", "may_", "is_")
 CAPTURE_GROUP_RE = re.compile(r"\(\?P<([A-Za-z_][A-Za-z0-9_]*)>")
 
 
-def validate_flows(flows: Mapping[str, FlowSpec], registry: Registry) -> list[FlowError]:
+def validate_flows(flows: Mapping[str, FlowSpec], registry: Registry, *,
+                   unparsed: frozenset[str] = frozenset(), incomplete: frozenset[str] = frozenset()
+                   ) -> list[FlowError]:
+    """Every problem of meaning in `flows`.
+
+    `unparsed` names flows whose file could not be read at all: a goto to them
+    is not reported again.  `incomplete` names flows that lost parts to shape
+    problems already reported: their graph is not checked, because what looks
+    unreachable or stuck there may only be missing.
+    """
     problems: list[FlowError] = []
     slots = _slots_set_anywhere(flows, registry) | BUILTIN_PLACEHOLDERS
+    languages = frozenset(lang for flow in flows.values() for lang in flow.languages)
+    goto_targets = _goto_targets(flows)
     for flow in flows.values():
-        _Checker(flow, flows, registry, slots, problems).run()
+        checker = _Checker(flow, flows, registry, slots, languages, unparsed, problems)
+        checker.run(check_graph=flow.name not in incomplete, entered_from_elsewhere=goto_targets[flow.name])
+    _entry_commands(flows, problems)
+    _goto_cycles(flows, problems)
     return problems
+
+
+def _goto_targets(flows: Mapping[str, FlowSpec]) -> dict[str, set[str]]:
+    """Per flow, the states other flows jump to by `goto: flow:state`."""
+    targets: dict[str, set[str]] = {name: set() for name in flows}
+    for flow in flows.values():
+        for state in flow.states.values():
+            if state.goto:
+                name, _, target = state.goto.partition(":")
+                if target and name in targets:
+                    targets[name].add(target)
+    return targets
+
+
+def _entry_commands(flows: Mapping[str, FlowSpec], problems: list[FlowError]) -> None:
+    owners: dict[str, FlowSpec] = {}
+    for flow in flows.values():
+        command = flow.entry.command if flow.entry else None
+        if not command:
+            continue
+        if command in COMMANDS:
+            problems.append(FlowError(flow.path, flow.line_of("entry.command"), "entry.command",
+                                      f"'{command}' is a built-in command"))
+        elif command in owners:
+            problems.append(FlowError(flow.path, flow.line_of("entry.command"), "entry.command",
+                                      f"'{command}' is also the command of flow '{owners[command].name}'"))
+        else:
+            owners[command] = flow
+
+
+def _goto_cycles(flows: Mapping[str, FlowSpec], problems: list[FlowError]) -> None:
+    """A chain of `goto` states leading back to itself would move forever without user input."""
+    def next_of(node: tuple[str, str]) -> tuple[str, str] | None:
+        state = flows[node[0]].states.get(node[1])
+        if state is None or not state.goto:
+            return None
+        name, _, target = state.goto.partition(":")
+        flow = flows.get(name)
+        if flow is None:
+            return None
+        return name, target or flow.initial
+
+    done: set[tuple[str, str]] = set()
+    for flow in flows.values():
+        for index, state in enumerate(flow.states.values()):
+            path: list[tuple[str, str]] = []
+            node: tuple[str, str] | None = (flow.name, state.name)
+            while node is not None and node not in done and node not in path:
+                path.append(node)
+                node = next_of(node)
+            done.update(path)
+            if node is not None and node in path:
+                cycle = path[path.index(node):] + [node]
+                start = flows[node[0]]
+                key = f"states[{start.states[node[1]].index}].goto"
+                problems.append(FlowError(
+                    start.path, start.line_of(key), key,
+                    "goto cycle without user input: " + " -> ".join(f"{f}:{s}" for f, s in cycle)))
 
 
 def _slots_set_anywhere(flows: Mapping[str, FlowSpec], registry: Registry) -> set[str]:
@@ -48,98 +124,132 @@ def _slots_set_anywhere(flows: Mapping[str, FlowSpec], registry: Registry) -> se
 
 
 class _Checker:
-    def __init__(self, flow: FlowSpec, flows, registry: Registry, slots: set[str], problems: list) -> None:
+    """Checks one flow against the whole set; problems name the key path and its line."""
+
+    def __init__(self, flow: FlowSpec, flows, registry: Registry, slots: set[str], languages: frozenset[str],
+                 unparsed: frozenset[str], problems: list) -> None:
         self.flow = flow
         self.flows = flows
         self.registry = registry
         self.slots = slots
+        self.languages = languages
+        self.unparsed = unparsed
         self.problems = problems
         self.button_actions = {b.action for s in flow.states.values() for b in s.buttons}
+        self.triggers = {t.trigger for t in flow.transitions}
+        #: An unknown source, dest or initial already explains why the graph looks wrong.
+        self.graph_broken = False
 
-    def problem(self, line: int, key: str, message: str) -> None:
-        self.problems.append(FlowError(self.flow.path, line, key, message))
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(FlowError(self.flow.path, self.flow.line_of(key), key, message))
 
-    def run(self) -> None:
+    def run(self, *, check_graph: bool, entered_from_elsewhere: set[str]) -> None:
         flow = self.flow
-        states = flow.states
         for key in ("initial", "fallback_state"):
             value = getattr(flow, key)
-            if value not in states:
-                self.problem(flow.lines.get(key, 1), key, f"unknown state '{value}'{did_you_mean(value, states)}")
-        for index, state in enumerate(states.values()):
-            self._state(index, state)
+            if value not in flow.states and key in flow.lines:  # fallback_state defaults to initial
+                self.problem(key, f"unknown state '{value}'{did_you_mean(value, flow.states)}")
+                self.graph_broken = True
+        for state in flow.states.values():
+            self._state(state)
         for transition in flow.transitions:
             self._transition(transition)
-        self._graph()
+        if flow.entry is not None:
+            self._message(flow.entry.title, "entry.title")
+        self._message(flow.fallback, "fallback")
+        self._message(flow.help, "help")
+        if check_graph and not self.graph_broken:
+            self._graph(entered_from_elsewhere)
 
-    def _state(self, index: int, state) -> None:
-        where = f"states[{index}]"
-        self._message(state.say, state.line, f"{where}.say")
+    def _state(self, state) -> None:
+        where = f"states[{state.index}]"
+        self._message(state.say, f"{where}.say")
         for b_index, button in enumerate(state.buttons):
-            self._message(button.label, button.line, f"{where}.buttons[{b_index}].label")
-            declared = {t.trigger for t in self.flow.transitions}
-            if (button.action not in declared and button.action not in GLOBAL_ACTIONS
-                    and not button.action.startswith("lang:")):
-                self.problem(button.line, f"{where}.buttons[{b_index}].action",
-                             f"no transition has trigger '{button.action}'{did_you_mean(button.action, declared)}")
-        for ref in state.on_enter:
-            self._callable("action", ref, state.line, f"{where}.on_enter")
+            self._message(button.label, f"{where}.buttons[{b_index}].label")
+            self._button_action(state.name, button.action, f"{where}.buttons[{b_index}].action")
+        self._callables("action", state.on_enter, f"{where}.on_enter")
         if state.capture:
             capture = state.capture
             if capture.validate:
-                self._callable("condition", capture.validate, capture.line, f"{where}.capture.validate")
-            self._message(capture.invalid, capture.line, f"{where}.capture.invalid")
+                self._callables("condition", (capture.validate,), f"{where}.capture.validate")
+            self._message(capture.invalid, f"{where}.capture.invalid")
         elif state.input == "password":
-            self.problem(state.line, f"{where}.capture",
-                         "a password input needs 'capture' to name the secret it keeps")
+            self.problem(f"{where}.input", "a password input needs 'capture' to name the secret it keeps")
         if state.goto:
-            self._goto(state.goto, state.line, f"{where}.goto")
+            self._goto(state.goto, f"{where}.goto")
 
-    def _goto(self, target: str, line: int, key: str) -> None:
+    def _button_action(self, state: str, action: str, key: str) -> None:
+        if action.startswith(LANG_PREFIX):
+            lang = action[len(LANG_PREFIX):]
+            if lang not in self.languages:
+                self.problem(key, f"unknown language '{lang}' (the flows speak: {', '.join(sorted(self.languages))})")
+        elif action.startswith(FLOW_PREFIX):
+            name = action[len(FLOW_PREFIX):]
+            flow = self.flows.get(name)
+            if flow is None:
+                if name not in self.unparsed:
+                    self.problem(key, f"unknown flow '{name}'{did_you_mean(name, self.flows)}")
+            elif flow.entry is None:
+                self.problem(key, f"flow '{name}' has no 'entry', so no button can start it")
+        elif action == TEXT_TRIGGER:
+            self.problem(key, "'text' is the trigger of typed text, not a button action")
+        elif action in GLOBAL_ACTIONS:
+            return
+        elif action not in self.triggers:
+            known = sorted(self.triggers - {TEXT_TRIGGER}) + list(GLOBAL_ACTIONS)
+            self.problem(key, f"no transition has trigger '{action}'{did_you_mean(action, known)}")
+        elif not any(t.trigger == action and state in self.flow.sources_of(t) for t in self.flow.transitions):
+            self.problem(key, f"no transition with trigger '{action}' leaves state '{state}'")
+
+    def _goto(self, target: str, key: str) -> None:
         flow_name, _, state_name = target.partition(":")
         flow = self.flows.get(flow_name)
+        if flow is None and flow_name in self.unparsed:
+            return
         if flow is None:
-            self.problem(line, key, f"unknown flow '{flow_name}'{did_you_mean(flow_name, self.flows)}")
+            self.problem(key, f"unknown flow '{flow_name}'{did_you_mean(flow_name, self.flows)}")
         elif state_name and state_name not in flow.states:
-            self.problem(line, key, f"unknown state '{state_name}' in flow '{flow_name}'"
-                                    f"{did_you_mean(state_name, flow.states)}")
+            self.problem(key, f"unknown state '{state_name}' in flow '{flow_name}'"
+                              f"{did_you_mean(state_name, flow.states)}")
 
     def _transition(self, transition) -> None:
         where = f"transitions[{transition.index}]"
         flow = self.flow
         trigger = transition.trigger
-        if trigger in RESERVED_TRIGGERS or trigger.startswith(("to_", "may_", "is_")):
-            self.problem(transition.line, f"{where}.trigger",
-                         f"trigger '{trigger}' clashes with an attribute of the dialog model")
+        if trigger in RESERVED_TRIGGERS or trigger.startswith(RESERVED_PREFIXES):
+            self.problem(f"{where}.trigger", f"trigger '{trigger}' clashes with an attribute of the dialog model")
         elif (trigger != TEXT_TRIGGER and trigger not in flow.intents and trigger not in self.button_actions
               and trigger not in GLOBAL_ACTIONS):
             known = list(flow.intents) + sorted(self.button_actions) + [TEXT_TRIGGER]
-            self.problem(transition.line, f"{where}.trigger",
-                         f"unknown intent '{trigger}' (not an intent, a button action or 'text')"
-                         f"{did_you_mean(trigger, known)}")
+            self.problem(f"{where}.trigger", f"unknown intent '{trigger}' (not an intent, a button action or "
+                                             f"'text'){did_you_mean(trigger, known)}")
         if transition.sources != ("*",):
+            many = len(transition.sources) > 1
             for index, source in enumerate(transition.sources):
                 if source not in flow.states:
-                    key = f"{where}.source" if len(transition.sources) == 1 else f"{where}.source[{index}]"
-                    self.problem(transition.line, key,
-                                 f"unknown state '{source}'{did_you_mean(source, flow.states)}")
+                    key = f"{where}.source[{index}]" if many else f"{where}.source"
+                    self.problem(key, f"unknown state '{source}'{did_you_mean(source, flow.states)}")
+                    self.graph_broken = True
         if transition.dest is not None and transition.dest not in flow.states:
-            self.problem(transition.line, f"{where}.dest",
+            self.problem(f"{where}.dest",
                          f"unknown state '{transition.dest}'{did_you_mean(transition.dest, flow.states)}")
+            self.graph_broken = True
         for key in ("conditions", "unless"):
-            for ref in getattr(transition, key):
-                self._callable("condition", ref, transition.line, f"{where}.{key}")
+            self._callables("condition", getattr(transition, key), f"{where}.{key}")
         for key in ("before", "after"):
-            for ref in getattr(transition, key):
-                self._callable("action", ref, transition.line, f"{where}.{key}")
-        self._message(transition.say, transition.line, f"{where}.say")
+            self._callables("action", getattr(transition, key), f"{where}.{key}")
+        self._message(transition.say, f"{where}.say")
 
-    def _callable(self, kind: str, ref: str, line: int, key: str) -> None:
-        if self.registry.get(kind, ref) is None:
-            name, _ = split_ref(ref)
-            self.problem(line, key, f"unknown {kind} '{name}'{did_you_mean(name, self.registry.names(kind))}")
+    def _callables(self, kind: str, refs: tuple[str, ...], key: str) -> None:
+        """`after: log_in` or `after: [a, b]`: each name must be registered."""
+        listed = f"{key}[0]" in self.flow.lines
+        for index, ref in enumerate(refs):
+            if self.registry.get(kind, ref) is None:
+                name, _ = split_ref(ref)
+                self.problem(f"{key}[{index}]" if listed else key,
+                             f"unknown {kind} '{name}'{did_you_mean(name, self.registry.names(kind))}")
 
-    def _message(self, message: Message | None, line: int, key: str) -> None:
+    def _message(self, message: Message | None, key: str) -> None:
         if not message:
             return
         for lang, variants in message.items():
@@ -147,11 +257,11 @@ class _Checker:
                 for match in PLACEHOLDER_RE.finditer(text):
                     name = match.group(1)
                     if name is not None and name not in self.slots:
-                        self.problem(line, f"{key}.{lang}",
+                        self.problem(f"{key}.{lang}" if f"{key}.{lang}" in self.flow.lines else key,
                                      f"placeholder '{{{name}}}' names a slot that is never set"
                                      f"{did_you_mean(name, self.slots)}")
 
-    def _graph(self) -> None:
+    def _graph(self, entered_from_elsewhere: set[str]) -> None:
         flow = self.flow
         edges: dict[str, set[str]] = {name: set() for name in flow.states}
         for transition in flow.transitions:
@@ -159,16 +269,17 @@ class _Checker:
                 if source in edges and transition.dest in flow.states:
                     edges[source].add(transition.dest)
         if flow.initial in flow.states:
-            seen, todo = {flow.initial}, [flow.initial]
+            roots = {flow.initial, flow.fallback_state, *entered_from_elsewhere} & set(flow.states)
+            seen, todo = set(roots), list(roots)
             while todo:
                 for dest in edges[todo.pop()] - seen:
                     seen.add(dest)
                     todo.append(dest)
-            for index, (name, state) in enumerate(flow.states.items()):
-                if name not in seen and name != flow.fallback_state:
-                    self.problem(state.line, f"states[{index}]", f"state '{name}' is unreachable from '{flow.initial}'")
+            for name, state in flow.states.items():
+                if name not in seen:
+                    self.problem(f"states[{state.index}]", f"state '{name}' is unreachable from '{flow.initial}'")
         has_way_out = {source for t in flow.transitions for source in flow.sources_of(t)}
-        for index, (name, state) in enumerate(flow.states.items()):
+        for name, state in flow.states.items():
             if not state.final and not state.goto and name not in has_way_out:
-                self.problem(state.line, f"states[{index}]",
+                self.problem(f"states[{state.index}]",
                              f"state '{name}' has no way out (add a transition, 'goto' or 'final: true')")

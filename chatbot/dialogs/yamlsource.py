@@ -3,9 +3,14 @@
 Flow errors must name the file, the line and the key path, so the loaded
 mappings and sequences carry the line of each of their entries.  Duplicate
 keys, which PyYAML silently merges, are reported instead.
+
+Only `true` and `false` are booleans (as in YAML 1.2): flows name intents and
+buttons `yes`, `no`, `on` and `off`, which YAML 1.1 would turn into booleans.
 """
 
 from __future__ import annotations
+
+import re
 
 from typing import Any
 
@@ -15,10 +20,12 @@ from chatbot.errors import FlowError
 
 
 class LineDict(dict):
-    """A mapping that knows the line of each of its keys."""
+    """A mapping that knows the line of each of its keys, and the keys it had twice."""
 
     line: int = 0
     key_lines: dict[Any, int]
+    #: (line, key or None, message) of each key left out: a duplicate, or one that is not a scalar.
+    rejected: list[tuple[int, Any, str]]
 
     def line_of(self, key: Any) -> int:
         return self.key_lines.get(key, self.line)
@@ -37,27 +44,21 @@ class LineList(list):
 class _Loader(yaml.SafeLoader):
     """A safe loader building LineDict/LineList and collecting duplicate keys."""
 
-    def __init__(self, stream: str, path: str) -> None:
-        super().__init__(stream)
-        self.path = path
-        self.problems: list[FlowError] = []
-
     def construct_line_mapping(self, node: yaml.MappingNode) -> LineDict:
         self.flatten_mapping(node)
         mapping = LineDict()
         mapping.line = node.start_mark.line + 1
         mapping.key_lines = {}
+        mapping.rejected = []
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int, float, bool)) and key is not None:
-                self.problems.append(FlowError(self.path, line, "", f"unusable key {key!r}"))
+                mapping.rejected.append((line, None, f"unusable key {key!r}"))
                 continue
             if key in mapping:
                 first = mapping.key_lines[key]
-                self.problems.append(
-                    FlowError(self.path, line, str(key), f"duplicate key (first defined on line {first})")
-                )
+                mapping.rejected.append((line, key, f"duplicate key (first defined on line {first})"))
                 continue
             mapping[key] = self.construct_object(value_node, deep=True)
             mapping.key_lines[key] = line
@@ -70,8 +71,29 @@ class _Loader(yaml.SafeLoader):
         return sequence
 
 
+BOOL_TAG = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_line_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader.construct_line_sequence)
+
+
+def _rejected_keys(value: Any, path: str, prefix: str = "") -> list[FlowError]:
+    """The keys construction left out, named by their key path (`states[0].say`)."""
+    problems: list[FlowError] = []
+    if isinstance(value, LineDict):
+        for line, key, message in value.rejected:
+            where = prefix if key is None else (f"{prefix}.{key}" if prefix else str(key))
+            problems.append(FlowError(path, line, where, message))
+        for key, item in value.items():
+            problems += _rejected_keys(item, path, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, LineList):
+        for index, item in enumerate(value):
+            problems += _rejected_keys(item, path, f"{prefix}[{index}]")
+    return problems
 
 
 def load_yaml(text: str, path: str) -> tuple[Any, list[FlowError]]:
@@ -80,7 +102,7 @@ def load_yaml(text: str, path: str) -> tuple[Any, list[FlowError]]:
     A syntax error is returned as the only problem (with the document None)
     rather than raised, so that a folder of flows is reported in one pass.
     """
-    loader = _Loader(text, path)
+    loader = _Loader(text)
     try:
         document = loader.get_single_data()
     except yaml.MarkedYAMLError as err:
@@ -92,4 +114,4 @@ def load_yaml(text: str, path: str) -> tuple[Any, list[FlowError]]:
         return None, [FlowError(path, None, "", f"yaml syntax: {err}")]
     finally:
         loader.dispose()
-    return document, loader.problems
+    return document, sorted(_rejected_keys(document, path), key=lambda problem: problem.line)

@@ -1,0 +1,183 @@
+"""What one turn of a conversation reads and produces.
+
+`SessionState` is all the engine keeps between turns; `Text` and `Action` are
+the two kinds of event; `TurnResult` is what a turn returns.  `Turn` is the
+short-lived object a flow's machine works on during one turn, and the `ctx`
+that actions and conditions receive.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Mapping
+
+from chatbot.dialogs.environment import Recorder
+from chatbot.dialogs.messages import ENGINE_MESSAGES
+from chatbot.dialogs.model import FlowSpec, Message, StateSpec
+from chatbot.text import Match
+
+if TYPE_CHECKING:
+    from chatbot.dialogs.engine import Engine, FlowRuntime
+
+PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass
+class SessionState:
+    """What the engine needs to know about a session between turns."""
+
+    flow: str
+    state: str
+    slots: dict[str, Any] = field(default_factory=dict)
+    lang: str = "en"
+    user: str | None = None
+    flow_version: str = ""
+    #: Secrets typed into `password` inputs: kept in memory for the next turn
+    #: (a password and its confirmation), never stored, logged or replayed.
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def copy(self) -> "SessionState":
+        return replace(self, slots=dict(self.slots), secrets=dict(self.secrets))
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    buttons: tuple[tuple[str, str], ...] = ()  # (label, action)
+    input: str = "text"
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "buttons": [{"label": l, "action": a} for l, a in self.buttons],
+                "input": self.input}
+
+
+@dataclass
+class TurnResult:
+    state: SessionState
+    replies: list[Reply]
+    transitions: list[dict] = field(default_factory=list)
+    slots_set: list[dict] = field(default_factory=list)
+    effects: list[dict] = field(default_factory=list)
+    account_events: list[dict] = field(default_factory=list)
+    auth_changed: bool = False
+    #: The inbound text was typed into a password input: it must not be kept.
+    secret_input: bool = False
+
+
+class Turn:
+    """The model a flow's machine works on during one turn; also the `ctx` of actions.
+
+    Actions and conditions use: `slots`, `user`, `lang`, `text`, `intent`,
+    `env`, `account`, `say()`, `set_slot()`, `secret()`, `set_language()`,
+    `log_in()`, `log_out()`.  The attributes are fixed (`__slots__`): a
+    flow's trigger may not take one of these names, and the validator knows
+    them all from the class.
+    """
+
+    __slots__ = ("engine", "session", "env", "runtime", "state", "text", "intent", "account", "replies",
+                 "transitions", "slots_set", "account_events", "auth_changed", "pending_goto")
+
+    def __init__(self, engine: "Engine", session: SessionState, env: Recorder) -> None:
+        self.engine = engine
+        self.session = session
+        self.env = env
+        self.runtime: FlowRuntime = engine.runtimes[session.flow]
+        self.state = session.state  # the attribute transitions reads and writes
+        self.text = ""
+        self.intent: Match | None = None
+        self.account: dict | None = None
+        self.replies: list[Reply] = []
+        self.transitions: list[dict] = []
+        self.slots_set: list[dict] = []
+        self.account_events: list[dict] = []
+        self.auth_changed = False
+        self.pending_goto: str | None = None
+
+    # --- what actions and conditions use -------------------------------------------------
+    @property
+    def slots(self) -> dict[str, Any]:
+        return self.session.slots
+
+    @property
+    def user(self) -> str | None:
+        return self.session.user
+
+    @property
+    def lang(self) -> str:
+        return self.session.lang
+
+    @property
+    def flow(self) -> FlowSpec:
+        return self.runtime.spec
+
+    def say(self, message: Message | str, *, buttons=(), **values: Any) -> None:
+        """Say a flow message, or a plain text, in the session's language."""
+        text = message if isinstance(message, str) else self.engine.pick(message, self, self.flow)
+        rendered = self.render(text, values)
+        labels = tuple((self.render(self.engine.pick(b.label, self, self.flow), values), b.action)
+                       for b in buttons)
+        self.replies.append(Reply(rendered, labels))
+
+    def say_engine(self, key: str, **values: Any) -> None:
+        texts = ENGINE_MESSAGES[key]
+        self.say(texts.get(self.lang) or texts["en"], **values)
+
+    def render(self, text: str, values: Mapping[str, Any] = {}) -> str:
+        def fill(match: re.Match) -> str:
+            name = match.group(1)
+            if name is None:
+                return match.group(0)[0]
+            value = values.get(name, self.slots.get(name))
+            if value is None:
+                value = {"user": self.user, "lang": self.lang}.get(name)
+            return "" if value is None else str(value)
+        return PLACEHOLDER_RE.sub(fill, text)
+
+    def set_slot(self, name: str, value: Any) -> None:
+        self.slots[name] = value
+        self.slots_set.append({"slot": name, "value": value})
+
+    def secret(self, name: str) -> str:
+        return self.session.secrets.get(name, "")
+
+    def set_language(self, lang: str) -> bool:
+        if lang not in self.engine.languages:
+            return False
+        self.session.lang = lang
+        return True
+
+    def log_in(self, user: str) -> None:
+        self.session.user = user
+        self.auth_changed = True
+
+    def log_out(self) -> None:
+        if self.session.user is not None:
+            self.account_events.append({"event": "account.logout", "user": self.session.user})
+        self.session.user = None
+        self.session.slots.clear()
+        self.auth_changed = True
+
+    # --- what the engine uses ------------------------------------------------------------
+    @property
+    def state_spec(self) -> StateSpec:
+        return self.runtime.spec.states[self.state]
+
+    def entered(self, spec: StateSpec) -> None:
+        """Called by the machine on entering a state, and by the engine on a flow switch."""
+        if spec.say is not None:
+            self.say(spec.say, buttons=spec.buttons)
+        for ref in spec.on_enter:
+            self.engine.call("action", ref, self)
+        if spec.goto:
+            self.pending_goto = spec.goto
