@@ -1,0 +1,101 @@
+"""The example bot of docs/flows.md (examples/pizza): it validates and a whole order works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatbot.cli import main
+from chatbot.dialogs import Registry
+from tests.engine_helpers import Conversation, make_engine
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pizza"
+ACTIONS = str(EXAMPLE / "pizza_actions.py")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    registry = Registry.with_builtins()
+    registry.load(ACTIONS)
+    return make_engine(EXAMPLE / "flows", registry)
+
+
+def logged_in(engine, lang: str = "en") -> Conversation:
+    chat = Conversation(engine, lang=lang)
+    chat.register("ann" if lang == "en" else "аня")
+    return chat
+
+
+def test_flows_check_passes_on_the_example(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["flows", "check", str(EXAMPLE / "flows"), "--actions", ACTIONS])
+    assert done.value.code in (0, None)
+    assert "ok  pizza" in capsys.readouterr().out
+
+
+def test_a_whole_order_in_english(engine):
+    chat = logged_in(engine)
+    chat.world.clock = 1_790_012_345.0
+    chat.say("/pizza")
+    assert chat.texts == ["What size would you like: small, medium or large?"]
+    assert [action for _, action in chat.result.replies[0].buttons] == ["cancel"]
+    chat.say("a gigantic one")
+    assert chat.texts == ["We make small, medium and large pizzas. Which one?"]
+    assert chat.where == "pizza:ask_size"
+    chat.say("Large")
+    assert chat.texts == ["How many Large pizzas?"]
+    chat.say("eleven")
+    assert chat.texts == ["A whole number from 1 to 10, please."]
+    chat.say("12")
+    assert chat.texts == ["A whole number from 1 to 10, please."]
+    chat.say("2 please")
+    assert chat.where == "pizza:ask_email"
+    chat.say("ann at example")
+    assert chat.texts == ["That does not look like an e-mail address. Try again?"]
+    chat.say("it is Ann@Example.COM")
+    assert chat.texts == ["2 × Large, 24 € in all, receipt to Ann@example.com. Shall I order?"]
+    assert [action for _, action in chat.result.replies[0].buttons] == ["yes", "no"]
+    chat.say("maybe")
+    assert chat.texts == ["Please answer with Yes or No."]
+    assert chat.where == "pizza:confirm"
+    chat.press("yes")
+    assert chat.texts[0] == "Order P-12345 is in the oven. Enjoy, ann!"
+    assert chat.where == "chat:listening"
+    assert chat.state.slots["order_number"] == "P-12345"
+
+
+def test_a_whole_order_in_russian(engine):
+    chat = logged_in(engine, "ru")
+    chat.say("/pizza")
+    assert chat.texts == ["Какой размер: маленькая, средняя или большая?"]
+    chat.say("среднюю")
+    chat.say("3")
+    chat.say("аня@пример.рф")
+    assert chat.texts == ["3 × среднюю, всего 30 €, чек на аня@пример.рф. Заказываем?"]
+    chat.say("да")
+    assert chat.texts[0] == "Заказ P-00000 уже в печи. Приятного аппетита, аня!"
+
+
+def test_cancel_by_button_or_by_word_returns_to_chat(engine):
+    chat = logged_in(engine)
+    chat.say("/pizza")
+    chat.press("cancel")
+    assert chat.texts[0] == "OK, no pizza this time."
+    assert chat.where == "chat:listening"
+    chat.say("/pizza")
+    chat.say("small")
+    chat.say("never mind")
+    assert chat.where == "chat:listening"
+
+
+def test_the_entry_is_for_logged_in_users_and_is_listed_by_help(engine):
+    chat = Conversation(engine)
+    chat.say("/pizza")
+    assert chat.texts[0] == "Please log in first: type /login or /register."
+    assert chat.where == "hub:welcome"
+    chat.register()
+    chat.say("/help")
+    assert chat.texts[1] == "You can also start: /pizza — order a pizza."
+    chat.press("flow:pizza")
+    assert chat.where == "pizza:ask_size"
