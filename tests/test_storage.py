@@ -1,8 +1,8 @@
 """The store against real databases: the same tests on SQLite and PostgreSQL.
 
-PostgreSQL runs at 127.0.0.1:5432 (database ``test``, user ``postgres``, or
-CHATBOT_TEST_POSTGRES as a libpq key=value string); each test gets a schema
-of its own, dropped afterwards. Without a server those runs are skipped.
+PostgreSQL comes from the ``postgres_url`` fixture (127.0.0.1:5432, database
+``test``, a schema per test, dropped afterwards); without a server those runs
+are skipped.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager
+from urllib.parse import parse_qs, urlparse
 
 import peewee
 import pytest
@@ -36,9 +36,9 @@ from chatbot.storage import (
     open_database,
 )
 from chatbot.storage.models import bind_models
+from tests.conftest import POSTGRES_DSN
 
 REPO = Path(__file__).resolve().parents[1]
-POSTGRES_DSN = os.environ.get("CHATBOT_TEST_POSTGRES", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 NOW = 1_700_000_000.0
 
 
@@ -65,25 +65,14 @@ def _sqlite_backend(tmp_path: Path) -> Backend:
     return Backend("sqlite", f"sqlite:///{path}", hold_write_lock)
 
 
-@contextlib.contextmanager
-def _postgresql_backend():
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        admin = psycopg2.connect(POSTGRES_DSN, connect_timeout=3)
-    except psycopg2.OperationalError as error:
-        pytest.skip(f"postgresql is unreachable ({POSTGRES_DSN}): {error}".strip())
-    admin.autocommit = True
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin.cursor().execute(f"CREATE SCHEMA {schema}")
-    params = dict(item.split("=", 1) for item in POSTGRES_DSN.split())
-    url = (
-        f"postgresql://{params['user']}@{params['host']}:{params['port']}/{params['dbname']}"
-        f"?options=-c%20search_path%3D{schema}"
-    )
+def _postgresql_backend(url: str) -> Backend:
+    import psycopg2
+
+    options = parse_qs(urlparse(url).query)["options"][0]  # the test's own search_path
 
     @contextlib.contextmanager
     def hold_write_lock():
-        conn = psycopg2.connect(POSTGRES_DSN, options=f"-c search_path={schema}")
+        conn = psycopg2.connect(POSTGRES_DSN, options=options)
         conn.cursor().execute("LOCK TABLE sessions IN EXCLUSIVE MODE")
         try:
             yield
@@ -91,20 +80,14 @@ def _postgresql_backend():
             conn.commit()
             conn.close()
 
-    try:
-        yield Backend("postgresql", url, hold_write_lock)
-    finally:
-        admin.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+    return Backend("postgresql", url, hold_write_lock)
 
 
 @pytest.fixture
 def backend(request, tmp_path):
     if request.param == "sqlite":
-        yield _sqlite_backend(tmp_path)
-    else:
-        with _postgresql_backend() as backend:
-            yield backend
+        return _sqlite_backend(tmp_path)
+    return _postgresql_backend(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
