@@ -14,6 +14,7 @@ from typing import Callable, TextIO
 
 from chatbot.accounts import Accounts
 from chatbot.dialogs import Action, Engine, LocalEnvironment, Text, TurnResult
+from chatbot.dialogs.engine import SECRET_MASK
 from chatbot.storage import Store
 
 BUTTON_PREFIX = "#"
@@ -65,6 +66,8 @@ def run_chat(engine: Engine, *, lang: str | None, debug: bool, stdin: TextIO | N
                         if not line:
                             raise EOFError
                         line = line.rstrip("\n")
+                        if not stdin.isatty():  # piped in: show it, so the output reads as a conversation
+                            print(SECRET_MASK if secret else line, file=out)
                 except (EOFError, KeyboardInterrupt):
                     print(file=out)
                     return 0

@@ -27,13 +27,17 @@ def _edges(flow: FlowSpec):
 
 
 def mermaid(flow: FlowSpec) -> str:
-    """A Mermaid `stateDiagram-v2` of one flow; jumps to other flows end in a note-like state."""
+    """A Mermaid `stateDiagram-v2` of one flow; jumps to other flows end in a state named after the target."""
     lines = ["stateDiagram-v2", f"    [*] --> {flow.initial}"]
-    external = {}
+    external: dict[str, str] = {}
     for source, dest, label in _edges(flow):
         if dest.startswith("flow "):
-            node = external.setdefault(dest, f"flow_{len(external) + 1}")
-            dest = node
+            if dest not in external:
+                node = "goto_" + dest[5:].replace(":", "_")
+                while node in flow.states or node in external.values():
+                    node += "_"
+                external[dest] = node
+            dest = external[dest]
         lines.append(f"    {source} --> {dest}: {label.replace(':', '#58;')}")
     for target, node in external.items():
         lines.append(f'    state "{target}" as {node}')

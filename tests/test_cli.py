@@ -1,0 +1,160 @@
+"""The `chatbot` command line through `main(argv)`: flows check, flows draw, chat."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatbot.cli import main
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pizza"
+BROKEN = """\
+name: pizza
+languages: [en]
+initial: ask_size
+states:
+  - name: ask_size
+    say: "Which size?"
+transitions:
+  - trigger: text
+    source: ask_size
+    dest: ask_sise
+"""
+MERMAID_LINE = re.compile(r"^(stateDiagram-v2"
+                          r"|    (\[\*\]|\w+) --> (\[\*\]|\w+)(: [^:]+)?"
+                          r'|    state "[^"]+" as \w+)$')
+
+
+def run(argv: list[str]) -> int:
+    """Run the command line; return its exit code."""
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    code = done.value.code
+    return 0 if code is None else code
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    """An empty working folder: no data/flows unless a test makes one."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_flows_check_passes_on_the_built_in_flows(here, capsys):
+    assert run(["flows", "check"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[1] for line in out.splitlines()] == ["chat", "hub", "login", "registration"]
+
+
+def test_flows_check_lists_every_problem_and_exits_1(here, capsys):
+    folder = here / "data" / "flows"
+    folder.mkdir(parents=True)
+    (folder / "pizza.yaml").write_text(BROKEN, encoding="utf-8")
+    (folder / "drinks.yaml").write_text("name: drinks\nlanguages: [en\n", encoding="utf-8")
+    assert run(["flows", "check", "data/flows"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "data/flows/drinks.yaml:3: yaml syntax: expected ',' or ']', but got '<stream end>'",
+        "data/flows/pizza.yaml:10: transitions[0].dest: unknown state 'ask_sise' (did you mean 'ask_size'?)",
+        "2 problem(s) found",
+    ]
+
+
+def test_flows_check_reads_data_flows_by_default(here, capsys):
+    folder = here / "data" / "flows"
+    folder.mkdir(parents=True)
+    (folder / "pizza.yaml").write_text(BROKEN, encoding="utf-8")
+    assert run(["flows", "check"]) == 1
+    assert "data/flows/pizza.yaml:10:" in capsys.readouterr().err
+
+
+def test_flows_check_with_an_authors_actions_module(here, capsys):
+    flows, actions = str(EXAMPLE / "flows"), str(EXAMPLE / "pizza_actions.py")
+    assert run(["flows", "check", flows]) == 1
+    assert "unknown condition 'size_on_menu'" in capsys.readouterr().err
+    assert run(["flows", "check", flows, "--actions", actions]) == 0
+    assert "ok  pizza" in capsys.readouterr().out
+
+
+def test_a_missing_actions_file_is_a_config_error(here, capsys):
+    assert run(["flows", "check", "--actions", "nowhere.py"]) == 2
+    assert capsys.readouterr().err == "error: actions: nowhere.py: no such file\n"
+
+
+def test_flows_draw_prints_mermaid(here, capsys):
+    assert run(["flows", "draw", "login"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["stateDiagram-v2", "    [*] --> ask_username"]
+    assert "    ask_password --> success: text [credentials_valid]" in lines
+    assert "    success --> goto_chat: goto" in lines
+    assert '    state "flow chat" as goto_chat' in lines
+    assert [line for line in lines if not MERMAID_LINE.match(line)] == []
+
+
+def test_flows_draw_of_an_unknown_flow_is_a_usage_error(here, capsys):
+    assert run(["flows", "draw", "pizza"]) == 2
+    assert "unknown flow 'pizza' (known: chat, hub, login, registration)" in capsys.readouterr().err
+
+
+def test_flows_draw_writes_mermaid_text_to_a_non_svg_file(here, capsys):
+    assert run(["flows", "draw", "hub", "-o", "hub.mmd"]) == 0
+    assert (here / "hub.mmd").read_text(encoding="utf-8").startswith("stateDiagram-v2\n")
+    assert capsys.readouterr().out == "wrote hub.mmd\n"
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed (apt-get install graphviz)")
+def test_flows_draw_writes_svg_with_graphviz(here, capsys):
+    assert run(["flows", "draw", "registration", "-o", "registration.svg"]) == 0
+    svg = (here / "registration.svg").read_text(encoding="utf-8")
+    assert "<svg" in svg and svg.rstrip().endswith("</svg>")
+    assert "ask_confirm" in svg
+    assert "stateDiagram" not in svg
+
+
+def test_flows_draw_svg_without_graphviz_fails_clearly_and_writes_nothing(here, capsys, monkeypatch):
+    empty = here / "no-tools"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert run(["flows", "draw", "login", "-o", "login.svg"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write SVG: Graphviz's 'dot' is not installed" in err
+    assert not (here / "login.svg").exists()
+
+
+def chat(monkeypatch, capsys, argv: list[str], lines: list[str]) -> str:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(line + "\n" for line in lines)))
+    assert run(["chat", *argv]) == 0
+    return capsys.readouterr().out
+
+
+def test_chat_debug_register_talk_and_log_out(here, capsys, monkeypatch):
+    out = chat(monkeypatch, capsys, ["--debug"], [
+        "#2",  # the Register button
+        "ann", "correct horse", "correct horse",
+        "who am i",
+        "/logout",
+    ])
+    assert "you> ••••••" in out, "a password typed into a pipe is not echoed"
+    assert "correct horse" not in out
+    assert "bot> Your account is ready, ann. You are logged in." in out
+    assert "  · registration: ask_confirm --text--> done" in out
+    assert "bot> You are logged in as ann." in out
+    assert "  · chat: listening --whoami--> listening intent=whoami score=100.0" in out
+    assert "bot> You are logged out. See you soon!" in out
+    assert out.rstrip().endswith("  · state=hub:welcome user=None lang=en slots={}\nyou>")
+
+
+def test_chat_in_russian_with_the_example_bot(here, capsys, monkeypatch):
+    out = chat(monkeypatch, capsys, ["--lang", "ru", "--flows", str(EXAMPLE / "flows"),
+                                     "--actions", str(EXAMPLE / "pizza_actions.py")], [
+        "регистрация", "аня", "пароль-пароль", "пароль-пароль",
+        "/pizza", "большую", "2", "аня@пример.рф", "#1",
+    ])
+    assert "bot> 2 × большую, всего 24 €, чек на аня@пример.рф. Заказываем?" in out
+    assert re.search(r"bot> (Заказ P-\d{5} уже в печи\. Приятного аппетита, аня!|Готово: заказ P-\d{5}\.)", out)
