@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, ContextManager
 from urllib.parse import parse_qs, urlparse
@@ -29,6 +29,7 @@ from chatbot.storage import (
     LATEST_VERSION,
     HistoryRecord,
     SessionRecord,
+    SessionConflict,
     Store,
     TurnWrite,
     UsernameTaken,
@@ -197,10 +198,23 @@ class TestStore:
     def test_repeated_client_id_fails_that_turn_whole(self, store):
         store.create_session(session()).result()
         store.save_turn(turn("s1", 2, entry(1), entry(2, "bot"), client_id="c1")).result()
-        with pytest.raises(StorageError, match=r"^storage: save_turn of session 's1' failed: "):
+        with pytest.raises(SessionConflict, match=r"^storage: message 'c1' of session 's1' was already processed$"):
             store.save_turn(turn("s1", 4, entry(3), entry(4, "bot"), client_id="c1", state="main:other")).result()
         assert store.load_session("s1").state == "main:ask"  # nothing of the failed turn remains
         assert seqs(store.history("s1")) == [1, 2]
+
+    def test_a_turn_from_a_stale_seq_conflicts(self, store):
+        store.create_session(session()).result()
+        store.save_turn(replace(turn("s1", 2, entry(1), entry(2, "bot")), expected_seq=0)).result()
+        stale = replace(turn("s1", 4, entry(3), entry(4, "bot"), state="main:other"), expected_seq=0)
+        with pytest.raises(SessionConflict, match=r"^storage: session 's1' is no longer at seq 0$"):
+            store.save_turn(stale).result()
+        assert store.load_session("s1").state == "main:ask"
+        assert seqs(store.history("s1")) == [1, 2]
+        store.save_turn(replace(stale, expected_seq=2)).result()
+        assert store.load_session("s1").state == "main:other"
+        with pytest.raises(StorageError, match=r"^storage: unknown session 'ghost'$"):
+            store.save_turn(replace(turn("ghost", 1, entry(1)), expected_seq=0)).result()
 
     def test_session_is_found_by_token_until_the_token_rotates(self, store):
         store.create_session(session(token_hash="a" * 64)).result()
@@ -487,6 +501,43 @@ def test_sqlite_writes_wait_for_another_writer(tmp_path):
             time.sleep(0.3)
             assert not future.done()
         future.result(10)
+    finally:
+        store.close()
+
+
+def test_a_turn_publishes_its_note_when_committed(postgres_url):
+    import psycopg2
+
+    channel = f"turns_{os.getpid()}_{time.monotonic_ns()}"  # channels are shared by the whole database
+    listener = psycopg2.connect(POSTGRES_DSN)
+    listener.autocommit = True
+    listener.cursor().execute(f"LISTEN {channel}")
+    store = Store(postgres_url, notify_channel=channel)
+    store.open()
+    try:
+        store.create_session(session()).result()
+        store.save_turn(replace(turn("s1", 1, entry(1)), expected_seq=0, notify='{"s":"s1","b":1}')).result()
+        with pytest.raises(SessionConflict):  # a turn that fails publishes nothing
+            store.save_turn(replace(turn("s1", 2, entry(2)), expected_seq=0, notify='{"s":"s1","b":2}')).result()
+        deadline = time.monotonic() + 5
+        while len(listener.notifies) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            listener.poll()
+        time.sleep(0.2)
+        listener.poll()
+        assert [(n.channel, n.payload) for n in listener.notifies] == [(channel, '{"s":"s1","b":1}')]
+    finally:
+        store.close()
+        listener.close()
+
+
+def test_turn_notes_need_postgresql(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/chatbot.db")
+    store.open()
+    try:
+        store.create_session(session()).result()
+        with pytest.raises(StorageError, match=r"^storage: turn notifications need postgresql$"):
+            store.save_turn(replace(turn("s1", 1, entry(1)), notify="{}")).result()
     finally:
         store.close()
 

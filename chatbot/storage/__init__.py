@@ -3,11 +3,12 @@
 from chatbot.storage.db import open_database
 from chatbot.storage.migrations import LATEST_VERSION, migrate
 from chatbot.storage.records import HistoryRecord, SessionRecord, TurnWrite, UserRecord, WriteStats
-from chatbot.storage.store import Store, UsernameTaken
+from chatbot.storage.store import SessionConflict, Store, UsernameTaken
 
 __all__ = [
     "HistoryRecord",
     "LATEST_VERSION",
+    "SessionConflict",
     "SessionRecord",
     "Store",
     "TurnWrite",

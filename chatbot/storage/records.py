@@ -57,6 +57,12 @@ class TurnWrite:
     entries: tuple[HistoryRecord, ...] = field(default=())
     client_id: str | None = None  # the client's message id, for re-ack after reconnect
     reply_seq_range: tuple[int, int] | None = None  # seqs the replies to client_id took
+    # Optimistic concurrency between processes: the write fails with
+    # SessionConflict unless the stored session is still at this seq.
+    expected_seq: int | None = None
+    # Published with pg_notify in the same transaction, so it is seen exactly
+    # when the turn is committed (PostgreSQL only).
+    notify: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", tuple(self.entries))

@@ -33,6 +33,10 @@ class UsernameTaken(StorageError):
         return f"storage: username '{self.username}' is taken"
 
 
+class SessionConflict(StorageError):
+    """Another process changed the session first, or already processed the client's message."""
+
+
 class Store:
     """Sessions, their history and user accounts in one database.
 
@@ -42,6 +46,7 @@ class Store:
     were submitted, so a turn may be submitted before its session's
     create_session has resolved.
     ``max_batch`` caps how many writes share one transaction.
+    ``notify_channel`` is where turns' ``notify`` payloads are published.
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class Store:
         history_limit: int = 500,
         processed_limit: int = 200,
         max_batch: int = MAX_BATCH,
+        notify_channel: str = "chatbot_turns",
     ) -> None:
         limits = {"history_limit": history_limit, "processed_limit": processed_limit, "max_batch": max_batch}
         for name, value in limits.items():
@@ -60,6 +66,7 @@ class Store:
         self._history_limit = history_limit
         self._processed_limit = processed_limit
         self._max_batch = max_batch
+        self._notify_channel = notify_channel
         self._database: peewee.Database | None = None
         self._models: Models | None = None
         self._writer: GroupCommitWriter | None = None
@@ -227,7 +234,14 @@ class Store:
         )
         if turn.token_hash is not None:
             changes["token_hash"] = turn.token_hash
-        if session.update(**changes).where(session.id == turn.session_id).execute() != 1:
+        target = session.id == turn.session_id
+        if turn.expected_seq is not None:
+            target &= session.seq == turn.expected_seq
+        if session.update(**changes).where(target).execute() != 1:
+            if turn.expected_seq is not None and session.select().where(session.id == turn.session_id).exists():
+                raise SessionConflict(
+                    f"storage: session '{turn.session_id}' is no longer at seq {turn.expected_seq}"
+                )
             raise StorageError(f"storage: unknown session '{turn.session_id}'")
         if turn.entries:
             rows = [dict(session=turn.session_id, **asdict(e)) for e in turn.entries]
@@ -239,16 +253,26 @@ class Store:
             entry.delete().where(entry.session == turn.session_id, entry.seq < oldest_kept).execute()
         if turn.client_id is not None:
             first, last = turn.reply_seq_range
-            done.insert(
-                session=turn.session_id, client_id=turn.client_id, first_seq=first, last_seq=last,
-                created_at=turn.updated_at,
-            ).execute()
+            try:
+                done.insert(
+                    session=turn.session_id, client_id=turn.client_id, first_seq=first, last_seq=last,
+                    created_at=turn.updated_at,
+                ).execute()
+            except peewee.IntegrityError as error:
+                raise SessionConflict(
+                    f"storage: message '{turn.client_id}' of session '{turn.session_id}' was already processed"
+                ) from error
             # Each processed message took at least one seq of its own, so a
             # session cannot have more of them than turn.seq.
             if turn.seq > self._processed_limit:
                 of_session = done.session == turn.session_id
                 newest = done.select(done.id).where(of_session).order_by(done.id.desc())
                 done.delete().where(of_session, done.id <= newest.offset(self._processed_limit).limit(1)).execute()
+
+        if turn.notify is not None:
+            if not isinstance(self._database, peewee.PostgresqlDatabase):
+                raise StorageError("storage: turn notifications need postgresql")
+            self._database.execute_sql("SELECT pg_notify(%s, %s)", (self._notify_channel, turn.notify))
 
     def _user_id(self, username: str | None) -> int | None:
         if username is None:
