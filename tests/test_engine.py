@@ -281,3 +281,16 @@ def test_a_flow_without_an_entry_cannot_be_started_by_a_button(engine):
     chat.press("flow:registration")
     assert chat.texts[0] == "That button is no longer active."
     assert chat.where == "hub:welcome"
+
+
+def test_a_states_actions_run_before_it_speaks_so_its_text_can_show_what_they_set(tmp_path):
+    (tmp_path / "clock.yaml").write_text(
+        "name: clock\nlanguages: [en]\ninitial: show\nentry: {command: /clock}\n"
+        "states:\n  - name: show\n    on_enter: tell_time\n    say: 'It is {time}.'\n    goto: chat\n",
+        encoding="utf-8")
+    chat = Conversation(make_engine(tmp_path))
+    chat.register()
+    chat.world.clock = 3600.0
+    chat.say("/clock")
+    assert chat.texts[0] == "It is 01:00."
+    assert chat.where == "chat:listening"

@@ -174,10 +174,13 @@ class Turn:
         return self.runtime.spec.states[self.state]
 
     def entered(self, spec: StateSpec) -> None:
-        """Called by the machine on entering a state, and by the engine on a flow switch."""
-        if spec.say is not None:
-            self.say(spec.say, buttons=spec.buttons)
+        """Called by the machine on entering a state, and by the engine on a flow switch.
+
+        The actions run first, so that what the state says may show what they set.
+        """
         for ref in spec.on_enter:
             self.engine.call("action", ref, self)
+        if spec.say is not None:
+            self.say(spec.say, buttons=spec.buttons)
         if spec.goto:
             self.pending_goto = spec.goto
