@@ -99,3 +99,23 @@ def test_the_entry_is_for_logged_in_users_and_is_listed_by_help(engine):
     assert chat.texts[1] == "You can also start: /pizza — order a pizza."
     chat.press("flow:pizza")
     assert chat.where == "pizza:ask_size"
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "flows.md"
+
+
+def _doc_block(after: str, language: str) -> str:
+    return DOC.read_text(encoding="utf-8").split(after, 1)[1].split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_worked_example_in_the_docs_is_the_example_bot():
+    flow = (EXAMPLE / "flows" / "pizza.yaml").read_text(encoding="utf-8")
+    assert flow.endswith(_doc_block("### The flow", "yaml"))
+    module = (EXAMPLE / "pizza_actions.py").read_text(encoding="utf-8")
+    assert module.endswith(_doc_block("### The actions module", "python"))
+
+
+def test_the_diagram_in_the_docs_is_what_flows_draw_prints(capsys):
+    with pytest.raises(SystemExit):
+        main(["flows", "draw", "pizza", "--flows", str(EXAMPLE / "flows"), "--actions", ACTIONS])
+    assert capsys.readouterr().out == _doc_block("### Checking and drawing it", "mermaid")
