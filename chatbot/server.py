@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import secrets
 import signal
 import time
@@ -24,6 +25,7 @@ from tornado.netutil import bind_sockets
 
 from chatbot import __version__
 from chatbot.accounts import Accounts
+from chatbot.cluster import TurnListener
 from chatbot.config import Settings
 from chatbot.dialogs import Engine, LocalEnvironment
 from chatbot.errors import ProtocolError
@@ -32,7 +34,7 @@ from chatbot.metrics import Metrics
 from chatbot.protocol import encode, error_frame, parse_frame
 from chatbot.sessions import LiveSession, SessionManager
 from chatbot.storage import Store
-from chatbot.storage.db import masked_url
+from chatbot.storage.db import is_postgresql, masked_url, postgresql_connect_params
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 GOING_AWAY = 1001
@@ -219,6 +221,7 @@ class HealthHandler(tornado.web.RequestHandler):
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
         self.write({"status": "stopping" if self.server.stopping else "ok", "version": __version__,
+                    "node": self.server.sessions.node, "pid": os.getpid(),
                     "connections": len(self.server.connections), "sessions": len(self.server.sessions.live)})
 
 
@@ -255,11 +258,14 @@ class ChatServer:
         self.store = Store(settings.database_url, history_limit=settings.history_limit)
         self.executor = ThreadPoolExecutor(settings.blocking_threads, thread_name_prefix="chatbot-blocking")
         self.accounts = Accounts(self.store)
+        #: Several processes may share a PostgreSQL database: sessions then move between them.
+        self.shared = is_postgresql(settings.database_url)
         self.sessions = SessionManager(
             engine=engine, store=self.store, env=LocalEnvironment(self.accounts), events=events,
             metrics=self.metrics, executor=self.executor, idle_expiry=settings.session_idle_expiry,
             max_age=settings.session_max_age, evict_after=settings.session_evict_after,
-            history_limit=settings.history_limit)
+            history_limit=settings.history_limit, shared=self.shared)
+        self.listener: TurnListener | None = None
         self.connections: set[ChatSocket] = set()
         self.per_ip: Counter = Counter()
         self.conn_ids = itertools.count(1)
@@ -291,7 +297,15 @@ class ChatServer:
         self.http = HTTPServer(self.application(), xheaders=True)
         self.http.add_sockets(sockets)
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        if self.shared:
+            import psycopg2
+
+            params = postgresql_connect_params(self.settings.database_url)
+            self.listener = TurnListener(lambda: psycopg2.connect(**params), self.sessions.on_note,
+                                         self.sessions.catch_up)
+            self.listener.start()
         self.events.event("server.start", version=__version__, host=self.settings.host, port=self.port,
+                          node=self.sessions.node,
                           db=masked_url(self.settings.database_url), flows=self.flow_hashes,
                           settings={"max_frame_bytes": self.settings.max_frame_bytes,
                                     "rate_limit": self.settings.rate_limit,
@@ -307,6 +321,8 @@ class ChatServer:
             self.http.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.listener is not None:
+            self.listener.close()
         drained = await self.sessions.drain(self.settings.shutdown_timeout)
         for socket in list(self.connections):
             socket.close(GOING_AWAY, "server going away")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import secrets
 import time
 from collections import OrderedDict
@@ -22,13 +23,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from chatbot import cluster
 from chatbot.dialogs import Action, Engine, LocalEnvironment, SessionState, Text, TurnResult
 from chatbot.dialogs.engine import SECRET_MASK
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
-from chatbot.storage import HistoryRecord, SessionRecord, Store, TurnWrite
+from chatbot.storage import HistoryRecord, SessionConflict, SessionRecord, Store, TurnWrite
 
 RECENT_IDS = 200
+#: How often a turn is retried when another node changed its session meanwhile.
+CONFLICT_RETRIES = 100
 
 
 class Peer(Protocol):
@@ -76,7 +80,8 @@ class LiveSession:
 class SessionManager:
     def __init__(self, *, engine: Engine, store: Store, env: LocalEnvironment, events: EventLog,
                  metrics: Metrics, executor: Executor, idle_expiry: float, max_age: float,
-                 evict_after: float, history_limit: int = 500, clock=time.time) -> None:
+                 evict_after: float, history_limit: int = 500, clock=time.time,
+                 node: str | None = None, shared: bool = False) -> None:
         self.engine = engine
         self.store = store
         self.env = env
@@ -91,6 +96,10 @@ class SessionManager:
         self.live: dict[str, LiveSession] = {}
         self.by_token: dict[str, str] = {}
         self.in_flight = 0
+        #: This process's name among the nodes sharing the database.
+        self.node = node or cluster.new_node_id()
+        #: Other nodes may change sessions too: publish each turn and re-read sessions on resume.
+        self.shared = shared
 
     # --- attaching connections -----------------------------------------------------------
     async def attach(self, peer: Peer, hello: dict) -> LiveSession:
@@ -129,11 +138,17 @@ class SessionManager:
     async def _find(self, hashed: str) -> LiveSession | None:
         session_id = self.by_token.get(hashed)
         live = self.live.get(session_id) if session_id else None
-        if live is None:
+        if live is None or self.shared:
             record = await self._run(self.store.find_session_by_token, hashed)
             if record is None:
+                if live is not None:  # another node rotated the token
+                    self.by_token.pop(hashed, None)
                 return None
-            live = self.live.get(record.id) or self._adopt(record)
+            live = self.live.get(record.id)
+            if live is None:
+                live = self._adopt(record)
+            elif record.seq > live.seq:
+                self._refresh(live, record)
         now = self.clock()
         reason = ("idle" if now - live.updated_at > self.idle_expiry else
                   "absolute" if now - live.created_at > self.max_age else None)
@@ -152,6 +167,19 @@ class SessionManager:
         self.by_token[live.token_hash] = live.id
         self.metrics.sessions_live.set(len(self.live))
         return live
+
+    def _refresh(self, live: LiveSession, record: SessionRecord) -> None:
+        """Another node moved this session on: take its state from the store."""
+        live.state = SessionState(flow=record.flow, state=record.state, slots=dict(record.slots),
+                                  lang=record.lang, user=record.user, flow_version=record.flow_version,
+                                  secrets=live.state.secrets)
+        live.seq = record.seq
+        live.updated_at = record.updated_at
+        live.recent_complete = False
+        if record.token_hash != live.token_hash:
+            self.by_token.pop(live.token_hash, None)
+            live.token_hash = record.token_hash
+            self.by_token[record.token_hash] = live.id
 
     def _forget(self, live: LiveSession) -> None:
         self.live.pop(live.id, None)
@@ -208,22 +236,39 @@ class SessionManager:
                     self.events.event("action.in", session=live.id, conn=peer.conn_id, user=live.state.user,
                                       flow=live.state.flow, state=live.state.state, id=client_id,
                                       name=frame["name"])
-                env = self.env.for_client(peer.client_key)
-                if self.engine.may_block(live.state):
-                    loop = asyncio.get_running_loop()
-                    result = await loop.run_in_executor(self.executor, self.engine.handle, live.state, event, env)
+                for attempt in range(CONFLICT_RETRIES):
+                    try:
+                        frames = await self._turn(peer, live, event, client_id)
+                        break
+                    except SessionConflict:
+                        # Another node took a turn of this session (or processed this very id) first:
+                        # show its turn here, then try again from where it left the session.
+                        await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))
+                        await self._catch_up(live)
+                        done = await self._already_processed(live, client_id) if client_id else None
+                        if done is not None:
+                            peer.send({"type": "ack", "id": client_id, "seq": done[0]})
+                            return
                 else:
-                    result = self.engine.handle(live.state, event, env)
-                user_text = None
-                if isinstance(event, Text):
-                    user_text = SECRET_MASK if result.secret_input else event.text
-                frames = await self._commit(live, result, self.clock(), user_text=user_text,
-                                            client_id=client_id, rotate=result.auth_changed,
-                                            secret=result.secret_input)
+                    raise SessionConflict(f"sessions: {live.id}: gave up after {CONFLICT_RETRIES} conflicts")
                 self._deliver(live, peer, frames)
         finally:
             self.in_flight -= 1
             self.metrics.reply_latency.observe(time.perf_counter() - started)
+
+    async def _turn(self, peer: Peer, live: LiveSession, event: Text | Action,
+                    client_id: str | None) -> list[tuple[str, dict]]:
+        env = self.env.for_client(peer.client_key)
+        if self.engine.may_block(live.state):
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self.executor, self.engine.handle, live.state, event, env)
+        else:
+            result = self.engine.handle(live.state, event, env)
+        user_text = None
+        if isinstance(event, Text):
+            user_text = SECRET_MASK if result.secret_input else event.text
+        return await self._commit(live, result, self.clock(), user_text=user_text, client_id=client_id,
+                                  rotate=result.auth_changed, secret=result.secret_input)
 
     async def _already_processed(self, live: LiveSession, client_id: str) -> tuple[int, int] | None:
         if client_id in live.recent:
@@ -261,9 +306,14 @@ class SessionManager:
         hashed = token_hash(token) if token else None
         state = result.state
         ack_seq = ack_seq if ack_seq is not None else seq
+        notice = None
+        if self.shared:
+            auth = {"user": state.user, "resume": token} if token else None
+            notice = cluster.note(live.id, self.node, live.seq, seq, auth)
         write = TurnWrite(live.id, state.flow, state.state, dict(state.slots), state.lang, state.user,
                           state.flow_version, seq, now, token_hash=hashed, entries=tuple(entries),
-                          client_id=client_id, reply_seq_range=(ack_seq, seq) if client_id else None)
+                          client_id=client_id, reply_seq_range=(ack_seq, seq) if client_id else None,
+                          expected_seq=live.seq, notify=notice)
         committing = time.perf_counter()
         await asyncio.wrap_future(self.store.save_turn(write))
         self.metrics.db_commit.observe(time.perf_counter() - committing)
@@ -320,6 +370,48 @@ class SessionManager:
                     seq=frame["seq"], text=frame["text"], buttons=frame["buttons"] or None,
                     input=frame["input"], in_reply_to=frame.get("in_reply_to"))
 
+    # --- turns taken on other nodes ---------------------------------------------------------
+    def on_note(self, body: dict) -> None:
+        """A turn was committed somewhere (see chatbot.cluster): bring local connections up to date."""
+        if body.get("n") == self.node:
+            return
+        live = self.live.get(body.get("s", ""))
+        if live is not None and (body.get("b", 0) > live.seq or body.get("auth")):
+            asyncio.get_running_loop().create_task(self._relay(live, body.get("auth")))
+
+    def catch_up(self) -> None:
+        """After missing notes (the listener reconnected): check every session held here."""
+        loop = asyncio.get_running_loop()
+        for live in list(self.live.values()):
+            if live.peers:
+                loop.create_task(self._relay(live, None))
+
+    async def _relay(self, live: LiveSession, auth: dict | None) -> None:
+        async with live.lock:
+            await self._catch_up(live)
+            # A login or logout elsewhere rotated the token: the tabs here need the new one.
+            if auth is not None and token_hash(auth.get("resume") or "") == live.token_hash:
+                for peer in list(live.peers):
+                    peer.send({"type": "auth", "user": auth.get("user"), "resume": auth["resume"]})
+
+    async def _catch_up(self, live: LiveSession) -> None:
+        """Bring a session held here up to the store, sending what other nodes added to its peers."""
+        record = await self._run(self.store.load_session, live.id)
+        if record is None or record.seq <= live.seq:
+            return
+        # Only up to the seq of the state read: later entries belong to a state not read yet.
+        rows = await self._run(self.store.history, live.id, after_seq=live.seq, before_seq=record.seq + 1,
+                               limit=self.history_limit)
+        self._refresh(live, record)
+        for row in rows:
+            frame = {k: v for k, v in self._entry(row).items() if k not in ("from", "ts")}
+            if row.role == "user":
+                frame = {"type": "user", **frame}
+            else:
+                frame = {"type": "reply", "buttons": [], "input": "text", **frame}
+            for peer in list(live.peers):
+                peer.send(frame)
+
     # --- history -------------------------------------------------------------------------
     async def history(self, peer: Peer, live: LiveSession, frame: dict) -> None:
         peer.send(await self._history_frame(live, frame.get("before_seq"), frame.get("limit", 50)))
@@ -342,7 +434,8 @@ class SessionManager:
     async def _resend(self, peer: Peer, live: LiveSession, last_seq: int) -> int:
         if last_seq >= live.seq:
             return 0
-        rows = await self._run(self.store.history, live.id, after_seq=last_seq, limit=self.history_limit)
+        rows = await self._run(self.store.history, live.id, after_seq=last_seq, before_seq=live.seq + 1,
+                               limit=self.history_limit)
         sent = 0
         for row in rows:
             if row.role == "bot":

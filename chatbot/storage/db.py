@@ -104,3 +104,14 @@ def _postgresql(url: str) -> peewee.Database:
     return PooledPostgresqlDatabase(
         name, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS, **params
     )
+
+
+def is_postgresql(url: str) -> bool:
+    return url.split(":", 1)[0] in ("postgresql", "postgres")
+
+
+def postgresql_connect_params(url: str) -> dict:
+    """psycopg2.connect() arguments for a postgresql:// URL (for a LISTEN connection of its own)."""
+    params = parse(url)
+    params["dbname"] = params.pop("database")
+    return params

@@ -1,0 +1,113 @@
+"""Cross-node delivery: every connection of a session gets every reply, whichever node produced it.
+
+Several server processes (on one machine or many) share one PostgreSQL.  A
+turn's write publishes a small note with `pg_notify` in the same transaction
+(see `Store.save_turn`), so the note exists exactly when the turn is
+committed.  Every node LISTENs; a node that holds connections of that session
+reads the new entries from the database and sends them to its connections.
+
+PostgreSQL rather than Redis: it is already the shared store, notifications
+are transactional (never a note for a rolled-back turn, never a committed turn
+without its note), and a note missed while a node was disconnected is caught
+up from the database, as a client catches up with `last_seq`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from typing import Any, Callable
+
+#: The channel Store publishes turns on (its `notify_channel`).
+CHANNEL = "chatbot_turns"
+RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+log = logging.getLogger("chatbot.cluster")
+
+
+def new_node_id() -> str:
+    return secrets.token_hex(4)
+
+
+def note(session_id: str, node: str, after_seq: int, last_seq: int, auth: dict | None = None) -> str:
+    """The payload published for one committed turn (PostgreSQL caps it at 8000 bytes: keep it small)."""
+    body: dict[str, Any] = {"s": session_id, "n": node, "a": after_seq, "b": last_seq}
+    if auth is not None:
+        body["auth"] = auth
+    return json.dumps(body, separators=(",", ":"))
+
+
+class TurnListener:
+    """LISTENs on a dedicated psycopg2 connection driven by the event loop."""
+
+    def __init__(self, connect: Callable[[], Any], on_note: Callable[[dict], None],
+                 on_reconnect: Callable[[], None]) -> None:
+        self.connect = connect
+        self.on_note = on_note
+        self.on_reconnect = on_reconnect
+        self.conn = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+        self._retry: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._open()
+
+    def _open(self) -> None:
+        import psycopg2.extensions
+
+        conn = self.connect()
+        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+        conn.cursor().execute(f"LISTEN {CHANNEL}")
+        self.conn = conn
+        self.loop.add_reader(conn.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            self.conn.poll()
+        except Exception:  # the connection broke: reconnect, then catch up from the database
+            log.warning("cluster.listener_lost", exc_info=True)
+            self._drop()
+            self._retry = self.loop.create_task(self._reconnect())
+            return
+        while self.conn.notifies:
+            notification = self.conn.notifies.pop(0)
+            try:
+                body = json.loads(notification.payload)
+            except ValueError:
+                continue
+            self.on_note(body)
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            try:
+                self.loop.remove_reader(self.conn.fileno())
+            except Exception:  # fileno of a dead connection may be gone already
+                pass
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+    async def _reconnect(self) -> None:
+        for attempt in range(1_000_000):
+            if self.closed:
+                return
+            await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
+            try:
+                self._open()
+            except Exception:
+                continue
+            self.on_reconnect()
+            return
+
+    def close(self) -> None:
+        self.closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self.loop is not None:
+            self._drop()
