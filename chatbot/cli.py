@@ -150,16 +150,33 @@ def serve(config_file: Path | None, **options) -> None:
                           "process: use --db postgresql://USER@HOST:PORT/DB")
     registry = load_registry(settings.action_modules)
     engine = Engine(load_checked_flows(settings.flows_dir, registry), registry)
-    logging_handle = setup_logging(log_dir=settings.logs_dir, max_bytes=settings.log_max_bytes,
-                                   backup_count=settings.log_backups, console=settings.log_format,
-                                   level=settings.log_level)
-    import logging
 
-    try:
-        server = ChatServer(settings, engine, EventLog(logging.getLogger("chatbot.events")))
-        asyncio.run(run_server(server, announce=lambda line: click.echo(line, err=True)))
-    finally:
-        logging_handle.close()
+    def announce(line: str) -> None:
+        click.echo(line, err=True)
+
+    def run(index: int | None, sockets=None) -> int:
+        import logging
+
+        handle = setup_logging(log_dir=settings.logs_dir, max_bytes=settings.log_max_bytes,
+                               backup_count=settings.log_backups, console=settings.log_format,
+                               level=settings.log_level, process_name=None if index is None else f"w{index}")
+        try:
+            server = ChatServer(settings, engine, EventLog(logging.getLogger("chatbot.events")))
+            asyncio.run(run_server(server, announce=announce, sockets=sockets))
+        finally:
+            handle.close()
+        return 0
+
+    if settings.workers == 1:
+        sys.exit(run(None))
+    from chatbot.server import listening_line
+    from chatbot.supervisor import listening_sockets, supervise
+
+    sockets = listening_sockets(settings.host, settings.port)
+    announce(listening_line(settings.host, sockets[0].getsockname()[1], settings.workers))
+    code = supervise(settings.workers, lambda index: run(index, sockets), announce=announce)
+    announce("stopped")
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

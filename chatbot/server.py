@@ -289,10 +289,10 @@ class ChatServer:
             cookie_secret=secrets.token_hex(16),
         )
 
-    async def start(self) -> int:
-        """Open the store and listen; return the port."""
+    async def start(self, sockets: list | None = None) -> int:
+        """Open the store and listen (on `sockets` when a supervisor bound them); return the port."""
         await asyncio.get_running_loop().run_in_executor(self.executor, self.store.open)
-        sockets = bind_sockets(self.settings.port, self.settings.host)
+        sockets = sockets or bind_sockets(self.settings.port, self.settings.host)
         self.port = sockets[0].getsockname()[1]
         self.http = HTTPServer(self.application(), xheaders=True)
         self.http.add_sockets(sockets)
@@ -342,18 +342,24 @@ class ChatServer:
                 await self.sessions.delete_expired()
 
 
-async def serve(server: ChatServer, *, announce=print) -> None:
+def listening_line(host: str, port: int, workers: int = 1) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    processes = f" with {workers} workers" if workers > 1 else ""
+    return (f"chatbot {__version__} listening on http://{shown}:{port}/ (WebSocket at /ws){processes}; "
+            "press Ctrl-C to stop")
+
+
+async def serve(server: ChatServer, *, announce=print, sockets: list | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
-    port = await server.start()
+    port = await server.start(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     received: list[str] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
-    host = server.settings.host
-    shown = f"[{host}]" if ":" in host else host
-    announce(f"chatbot {__version__} listening on http://{shown}:{port}/ (WebSocket at /ws); "
-             "press Ctrl-C to stop")
+    if sockets is None:  # a worker's supervisor has announced already
+        announce(listening_line(server.settings.host, port))
     await stop.wait()
-    announce("stopping…")
+    if sockets is None:
+        announce("stopping…")
     await server.stop(reason=received[0] if received else "stop")

@@ -109,3 +109,40 @@ async def test_concurrent_messages_from_two_nodes_are_processed_once_each_in_one
         own = {f["seq"] for f in client.frames if f["type"] == "ack"}
         assert sorted(set(seen) | own) == [e["seq"] for e in entries][1:]
         assert seen == sorted(seen) and len(seen) == len(set(seen))
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_workers_share_one_port_and_stop_together(tmp_path, postgres_url):
+    import json
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    server = ServerProcess(tmp_path, "--workers", "2", "--db", postgres_url)
+    port = server.start()
+    try:
+        clients = [await Client.connect(port) for _ in range(24)]
+        for client in clients:
+            await client.hello()
+        http = AsyncHTTPClient(force_instance=True)
+        pids = set()
+        for _ in range(40):
+            response = await http.fetch(f"http://127.0.0.1:{port}/healthz", headers={"Connection": "close"})
+            pids.add(json.loads(response.body)["pid"])
+        assert len(pids) == 2, "both workers answer on the shared port"
+        assert server.terminate(timeout=15) == 0
+        for client in clients:
+            while await client.recv(timeout=5) is not None:
+                pass
+            assert client.conn.close_code == 1001
+    finally:
+        if server.proc.poll() is None:
+            server.kill()
+
+
+def test_more_than_one_worker_on_sqlite_is_refused(tmp_path, capsys):
+    from chatbot.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--workers", "2", "--data-dir", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "use --db postgresql://" in capsys.readouterr().err
