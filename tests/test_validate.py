@@ -72,9 +72,18 @@ CASES = {
             """},
         ["data/flows/pizza.yaml:3: yaml syntax: expected ',' or ']', but got ':'"],
     ),
+    "nested aliases are read once, not expanded": (
+        {"pizza.yaml": GOOD + "description: [&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol], "
+         + ", ".join(f"&a{level} [{', '.join([f'*a{level - 1}'] * 9)}]" for level in range(1, 10)) + "]\n"},
+        ["data/flows/pizza.yaml:15: description: expected a text, got a list"],
+    ),
+    "a key that is not a name": (
+        {"pizza.yaml": GOOD + "? [a, b]\n: c\n"},
+        ["data/flows/pizza.yaml:15: a key must be a name, got a list"],
+    ),
     "not a mapping": (
         {"pizza.yaml": "- just\n- a list\n"},
-        ["data/flows/pizza.yaml:1: expected a mapping at the top, got LineList"],
+        ["data/flows/pizza.yaml:1: expected a mapping at the top, got a list"],
     ),
     "empty file": (
         {"pizza.yaml": ""},
@@ -98,12 +107,12 @@ CASES = {
     ),
     "wrong type of a flag": (
         {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: chat\n    final: 'no'")},
-        ["data/flows/pizza.yaml:11: states[1].final: expected true or false, got str"],
+        ["data/flows/pizza.yaml:11: states[1].final: expected true or false, got a text"],
     ),
     "wrong type of a list": (
         {"pizza.yaml": GOOD.replace("    capture: {slot: size, kind: word}",
                                     "    capture: {slot: size, kind: word}\n    buttons: Cancel")},
-        ["data/flows/pizza.yaml:8: states[0].buttons: expected a list of buttons, got str"],
+        ["data/flows/pizza.yaml:8: states[0].buttons: expected a list of buttons, got a text"],
     ),
     "missing required key": (
         {"pizza.yaml": GOOD.replace("initial: ask_size\n", "")},
@@ -342,7 +351,7 @@ def test_a_flow_that_lost_a_part_to_a_shape_problem_gets_no_graph_noise(here):
     # unreachable, but that is only a consequence of the problem already reported
     write(here, {"pizza.yaml": GOOD.replace("  - trigger: text", "  - trigger: [text]")})
     assert problems_of(Path("data/flows")) == [
-        "data/flows/pizza.yaml:12: transitions[0].trigger: expected a trigger name, got LineList",
+        "data/flows/pizza.yaml:12: transitions[0].trigger: expected a trigger name, got a list",
     ]
 
 

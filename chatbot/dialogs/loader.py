@@ -24,7 +24,7 @@ from chatbot.dialogs.model import (
     StateSpec,
     TransitionSpec,
 )
-from chatbot.dialogs.yamlsource import LineDict, LineList, load_yaml
+from chatbot.dialogs.yamlsource import LineDict, LineList, load_yaml, yaml_kind
 from chatbot.errors import FlowError
 from chatbot.text import IntentSpec, normalise
 
@@ -51,19 +51,28 @@ def flow_version(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def key_lines(value: Any, prefix: str = "") -> dict[str, int]:
-    """The line of every key path in a document: `transitions[2].dest` → 14."""
+def key_lines(value: Any, prefix: str = "", seen: set[int] | None = None) -> dict[str, int]:
+    """The line of every key path in a document: `transitions[2].dest` → 14.
+
+    A node shared through a YAML alias is walked once (its other paths fall
+    back to their parent's line), so nested aliases cannot make this explode.
+    """
+    seen = set() if seen is None else seen
     lines: dict[str, int] = {}
+    if isinstance(value, (LineDict, LineList)):
+        if id(value) in seen:
+            return lines
+        seen.add(id(value))
     if isinstance(value, LineDict):
         for key, item in value.items():
             path = f"{prefix}.{key}" if prefix else str(key)
             lines[path] = value.line_of(key)
-            lines.update(key_lines(item, path))
+            lines.update(key_lines(item, path, seen))
     elif isinstance(value, LineList):
         for index, item in enumerate(value):
             path = f"{prefix}[{index}]"
             lines[path] = value.line_of(index)
-            lines.update(key_lines(item, path))
+            lines.update(key_lines(item, path, seen))
     return lines
 
 
@@ -86,7 +95,7 @@ class _Reader:
     def typed(self, value: Any, kind: type | tuple[type, ...], line: int, key: str, expected: str) -> bool:
         if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
             return True
-        self.problem(line, key, f"expected {expected}, got {type(value).__name__}")
+        self.problem(line, key, f"expected {expected}, got {yaml_kind(value)}")
         return False
 
     def names(self, value: Any, line: int, key: str) -> tuple[str, ...]:
@@ -152,7 +161,7 @@ def parse_flow(text: str, path: str) -> tuple[FlowSpec | None, list[FlowError]]:
     if document is None:
         return None, reader.problems
     if not isinstance(document, LineDict):
-        reader.problem(1, "", f"expected a mapping at the top, got {type(document).__name__}")
+        reader.problem(1, "", f"expected a mapping at the top, got {yaml_kind(document)}")
         return None, reader.problems
     flow = _parse_document(reader, document, Path(path).stem, flow_version(text))
     return flow, reader.problems
@@ -190,7 +199,8 @@ def _parse_document(reader: _Reader, doc: LineDict, stem: str, version: str) -> 
         intents=intents,
         fallback=reader.message(doc.get("fallback"), line("fallback"), "fallback", languages),
         help=reader.message(doc.get("help"), line("help"), "help", languages),
-        description=str(doc.get("description", "")),
+        description=doc.get("description", "") if reader.typed(
+            doc.get("description", ""), str, line("description"), "description", "a text") else "",
         entry=_entry(reader, doc.get("entry"), line("entry"), languages),
         lines=key_lines(doc),
     )
@@ -242,7 +252,7 @@ def _each_mapping(reader: _Reader, value: Any, line: int, key: str, what: str):
     if value is None:
         return
     if not isinstance(value, list):
-        reader.problem(line, key, f"expected a list of {what}, got {type(value).__name__}")
+        reader.problem(line, key, f"expected a list of {what}, got {yaml_kind(value)}")
         return
     for index, item in enumerate(value):
         where = f"{key}[{index}]"
@@ -367,7 +377,7 @@ def _capture(reader: _Reader, value: Any, line: int, key: str, languages) -> Cap
 
 def _group_exists(reader: _Reader, compiled: re.Pattern, group: Any, line: int, key: str) -> bool:
     if isinstance(group, bool) or not isinstance(group, (int, str)):
-        reader.problem(line, key, f"expected a group number or name, got {type(group).__name__}")
+        reader.problem(line, key, f"expected a group number or name, got {yaml_kind(group)}")
         return False
     if isinstance(group, int) and not 0 <= group <= compiled.groups:
         reader.problem(line, key, f"the pattern has no group {group} (it has {compiled.groups})")
@@ -475,7 +485,7 @@ def _phrases(reader: _Reader, spec: LineDict, kind: str, where: str, languages,
             reader.problem(lines[lang], sub, f"language not declared in 'languages' ({', '.join(languages)})")
             continue
         if not isinstance(items, list):
-            reader.problem(lines[lang], sub, f"expected a list, got {type(items).__name__}")
+            reader.problem(lines[lang], sub, f"expected a list, got {yaml_kind(items)}")
             continue
         good = []
         for index, item in enumerate(items):

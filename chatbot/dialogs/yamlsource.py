@@ -41,6 +41,23 @@ class LineList(list):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
+def yaml_kind(value: Any) -> str:
+    """What a YAML value is, in the words of a flow author: 'a list', not 'LineList'."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"  # dates and the like
+
+
 class _Loader(yaml.SafeLoader):
     """A safe loader building LineDict/LineList and collecting duplicate keys."""
 
@@ -54,7 +71,7 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int, float, bool)) and key is not None:
-                mapping.rejected.append((line, None, f"unusable key {key!r}"))
+                mapping.rejected.append((line, None, f"a key must be a name, got {yaml_kind(key)}"))
                 continue
             if key in mapping:
                 first = mapping.key_lines[key]
@@ -81,18 +98,27 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader.construct_line_sequence)
 
 
-def _rejected_keys(value: Any, path: str, prefix: str = "") -> list[FlowError]:
-    """The keys construction left out, named by their key path (`states[0].say`)."""
+def _rejected_keys(value: Any, path: str, prefix: str = "", seen: set[int] | None = None) -> list[FlowError]:
+    """The keys construction left out, named by their key path (`states[0].say`).
+
+    A node shared through a YAML alias is walked once, so that a file of nested
+    aliases cannot make the walk explode.
+    """
+    seen = set() if seen is None else seen
     problems: list[FlowError] = []
+    if isinstance(value, (LineDict, LineList)):
+        if id(value) in seen:
+            return problems
+        seen.add(id(value))
     if isinstance(value, LineDict):
         for line, key, message in value.rejected:
             where = prefix if key is None else (f"{prefix}.{key}" if prefix else str(key))
             problems.append(FlowError(path, line, where, message))
         for key, item in value.items():
-            problems += _rejected_keys(item, path, f"{prefix}.{key}" if prefix else str(key))
+            problems += _rejected_keys(item, path, f"{prefix}.{key}" if prefix else str(key), seen)
     elif isinstance(value, LineList):
         for index, item in enumerate(value):
-            problems += _rejected_keys(item, path, f"{prefix}[{index}]")
+            problems += _rejected_keys(item, path, f"{prefix}[{index}]", seen)
     return problems
 
 
