@@ -53,6 +53,8 @@ class Settings:
                                           minimum=1)
     allowed_origins: str = setting("", "Comma-separated Origins allowed to open a WebSocket "
                                        "(default: the page's own host; '*' allows any).")
+    trust_proxy_headers: bool = setting(False, "Take the client's address from X-Real-IP / X-Forwarded-For "
+                                               "(only behind a proxy that sets them).")
     ping_interval: float = setting(20.0, "Seconds between WebSocket pings (0 turns them off).", minimum=0)
     ping_timeout: float = setting(60.0, "Seconds without a pong before a connection is dropped.", minimum=1)
     deflate: bool = setting(False, "Offer permessage-deflate compression.")

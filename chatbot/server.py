@@ -294,7 +294,7 @@ class ChatServer:
         await asyncio.get_running_loop().run_in_executor(self.executor, self.store.open)
         sockets = sockets or bind_sockets(self.settings.port, self.settings.host)
         self.port = sockets[0].getsockname()[1]
-        self.http = HTTPServer(self.application(), xheaders=True)
+        self.http = HTTPServer(self.application(), xheaders=self.settings.trust_proxy_headers)
         self.http.add_sockets(sockets)
         self._sweeper = asyncio.create_task(self._sweep_forever())
         if self.shared:

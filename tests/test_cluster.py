@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 
 from tests.process_helpers import ServerProcess
 from tests.server_helpers import Client, replies
@@ -146,3 +156,139 @@ def test_more_than_one_worker_on_sqlite_is_refused(tmp_path, capsys):
         main(["serve", "--workers", "2", "--data-dir", str(tmp_path)])
     assert exit_.value.code == 2
     assert "use --db postgresql://" in capsys.readouterr().err
+
+
+def nginx_in_front(tmp_path, listen: int, ports: list[int]) -> subprocess.Popen:
+    """Run deploy/nginx.conf, the shipped configuration, with only its ports rewritten."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.skip("nginx is not installed (apt-get install nginx; .ci/run does)")
+    config = (Path(__file__).parent.parent / "deploy" / "nginx.conf").read_text()
+    upstreams = re.findall(r"server 127\.0\.0\.1:\d+ ", config)
+    assert len(upstreams) == len(ports)
+    for line, port in zip(upstreams, ports):
+        config = config.replace(line, f"server 127.0.0.1:{port} ", 1)
+    config = config.replace("listen 8080;", f"listen 127.0.0.1:{listen};")
+    prefix = tmp_path / "nginx"
+    (prefix / "logs").mkdir(parents=True)
+    (prefix / "nginx.conf").write_text(config)
+    proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g",
+                             f"daemon off; pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", listen)) == 0:
+                return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"nginx failed: {proc.stderr.read().decode()}")
+        time.sleep(0.05)
+    raise RuntimeError("nginx did not start listening")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_conversation_through_nginx_survives_the_sigkill_of_its_node(tmp_path, nodes):
+    import json
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    listen = free_port()
+    proxy = nginx_in_front(tmp_path, listen, [node.port for node in nodes])
+    try:
+        client = await Client.connect(listen, origin=f"http://127.0.0.1:{listen}")
+        await client.hello()
+        await client.recv()
+        await client.press("register")
+        await client.say("rita")
+        await client.say(PASSWORD)
+        frames = await client.say(PASSWORD)
+        token = next(f for f in frames if f["type"] == "auth")["resume"]
+        await client.say("call me Ri")
+        http = AsyncHTTPClient(force_instance=True)
+        counts = [json.loads((await http.fetch(f"http://127.0.0.1:{n.port}/healthz")).body)["connections"]
+                  for n in nodes]
+        assert sorted(counts) == [0, 0, 1]
+        victim = nodes[counts.index(1)]
+        acked_seq = client.frames[-1]["seq"]
+        last_reply = client.frames[-2]["seq"]
+        victim.kill()
+        assert await client.recv(timeout=10) is None, "the client notices the node is gone"
+
+        back = await Client.connect(listen, origin=f"http://127.0.0.1:{listen}")
+        welcome = await back.hello(resume=token, last_seq=last_reply)
+        assert (welcome["resumed"], welcome["user"]) == (True, "rita")
+        assert welcome["last_seq"] == last_reply and acked_seq < last_reply
+        assert replies(await back.say("what is my name")) == ["You asked me to call you Ri."]
+        survivors = [n for n in nodes if n is not victim]
+        counts = [json.loads((await http.fetch(f"http://127.0.0.1:{n.port}/healthz")).body)["connections"]
+                  for n in survivors]
+        assert sum(counts) == 1, "the conversation continued on a surviving node"
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+
+
+async def chatty_client(port: int, rounds: int, halfway: list, killed: asyncio.Event) -> dict:
+    """Chat through the proxy; on a lost connection resume and resend what was not acknowledged."""
+    origin = f"http://127.0.0.1:{port}"
+    client = await Client.connect(port, origin=origin)
+    welcome = await client.hello()
+    token, last_seq, acked, reconnects = welcome["resume"], 0, {}, 0
+    pending = [f"m{i}-{welcome['session'][:6]}" for i in range(rounds)]
+    while pending:
+        message_id = pending[0]
+        try:
+            await client.send({"type": "message", "id": message_id, "text": "tell me a joke"})
+            frames = await client.recv_until("ack", timeout=10, id=message_id)
+        except (AssertionError, WebSocketClosedError, StreamClosedError):
+            await killed.wait()
+            reconnects += 1
+            client = await Client.connect(port, origin=origin)
+            assert (await client.hello(resume=token, last_seq=last_seq))["resumed"] is True
+            continue
+        last_seq = max([f["seq"] for f in frames if f["type"] == "reply"] + [last_seq])
+        acked[message_id] = frames[-1]["seq"]
+        pending.pop(0)
+        if len(acked) == rounds // 2:  # wait here so that the kill lands mid-conversation for everyone
+            halfway.append(token)
+            await killed.wait()
+    await client.send({"type": "history", "limit": 500})
+    entries = (await client.recv_until("history"))[-1]["entries"]
+    client.close()
+    return {"acked": acked, "entries": entries, "reconnects": reconnects}
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_sigkill_of_a_node_under_load_loses_nothing(tmp_path, nodes):
+    import json
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    listen = free_port()
+    proxy = nginx_in_front(tmp_path, listen, [node.port for node in nodes])
+    killed, halfway = asyncio.Event(), []
+    try:
+        tasks = [asyncio.ensure_future(chatty_client(listen, 30, halfway, killed)) for _ in range(12)]
+        while len(halfway) < len(tasks):
+            await asyncio.sleep(0.02)
+        http = AsyncHTTPClient(force_instance=True)
+        on_victim = json.loads((await http.fetch(f"http://127.0.0.1:{nodes[0].port}/healthz")).body)["connections"]
+        nodes[0].kill()
+        killed.set()
+        results = await asyncio.gather(*tasks)
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+    assert on_victim > 0, "least_conn gave the killed node its share"
+    assert sum(r["reconnects"] for r in results) == on_victim, "exactly its clients reconnected"
+    for result in results:
+        stored = [e.get("id") for e in result["entries"] if e["from"] == "user"]
+        assert len(stored) == len(set(stored)) == 30, "every message processed exactly once"
+        seqs = {e.get("id"): e["seq"] for e in result["entries"] if e["from"] == "user"}
+        assert all(seqs[message_id] == seq for message_id, seq in result["acked"].items())
