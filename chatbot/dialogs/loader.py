@@ -7,7 +7,6 @@ actions, reachability).  Both add to the same list of FlowErrors.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from pathlib import Path
@@ -20,10 +19,10 @@ from chatbot.dialogs.model import (
     Capture,
     Entry,
     FlowSpec,
-    Message,
     StateSpec,
     TransitionSpec,
 )
+from chatbot.dialogs.reader import Reader, did_you_mean, each_mapping, key_lines
 from chatbot.dialogs.yamlsource import LineDict, LineList, load_yaml, yaml_kind
 from chatbot.errors import FlowError
 from chatbot.text import IntentSpec, normalise
@@ -42,119 +41,14 @@ COMMAND_RE = re.compile(r"^/[a-z][a-z0-9_]*$")
 LANG_RE = re.compile(r"^[a-z]{2,3}$")
 
 
-def did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def flow_version(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
-def key_lines(value: Any, prefix: str = "", seen: set[int] | None = None) -> dict[str, int]:
-    """The line of every key path in a document: `transitions[2].dest` → 14.
-
-    A node shared through a YAML alias is walked once (its other paths fall
-    back to their parent's line), so nested aliases cannot make this explode.
-    """
-    seen = set() if seen is None else seen
-    lines: dict[str, int] = {}
-    if isinstance(value, (LineDict, LineList)):
-        if id(value) in seen:
-            return lines
-        seen.add(id(value))
-    if isinstance(value, LineDict):
-        for key, item in value.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            lines[path] = value.line_of(key)
-            lines.update(key_lines(item, path, seen))
-    elif isinstance(value, LineList):
-        for index, item in enumerate(value):
-            path = f"{prefix}[{index}]"
-            lines[path] = value.line_of(index)
-            lines.update(key_lines(item, path, seen))
-    return lines
-
-
-class _Reader:
-    """Reads one document, appending problems instead of stopping at the first."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.problems: list[FlowError] = []
-
-    def problem(self, line: int | None, key: str, message: str) -> None:
-        self.problems.append(FlowError(self.path, line, key, message))
-
-    def check_keys(self, mapping: LineDict, allowed: tuple[str, ...], where: str) -> None:
-        for key in mapping:
-            if key not in allowed:
-                path = f"{where}.{key}" if where else str(key)
-                self.problem(mapping.line_of(key), path, f"unknown key{did_you_mean(key, allowed)}")
-
-    def typed(self, value: Any, kind: type | tuple[type, ...], line: int, key: str, expected: str) -> bool:
-        if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
-            return True
-        self.problem(line, key, f"expected {expected}, got {yaml_kind(value)}")
-        return False
-
-    def names(self, value: Any, line: int, key: str) -> tuple[str, ...]:
-        """A name or a list of names (callbacks, sources)."""
-        if value is None:
-            return ()
-        items = value if isinstance(value, list) else [value]
-        names = []
-        for index, item in enumerate(items):
-            item_line = value.line_of(index) if isinstance(value, LineList) else line
-            item_key = f"{key}[{index}]" if isinstance(value, list) else key
-            if self.typed(item, str, item_line, item_key, "a name"):
-                names.append(item)
-        return tuple(names)
-
-    def message(self, value: Any, line: int, key: str, languages: tuple[str, ...]) -> Message | None:
-        """`text`, `[variants]` or `{lang: text | [variants]}`."""
-        if value is None:
-            return None
-        if isinstance(value, (str, list)):
-            if len(languages) > 1:
-                self.problem(line, key, f"expected a text per language ({', '.join(languages)}), got one text")
-                return None
-            variants = self.variants(value, line, key)
-            return {languages[0]: variants} if variants else None
-        if not self.typed(value, dict, line, key, "a text or a mapping of language to text"):
-            return None
-        message = {}
-        for lang, text in value.items():
-            sub_line = value.line_of(lang)
-            if lang not in languages:
-                self.problem(sub_line, f"{key}.{lang}",
-                             f"language not declared in 'languages' ({', '.join(languages)})")
-                continue
-            variants = self.variants(text, sub_line, f"{key}.{lang}")
-            if variants:
-                message[lang] = variants
-        for lang in languages:
-            if lang not in message and not any(p.key.startswith(f"{key}.{lang}") for p in self.problems):
-                self.problem(line, key, f"missing text in language '{lang}'")
-        return message
-
-    def variants(self, value: Any, line: int, key: str) -> tuple[str, ...]:
-        if isinstance(value, str):
-            return (value,)
-        if isinstance(value, list) and value:
-            texts = []
-            for index, item in enumerate(value):
-                if self.typed(item, str, value.line_of(index), f"{key}[{index}]", "a text"):
-                    texts.append(item)
-            return tuple(texts)
-        self.problem(line, key, "expected a text or a non-empty list of variants")
-        return ()
 
 
 def parse_flow(text: str, path: str) -> tuple[FlowSpec | None, list[FlowError]]:
     """Parse the text of one flow file; return the flow (or None) and its problems."""
     document, problems = load_yaml(text, path)
-    reader = _Reader(path)
+    reader = Reader(path)
     reader.problems.extend(problems)
     if document is None and not problems:
         reader.problem(1, "", "empty file")
@@ -167,7 +61,7 @@ def parse_flow(text: str, path: str) -> tuple[FlowSpec | None, list[FlowError]]:
     return flow, reader.problems
 
 
-def _parse_document(reader: _Reader, doc: LineDict, stem: str, version: str) -> FlowSpec | None:
+def _parse_document(reader: Reader, doc: LineDict, stem: str, version: str) -> FlowSpec | None:
     reader.check_keys(doc, FLOW_KEYS, "")
     name = doc.get("name", stem)
     if reader.typed(name, str, doc.line_of("name"), "name", "a text") and not NAME_RE.match(name):
@@ -206,7 +100,7 @@ def _parse_document(reader: _Reader, doc: LineDict, stem: str, version: str) -> 
     )
 
 
-def _languages(reader: _Reader, doc: LineDict) -> tuple[str, ...]:
+def _languages(reader: Reader, doc: LineDict) -> tuple[str, ...]:
     value = doc.get("languages")
     line = doc.line_of("languages")
     if value is None:
@@ -226,7 +120,7 @@ def _languages(reader: _Reader, doc: LineDict) -> tuple[str, ...]:
     return tuple(langs) or ("en",)
 
 
-def _entry(reader: _Reader, value: Any, line: int, languages) -> Entry | None:
+def _entry(reader: Reader, value: Any, line: int, languages) -> Entry | None:
     if value is None or not reader.typed(value, dict, line, "entry", "a mapping"):
         return None
     reader.check_keys(value, ENTRY_KEYS, "entry")
@@ -247,24 +141,11 @@ def _entry(reader: _Reader, value: Any, line: int, languages) -> Entry | None:
     return Entry(command=command, access=access, title=title, line=value.line)
 
 
-def _each_mapping(reader: _Reader, value: Any, line: int, key: str, what: str):
-    """Yield (index, item, where) for the mappings of a list, reporting the rest."""
-    if value is None:
-        return
-    if not isinstance(value, list):
-        reader.problem(line, key, f"expected a list of {what}, got {yaml_kind(value)}")
-        return
-    for index, item in enumerate(value):
-        where = f"{key}[{index}]"
-        if reader.typed(item, dict, value.line_of(index), where, f"a mapping ({what[:-1]})"):
-            yield index, item, where
-
-
-def _states(reader: _Reader, value: Any, line: int, languages) -> dict[str, StateSpec] | None:
+def _states(reader: Reader, value: Any, line: int, languages) -> dict[str, StateSpec] | None:
     if value is None:
         return None
     states: dict[str, StateSpec] = {}
-    for index, item, where in _each_mapping(reader, value, line, "states", "states"):
+    for index, item, where in each_mapping(reader, value, line, "states", "states"):
         state = _state(reader, item, where, index, languages)
         if state is None:
             continue
@@ -277,7 +158,7 @@ def _states(reader: _Reader, value: Any, line: int, languages) -> dict[str, Stat
     return states
 
 
-def _state(reader: _Reader, item: LineDict, where: str, index: int, languages) -> StateSpec | None:
+def _state(reader: Reader, item: LineDict, where: str, index: int, languages) -> StateSpec | None:
     reader.check_keys(item, STATE_KEYS, where)
     line = item.line_of
     name = item.get("name")
@@ -312,9 +193,9 @@ def _state(reader: _Reader, item: LineDict, where: str, index: int, languages) -
     )
 
 
-def _buttons(reader: _Reader, value: Any, line: int, key: str, languages) -> tuple[Button, ...]:
+def _buttons(reader: Reader, value: Any, line: int, key: str, languages) -> tuple[Button, ...]:
     buttons = []
-    for index, item, where in _each_mapping(reader, value, line, key, "buttons"):
+    for index, item, where in each_mapping(reader, value, line, key, "buttons"):
         reader.check_keys(item, BUTTON_KEYS, where)
         action = item.get("action")
         if action is None:
@@ -329,7 +210,7 @@ def _buttons(reader: _Reader, value: Any, line: int, key: str, languages) -> tup
     return tuple(buttons)
 
 
-def _capture(reader: _Reader, value: Any, line: int, key: str, languages) -> Capture | None:
+def _capture(reader: Reader, value: Any, line: int, key: str, languages) -> Capture | None:
     if value is None:
         return None
     if not reader.typed(value, dict, line, key, "a mapping"):
@@ -375,7 +256,7 @@ def _capture(reader: _Reader, value: Any, line: int, key: str, languages) -> Cap
     )
 
 
-def _group_exists(reader: _Reader, compiled: re.Pattern, group: Any, line: int, key: str) -> bool:
+def _group_exists(reader: Reader, compiled: re.Pattern, group: Any, line: int, key: str) -> bool:
     if isinstance(group, bool) or not isinstance(group, (int, str)):
         reader.problem(line, key, f"expected a group number or name, got {yaml_kind(group)}")
         return False
@@ -388,7 +269,7 @@ def _group_exists(reader: _Reader, compiled: re.Pattern, group: Any, line: int, 
     return True
 
 
-def _phrase(reader: _Reader, phrase: str, line: int, key: str) -> str | None:
+def _phrase(reader: Reader, phrase: str, line: int, key: str) -> str | None:
     """Keywords and examples are compared once normalised: one that normalises to nothing never matches."""
     if not normalise(phrase):
         reader.problem(line, key, f"{phrase!r} is empty once normalised (punctuation is ignored)")
@@ -396,7 +277,7 @@ def _phrase(reader: _Reader, phrase: str, line: int, key: str) -> str | None:
     return phrase
 
 
-def _compile(reader: _Reader, pattern: Any, line: int, key: str):
+def _compile(reader: Reader, pattern: Any, line: int, key: str):
     if not reader.typed(pattern, str, line, key, "a regular expression"):
         return None
     try:
@@ -406,9 +287,9 @@ def _compile(reader: _Reader, pattern: Any, line: int, key: str):
         return None
 
 
-def _transitions(reader: _Reader, value: Any, line: int, languages) -> tuple[TransitionSpec, ...]:
+def _transitions(reader: Reader, value: Any, line: int, languages) -> tuple[TransitionSpec, ...]:
     transitions = []
-    for index, item, where in _each_mapping(reader, value, line, "transitions", "transitions"):
+    for index, item, where in each_mapping(reader, value, line, "transitions", "transitions"):
         reader.check_keys(item, TRANSITION_KEYS, where)
         at = item.line_of
         missing = [key for key in ("trigger", "source") if key not in item]
@@ -435,7 +316,7 @@ def _transitions(reader: _Reader, value: Any, line: int, languages) -> tuple[Tra
     return tuple(transitions)
 
 
-def _intents(reader: _Reader, value: Any, line: int, languages) -> dict[str, IntentSpec]:
+def _intents(reader: Reader, value: Any, line: int, languages) -> dict[str, IntentSpec]:
     if value is None:
         return {}
     if not reader.typed(value, dict, line, "intents", "a mapping of intent name to definition"):
@@ -464,7 +345,7 @@ def _intents(reader: _Reader, value: Any, line: int, languages) -> dict[str, Int
     return intents
 
 
-def _phrases(reader: _Reader, spec: LineDict, kind: str, where: str, languages,
+def _phrases(reader: Reader, spec: LineDict, kind: str, where: str, languages,
              check: Callable | None) -> dict[str, tuple[str, ...]]:
     value = spec.get(kind)
     if value is None:

@@ -11,7 +11,7 @@ import re
 from typing import Mapping
 
 from chatbot.dialogs.engine import COMMANDS, FLOW_PREFIX, GLOBAL_ACTIONS, LANG_PREFIX, PLACEHOLDER_RE, Turn
-from chatbot.dialogs.loader import did_you_mean
+from chatbot.dialogs.reader import did_you_mean
 from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message
 from chatbot.dialogs.registry import Registry, split_ref
 from chatbot.errors import FlowError
