@@ -294,3 +294,22 @@ def test_a_states_actions_run_before_it_speaks_so_its_text_can_show_what_they_se
     chat.say("/clock")
     assert chat.texts[0] == "It is 01:00."
     assert chat.where == "chat:listening"
+
+
+@pytest.mark.parametrize("access, anonymous, logged_in", [
+    ("users", "Please log in first: type /login or /register.", "Tea or coffee?"),
+    ("guests", "Tea or coffee?", "You are already logged in as ann. Log out first to switch accounts."),
+    ("anyone", "Tea or coffee?", "Tea or coffee?"),
+])
+def test_an_entry_admits_whom_its_access_says(tmp_path, access, anonymous, logged_in):
+    (tmp_path / "drinks.yaml").write_text(
+        f"name: drinks\nlanguages: [en]\ninitial: ask\nentry: {{command: /drinks, access: {access}}}\n"
+        "states:\n  - name: ask\n    say: 'Tea or coffee?'\n    final: true\n", encoding="utf-8")
+    engine = make_engine(tmp_path)
+    chat = Conversation(engine)
+    chat.say("/drinks")
+    assert chat.texts[0] == anonymous
+    chat = Conversation(engine)
+    chat.register()
+    chat.press("flow:drinks")
+    assert chat.texts[0] == logged_in

@@ -35,6 +35,7 @@ PHRASES = [
     "tell me a joke", "log out", "выйти", "👋", "🙏🙏", "ann", "correct horse", "pizza", "large", "2",
     "three", "ann@example.com", "not an email@", "yes", "no", "да", "нет", "🍕", "\u0000", " ", "\n",
     "I want a PIZZA please", "ＦＵＬＬ ＷＩＤＴＨ", "ё" + "\u0308",
+    "\ud800", "call me \udcff", "\udc80 hello", "зови меня \ud83d",  # lone surrogates
 ]
 COMMANDS = ["/help", "/start", "/login", "/register", "/logout", "/lang ru", "/lang en", "/lang", "/lang xx",
             "/LANG RU", "/pizza", "/nope", "/", "//", "/help me"]
@@ -52,7 +53,8 @@ def _every_button_action() -> list[str]:
 texts = st.one_of(
     st.sampled_from(PHRASES + COMMANDS),
     st.text(max_size=40),
-    st.text(st.characters(codec=None, categories=("Cs", "So", "Lo", "Zs", "P")), max_size=20),  # lone surrogates
+    st.text(st.characters(codec=None, categories=("Cs",)), min_size=1, max_size=5),  # lone surrogates
+    st.text(st.characters(codec=None, categories=("Cs", "So", "Lo", "Zs", "P")), max_size=20),
     st.text(st.characters(min_codepoint=0x400, max_codepoint=0x4FF), max_size=30),  # Cyrillic
     st.builds(lambda word, times: (word + " ") * times, st.sampled_from(["pizza", "привет", "🍕"]),
               st.integers(500, 3000)),  # very long

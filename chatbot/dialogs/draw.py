@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 from chatbot.dialogs.model import FlowSpec
+from chatbot.errors import ChatbotError
 
 
 def _label(transition) -> str:
@@ -72,5 +73,8 @@ def svg(flow: FlowSpec) -> bytes:
     executable = shutil.which("dot")
     if executable is None:
         raise FileNotFoundError("dot")
-    done = subprocess.run([executable, "-Tsvg"], input=dot(flow).encode(), capture_output=True, check=True)
+    done = subprocess.run([executable, "-Tsvg"], input=dot(flow).encode(), capture_output=True)
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
+        raise ChatbotError(f"graphviz: dot failed: {reason}")
     return done.stdout
