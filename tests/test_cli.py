@@ -24,6 +24,7 @@ transitions:
   - trigger: text
     source: ask_size
     dest: ask_sise
+entry: {command: /pizza}
 """
 MERMAID_LINE = re.compile(r"^(stateDiagram-v2"
                           r"|    (\[\*\]|\w+) --> (\[\*\]|\w+)(: [^:]+)?"

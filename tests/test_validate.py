@@ -20,6 +20,7 @@ from tests.engine_helpers import Conversation, make_engine
 # expected messages refer to the texts exactly as written here.
 GOOD = """\
 name: pizza
+entry: {command: /pizza}
 languages: [en]
 initial: ask_size
 states:
@@ -75,11 +76,11 @@ CASES = {
     "nested aliases are read once, not expanded": (
         {"pizza.yaml": GOOD + "description: [&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol], "
          + ", ".join(f"&a{level} [{', '.join([f'*a{level - 1}'] * 9)}]" for level in range(1, 10)) + "]\n"},
-        ["data/flows/pizza.yaml:15: description: expected a text, got a list"],
+        ["data/flows/pizza.yaml:16: description: expected a text, got a list"],
     ),
     "a key that is not a name": (
         {"pizza.yaml": GOOD + "? [a, b]\n: c\n"},
-        ["data/flows/pizza.yaml:15: a key must be a name, got a list"],
+        ["data/flows/pizza.yaml:16: a key must be a name, got a list"],
     ),
     "not a mapping": (
         {"pizza.yaml": "- just\n- a list\n"},
@@ -91,28 +92,28 @@ CASES = {
     ),
     "misspelled top-level key": (
         {"pizza.yaml": GOOD.replace("transitions:", "trasitions:")},
-        ["data/flows/pizza.yaml:11: trasitions: unknown key (did you mean 'transitions'?)"],
+        ["data/flows/pizza.yaml:12: trasitions: unknown key (did you mean 'transitions'?)"],
     ),
     "misspelled state key": (
         {"pizza.yaml": GOOD.replace('    say: "Which size?"', '    sai: "Which size?"')},
-        ["data/flows/pizza.yaml:6: states[0].sai: unknown key (did you mean 'say'?)"],
+        ["data/flows/pizza.yaml:7: states[0].sai: unknown key (did you mean 'say'?)"],
     ),
     "misspelled transition key": (
         {"pizza.yaml": GOOD.replace("    dest: done", "    dset: done")},
-        ["data/flows/pizza.yaml:14: transitions[0].dset: unknown key (did you mean 'dest'?)"],
+        ["data/flows/pizza.yaml:15: transitions[0].dset: unknown key (did you mean 'dest'?)"],
     ),
     "duplicate key": (
         {"pizza.yaml": GOOD.replace('    say: "Which size?"\n', '    say: "Which size?"\n    say: "Size?"\n')},
-        ["data/flows/pizza.yaml:7: states[0].say: duplicate key (first defined on line 6)"],
+        ["data/flows/pizza.yaml:8: states[0].say: duplicate key (first defined on line 7)"],
     ),
     "wrong type of a flag": (
         {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: chat\n    final: 'no'")},
-        ["data/flows/pizza.yaml:11: states[1].final: expected true or false, got a text"],
+        ["data/flows/pizza.yaml:12: states[1].final: expected true or false, got a text"],
     ),
     "wrong type of a list": (
         {"pizza.yaml": GOOD.replace("    capture: {slot: size, kind: word}",
                                     "    capture: {slot: size, kind: word}\n    buttons: Cancel")},
-        ["data/flows/pizza.yaml:8: states[0].buttons: expected a list of buttons, got a text"],
+        ["data/flows/pizza.yaml:9: states[0].buttons: expected a list of buttons, got a text"],
     ),
     "missing required key": (
         {"pizza.yaml": GOOD.replace("initial: ask_size\n", "")},
@@ -120,143 +121,143 @@ CASES = {
     ),
     "duplicate state": (
         {"pizza.yaml": GOOD.replace("  - name: done\n", "  - name: ask_size\n    say: again\n  - name: done\n")},
-        ["data/flows/pizza.yaml:8: states[1].name: duplicate state 'ask_size' (first defined on line 5)"],
+        ["data/flows/pizza.yaml:9: states[1].name: duplicate state 'ask_size' (first defined on line 6)"],
     ),
     "unknown dest": (
         {"pizza.yaml": GOOD.replace("    dest: done", "    dest: dnoe")},
-        ["data/flows/pizza.yaml:14: transitions[0].dest: unknown state 'dnoe' (did you mean 'done'?)"],
+        ["data/flows/pizza.yaml:15: transitions[0].dest: unknown state 'dnoe' (did you mean 'done'?)"],
     ),
     "unknown source": (
         {"pizza.yaml": GOOD.replace("    source: ask_size", "    source: ask_sise")},
-        ["data/flows/pizza.yaml:13: transitions[0].source: unknown state 'ask_sise' (did you mean 'ask_size'?)"],
+        ["data/flows/pizza.yaml:14: transitions[0].source: unknown state 'ask_sise' (did you mean 'ask_size'?)"],
     ),
     "unknown source in a list": (
         {"pizza.yaml": GOOD.replace("    source: ask_size", "    source: [ask_size, ask_crust]")},
-        ["data/flows/pizza.yaml:13: transitions[0].source[1]: unknown state 'ask_crust'"],
+        ["data/flows/pizza.yaml:14: transitions[0].source[1]: unknown state 'ask_crust'"],
     ),
     "unknown initial": (
         {"pizza.yaml": GOOD.replace("initial: ask_size", "initial: start")},
-        ["data/flows/pizza.yaml:3: initial: unknown state 'start'"],
+        ["data/flows/pizza.yaml:4: initial: unknown state 'start'"],
     ),
     "unreachable state": (
         {"pizza.yaml": GOOD.replace("  - name: done\n", "  - name: forgotten\n    say: lost\n    goto: chat\n"
                                                         "  - name: done\n")},
-        ["data/flows/pizza.yaml:8: states[1]: state 'forgotten' is unreachable from 'ask_size'"],
+        ["data/flows/pizza.yaml:9: states[1]: state 'forgotten' is unreachable from 'ask_size'"],
     ),
     "no way out": (
         {"pizza.yaml": GOOD.replace("    goto: chat\n", "")},
-        ["data/flows/pizza.yaml:8: states[1]: state 'done' has no way out "
+        ["data/flows/pizza.yaml:9: states[1]: state 'done' has no way out "
          "(add a transition, 'goto' or 'final: true')"],
     ),
     "a final state needs no way out": (
         {"pizza.yaml": GOOD.replace("    goto: chat\n", "    final: true\n") + "  - trigger: nope\n"
                                                                                 "    source: ask_size\n"
                                                                                 "    dest: done\n"},
-        ["data/flows/pizza.yaml:15: transitions[1].trigger: unknown intent 'nope' "
+        ["data/flows/pizza.yaml:16: transitions[1].trigger: unknown intent 'nope' "
          "(not an intent, a button action or 'text')"],
     ),
     "unknown action": (
         {"pizza.yaml": GOOD.replace("    dest: done", "    dest: done\n    after: tell_tme")},
-        ["data/flows/pizza.yaml:15: transitions[0].after: unknown action 'tell_tme' (did you mean 'tell_time'?)"],
+        ["data/flows/pizza.yaml:16: transitions[0].after: unknown action 'tell_tme' (did you mean 'tell_time'?)"],
     ),
     "unknown action in a list": (
         {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: chat\n    on_enter:\n      - forget\n      - fogret")},
-        ["data/flows/pizza.yaml:13: states[1].on_enter[1]: unknown action 'fogret' (did you mean 'forget'?)"],
+        ["data/flows/pizza.yaml:14: states[1].on_enter[1]: unknown action 'fogret' (did you mean 'forget'?)"],
     ),
     "unknown condition": (
         {"pizza.yaml": GOOD.replace("    dest: done", "    dest: done\n    conditions: 'hass:size'")},
-        ["data/flows/pizza.yaml:15: transitions[0].conditions: unknown condition 'hass' (did you mean 'has'?)"],
+        ["data/flows/pizza.yaml:16: transitions[0].conditions: unknown condition 'hass' (did you mean 'has'?)"],
     ),
     "unknown validation condition": (
         {"pizza.yaml": GOOD.replace("{slot: size, kind: word}", "{slot: size, kind: word, validate: big}")},
-        ["data/flows/pizza.yaml:7: states[0].capture.validate: unknown condition 'big'"],
+        ["data/flows/pizza.yaml:8: states[0].capture.validate: unknown condition 'big'"],
     ),
     "unknown intent": (
         {"pizza.yaml": GOOD.replace("  - trigger: text", "  - trigger: cancle\n    source: ask_size\n"
                                                          "    dest: done\n  - trigger: text")
          + "intents:\n  cancel:\n    keywords: [cancel]\n"},
-        ["data/flows/pizza.yaml:12: transitions[0].trigger: unknown intent 'cancle' "
+        ["data/flows/pizza.yaml:13: transitions[0].trigger: unknown intent 'cancle' "
          "(not an intent, a button action or 'text') (did you mean 'cancel'?)"],
     ),
     "button with no transition": (
         {"pizza.yaml": GOOD.replace("    capture: {slot: size, kind: word}",
                                     "    capture: {slot: size, kind: word}\n    buttons:\n"
                                     "      - {label: Cancel, action: cancel}")},
-        ["data/flows/pizza.yaml:9: states[0].buttons[0].action: no transition has trigger 'cancel'"],
+        ["data/flows/pizza.yaml:10: states[0].buttons[0].action: no transition has trigger 'cancel'"],
     ),
     "button of a trigger that does not leave this state": (
         {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: chat\n    buttons:\n"
                                                      "      - {label: Again, action: text}")},
-        ["data/flows/pizza.yaml:12: states[1].buttons[0].action: "
+        ["data/flows/pizza.yaml:13: states[1].buttons[0].action: "
          "'text' is the trigger of typed text, not a button action"],
     ),
     "button for a flow without entry": (
         {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: chat\n    buttons:\n"
                                                      "      - {label: Log in, action: 'flow:login'}")},
-        ["data/flows/pizza.yaml:12: states[1].buttons[0].action: flow 'login' has no 'entry', "
+        ["data/flows/pizza.yaml:13: states[1].buttons[0].action: flow 'login' has no 'entry', "
          "so no button can start it"],
     ),
     "button for an unknown language": (
         {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: chat\n    buttons:\n"
                                                      "      - {label: Deutsch, action: 'lang:de'}")},
-        ["data/flows/pizza.yaml:12: states[1].buttons[0].action: unknown language 'de' "
+        ["data/flows/pizza.yaml:13: states[1].buttons[0].action: unknown language 'de' "
          "(the flows speak: en, ru)"],
     ),
     "invalid capture regex": (
         {"pizza.yaml": GOOD.replace("{slot: size, kind: word}", "{slot: size, kind: regex, pattern: '(small|large'}")},
-        ["data/flows/pizza.yaml:7: states[0].capture.pattern: invalid regular expression: "
+        ["data/flows/pizza.yaml:8: states[0].capture.pattern: invalid regular expression: "
          "missing ), unterminated subpattern at position 0"],
     ),
     "invalid intent regex": (
         {"pizza.yaml": GOOD + "intents:\n  size:\n    patterns: ['(?P<size>small|large']\n"},
-        ["data/flows/pizza.yaml:17: intents.size.patterns.en[0]: invalid regular expression: "
+        ["data/flows/pizza.yaml:18: intents.size.patterns.en[0]: invalid regular expression: "
          "missing ), unterminated subpattern at position 0"],
     ),
     "capture group that the pattern lacks": (
         {"pizza.yaml": GOOD.replace("{slot: size, kind: word}",
                                     "{slot: size, kind: regex, pattern: '(?P<size>small|large)', group: sise}")},
-        ["data/flows/pizza.yaml:7: states[0].capture.group: the pattern has no group named 'sise' "
+        ["data/flows/pizza.yaml:8: states[0].capture.group: the pattern has no group named 'sise' "
          "(did you mean 'size'?)"],
     ),
     "pattern with a kind that takes none": (
         {"pizza.yaml": GOOD.replace("{slot: size, kind: word}", "{slot: size, kind: number, pattern: '\\d+'}")},
-        ["data/flows/pizza.yaml:7: states[0].capture.pattern: only used with kind 'regex', not 'number'"],
+        ["data/flows/pizza.yaml:8: states[0].capture.pattern: only used with kind 'regex', not 'number'"],
     ),
     "keyword that normalises to nothing": (
         {"pizza.yaml": GOOD + "intents:\n  ask:\n    keywords: ['?!']\n"},
-        ["data/flows/pizza.yaml:17: intents.ask.keywords.en[0]: '?!' is empty once normalised "
+        ["data/flows/pizza.yaml:18: intents.ask.keywords.en[0]: '?!' is empty once normalised "
          "(punctuation is ignored)"],
     ),
     "message missing in a declared language": (
         {"pizza.yaml": GOOD.replace("languages: [en]", "languages: [en, ru]")
          .replace('    say: "Which size?"', '    say:\n      en: "Which size?"\n      ru: "Какой размер?"')
          .replace('    say: "A {size} pizza, coming."', '    say: {en: "A {size} pizza, coming."}')},
-        ["data/flows/pizza.yaml:11: states[1].say: missing text in language 'ru'"],
+        ["data/flows/pizza.yaml:12: states[1].say: missing text in language 'ru'"],
     ),
     "one text where a flow speaks two languages": (
         {"pizza.yaml": GOOD.replace("languages: [en]", "languages: [en, ru]")
          .replace('    say: "Which size?"', '    say:\n      en: "Which size?"\n      ru: "Какой размер?"')},
-        ["data/flows/pizza.yaml:11: states[1].say: expected a text per language (en, ru), got one text"],
+        ["data/flows/pizza.yaml:12: states[1].say: expected a text per language (en, ru), got one text"],
     ),
     "message in an undeclared language": (
         {"pizza.yaml": GOOD.replace('    say: "Which size?"', '    say:\n      en: "Which size?"\n      de: "Welche?"')},
-        ["data/flows/pizza.yaml:8: states[0].say.de: language not declared in 'languages' (en)"],
+        ["data/flows/pizza.yaml:9: states[0].say.de: language not declared in 'languages' (en)"],
     ),
     "placeholder of a slot never set": (
         {"pizza.yaml": GOOD.replace("A {size} pizza", "A {sise} pizza")},
-        ["data/flows/pizza.yaml:9: states[1].say: placeholder '{sise}' names a slot that is never set "
+        ["data/flows/pizza.yaml:10: states[1].say: placeholder '{sise}' names a slot that is never set "
          "(did you mean 'size'?)"],
     ),
     "trigger clashing with the model": (
         {"pizza.yaml": GOOD.replace("  - name: done", "  - name: done\n    buttons: [{label: Go, action: say}]")
          + "  - trigger: say\n    source: done\n    dest: ask_size\n"},
-        ["data/flows/pizza.yaml:16: transitions[1].trigger: trigger 'say' clashes with an attribute "
+        ["data/flows/pizza.yaml:17: transitions[1].trigger: trigger 'say' clashes with an attribute "
          "of the dialog model"],
     ),
     "trigger clashing with what transitions adds": (
         {"pizza.yaml": GOOD.replace("  - name: done", "  - name: done\n    buttons: [{label: Go, action: to_done}]")
          + "  - trigger: to_done\n    source: done\n    dest: ask_size\n"},
-        ["data/flows/pizza.yaml:16: transitions[1].trigger: trigger 'to_done' clashes with an attribute "
+        ["data/flows/pizza.yaml:17: transitions[1].trigger: trigger 'to_done' clashes with an attribute "
          "of the dialog model"],
     ),
     "two flows with one name in a folder": (
@@ -265,17 +266,17 @@ CASES = {
     ),
     "unknown goto flow": (
         {"pizza.yaml": GOOD.replace("goto: chat", "goto: caht")},
-        ["data/flows/pizza.yaml:10: states[1].goto: unknown flow 'caht' (did you mean 'chat'?)"],
+        ["data/flows/pizza.yaml:11: states[1].goto: unknown flow 'caht' (did you mean 'chat'?)"],
     ),
     "unknown goto state": (
         {"pizza.yaml": GOOD.replace("goto: chat", "goto: 'chat:listen'")},
-        ["data/flows/pizza.yaml:10: states[1].goto: unknown state 'listen' in flow 'chat' "
+        ["data/flows/pizza.yaml:11: states[1].goto: unknown state 'listen' in flow 'chat' "
          "(did you mean 'listening'?)"],
     ),
     "goto cycle in one flow": (
         {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: 'pizza:again'\n  - name: again\n"
                                                      "    goto: 'pizza:done'")},
-        ["data/flows/pizza.yaml:10: states[1].goto: goto cycle without user input: "
+        ["data/flows/pizza.yaml:11: states[1].goto: goto cycle without user input: "
          "pizza:done -> pizza:again -> pizza:done"],
     ),
     "goto cycle across flows": (
@@ -293,27 +294,32 @@ CASES = {
     ),
     "a goto onto itself": (
         {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: pizza:done")},
-        ["data/flows/pizza.yaml:10: states[1].goto: goto cycle without user input: pizza:done -> pizza:done"],
+        ["data/flows/pizza.yaml:11: states[1].goto: goto cycle without user input: pizza:done -> pizza:done"],
     ),
     "password input without capture": (
         {"pizza.yaml": GOOD.replace("    capture: {slot: size, kind: word}", "    input: password")},
-        ["data/flows/pizza.yaml:7: states[0].input: a password input needs 'capture' to name the secret it keeps",
-         "data/flows/pizza.yaml:9: states[1].say: placeholder '{size}' names a slot that is never set"],
+        ["data/flows/pizza.yaml:8: states[0].input: a password input needs 'capture' to name the secret it keeps",
+         "data/flows/pizza.yaml:10: states[1].say: placeholder '{size}' names a slot that is never set"],
     ),
     "entry command taken by a built-in": (
-        {"pizza.yaml": "entry: {command: /help}\n" + GOOD},
-        ["data/flows/pizza.yaml:1: entry.command: '/help' is a built-in command"],
+        {"pizza.yaml": GOOD.replace("/pizza", "/help")},
+        ["data/flows/pizza.yaml:2: entry.command: '/help' is a built-in command"],
     ),
     "entry command taken by another flow": (
-        {"pizza.yaml": "entry: {command: /order}\n" + GOOD,
-         "drinks.yaml": "entry: {command: /order}\n" + GOOD.replace("name: pizza", "name: drinks")},
-        ["data/flows/pizza.yaml:1: entry.command: '/order' is also the command of flow 'drinks'"],
+        {"pizza.yaml": GOOD.replace("/pizza", "/order"),
+         "drinks.yaml": GOOD.replace("/pizza", "/order").replace("name: pizza", "name: drinks")},
+        ["data/flows/pizza.yaml:2: entry.command: '/order' is also the command of flow 'drinks'"],
+    ),
+    "a flow nothing leads to": (
+        {"pizza.yaml": GOOD.replace("entry: {command: /pizza}\n", "")},
+        ["data/flows/pizza.yaml:1: name: nothing leads to flow 'pizza': give it an 'entry' or 'goto' it "
+         "from another flow"],
     ),
     "invalid entry": (
-        {"pizza.yaml": "entry: {command: pizza, access: everyone}\n" + GOOD},
-        ["data/flows/pizza.yaml:1: entry.command: invalid command 'pizza' (a '/' then lowercase letters, "
+        {"pizza.yaml": GOOD.replace("{command: /pizza}", "{command: pizza, access: everyone}")},
+        ["data/flows/pizza.yaml:2: entry.command: invalid command 'pizza' (a '/' then lowercase letters, "
          "digits, _)",
-         "data/flows/pizza.yaml:1: entry.access: unknown access 'everyone' (expected one of: users, guests, "
+         "data/flows/pizza.yaml:2: entry.access: unknown access 'everyone' (expected one of: users, guests, "
          "anyone)"],
     ),
 }
@@ -332,17 +338,17 @@ def test_every_problem_of_a_folder_is_listed_at_once_even_when_a_file_does_not_p
         # meant to replace the built-in chat flow, but broken: the built-in one stays
         "chat.yaml": "name: chat\nstates: {\n",
         "pizza.yaml": GOOD.replace("dest: done", "dest: dnoe").replace("goto: chat", "goto: drinks"),
-        "salad.yaml": GOOD.replace("name: pizza", "name: salad").replace("dest: done", "dest: done\n"
+        "salad.yaml": GOOD.replace("pizza", "salad").replace("dest: done", "dest: done\n"
                                                                            "    after: toss"),
-        "soup.yaml": GOOD.replace("name: pizza", "name: soup").replace("sai", "say").replace(
+        "soup.yaml": GOOD.replace("pizza", "soup").replace("sai", "say").replace(
             "    say: \"Which size?\"", "    sya: \"Which size?\""),
     })
     assert problems_of(Path("data/flows")) == [
         "data/flows/chat.yaml:3: yaml syntax: expected the node content, but found '<stream end>'",
         "data/flows/drinks.yaml:3: yaml syntax: expected ',' or ']', but got '<stream end>'",
-        "data/flows/soup.yaml:6: states[0].sya: unknown key (did you mean 'say'?)",
-        "data/flows/pizza.yaml:14: transitions[0].dest: unknown state 'dnoe' (did you mean 'done'?)",
-        "data/flows/salad.yaml:15: transitions[0].after: unknown action 'toss'",
+        "data/flows/soup.yaml:7: states[0].sya: unknown key (did you mean 'say'?)",
+        "data/flows/pizza.yaml:15: transitions[0].dest: unknown state 'dnoe' (did you mean 'done'?)",
+        "data/flows/salad.yaml:16: transitions[0].after: unknown action 'toss'",
     ]
 
 
@@ -351,7 +357,7 @@ def test_a_flow_that_lost_a_part_to_a_shape_problem_gets_no_graph_noise(here):
     # unreachable, but that is only a consequence of the problem already reported
     write(here, {"pizza.yaml": GOOD.replace("  - trigger: text", "  - trigger: [text]")})
     assert problems_of(Path("data/flows")) == [
-        "data/flows/pizza.yaml:12: transitions[0].trigger: expected a trigger name, got a list",
+        "data/flows/pizza.yaml:13: transitions[0].trigger: expected a trigger name, got a list",
     ]
 
 
@@ -359,7 +365,7 @@ def test_the_problems_read_the_same_as_the_error_text(here):
     write(here, {"pizza.yaml": GOOD.replace("dest: done", "dest: dnoe")})
     with pytest.raises(FlowSetError) as raised:
         load_flows(Path("data/flows"), Registry.with_builtins())
-    assert str(raised.value) == "data/flows/pizza.yaml:14: transitions[0].dest: unknown state 'dnoe' (did you mean 'done'?)"
+    assert str(raised.value) == "data/flows/pizza.yaml:15: transitions[0].dest: unknown state 'dnoe' (did you mean 'done'?)"
 
 
 def test_a_flow_with_the_name_of_a_built_in_replaces_it(here):
@@ -397,7 +403,7 @@ PRICED = GOOD.replace("{slot: size, kind: word}", "{slot: size, kind: word, vali
 
 def test_an_authors_module_registers_actions_and_conditions_that_flows_use(here):
     (here / "pizza_actions.py").write_text(ACTIONS_MODULE, encoding="utf-8")
-    write(here, {"pizza.yaml": "entry: {command: /pizza}\n" + PRICED})
+    write(here, {"pizza.yaml": PRICED})
     registry = Registry.with_builtins()
     assert registry.load("pizza_actions.py") == 2
     engine = make_engine(Path("data/flows"), registry)
@@ -416,17 +422,17 @@ def test_an_authors_module_registers_actions_and_conditions_that_flows_use(here)
 def test_without_the_module_its_names_are_unknown_and_a_typo_gets_a_suggestion(here):
     write(here, {"pizza.yaml": PRICED})
     assert problems_of(Path("data/flows")) == [
-        "data/flows/pizza.yaml:7: states[0].capture.validate: unknown condition 'size_on_menu'",
+        "data/flows/pizza.yaml:8: states[0].capture.validate: unknown condition 'size_on_menu'",
         # true as well: without the module nothing sets the slot
-        "data/flows/pizza.yaml:9: states[1].say: placeholder '{price}' names a slot that is never set",
-        "data/flows/pizza.yaml:15: transitions[0].before: unknown action 'price_order'",
+        "data/flows/pizza.yaml:10: states[1].say: placeholder '{price}' names a slot that is never set",
+        "data/flows/pizza.yaml:16: transitions[0].before: unknown action 'price_order'",
     ]
     (here / "pizza_actions.py").write_text(ACTIONS_MODULE, encoding="utf-8")
     write(here, {"pizza.yaml": PRICED.replace("before: price_order", "before: price_ordr")})
     registry = Registry.with_builtins()
     registry.load("pizza_actions.py")
     assert problems_of(Path("data/flows"), registry) == [
-        "data/flows/pizza.yaml:15: transitions[0].before: unknown action 'price_ordr' (did you mean 'price_order'?)",
+        "data/flows/pizza.yaml:16: transitions[0].before: unknown action 'price_ordr' (did you mean 'price_order'?)",
     ]
 
 

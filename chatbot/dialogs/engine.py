@@ -31,6 +31,9 @@ __all__ = ["Action", "Engine", "FlowRuntime", "PLACEHOLDER_RE", "Reply", "Sessio
 
 #: Actions that work in every state: the page's own buttons and the commands.
 GLOBAL_ACTIONS = ("help", "home", "login", "logout", "register")
+#: Where sessions start, and where `/start` takes a logged-in user.
+HOME_FLOW = "hub"
+USER_HOME_FLOW = "chat"
 #: The global actions that start a flow, only for a visitor who is not logged in.
 GLOBAL_FLOWS = {"login": "login", "register": "registration"}
 COMMANDS = {"/help": "help", "/start": "home", "/login": "login", "/logout": "logout",
@@ -92,8 +95,8 @@ class FlowRuntime:
 
 
 class Engine:
-    def __init__(self, flows: Mapping[str, FlowSpec], registry: Registry, *, home: str = "hub",
-                 user_home: str = "chat", default_lang: str = "en", threshold: float = 80.0) -> None:
+    def __init__(self, flows: Mapping[str, FlowSpec], registry: Registry, *, home: str = HOME_FLOW,
+                 user_home: str = USER_HOME_FLOW, default_lang: str = "en", threshold: float = 80.0) -> None:
         self.registry = registry
         self.flows = dict(flows)
         self.home = home

@@ -10,7 +10,17 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-from chatbot.dialogs.engine import COMMANDS, FLOW_PREFIX, GLOBAL_ACTIONS, LANG_PREFIX, PLACEHOLDER_RE, Turn
+from chatbot.dialogs.engine import (
+    COMMANDS,
+    FLOW_PREFIX,
+    GLOBAL_ACTIONS,
+    GLOBAL_FLOWS,
+    HOME_FLOW,
+    LANG_PREFIX,
+    PLACEHOLDER_RE,
+    USER_HOME_FLOW,
+    Turn,
+)
 from chatbot.dialogs.reader import did_you_mean
 from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message
 from chatbot.dialogs.registry import Registry, split_ref
@@ -46,7 +56,22 @@ def validate_flows(flows: Mapping[str, FlowSpec], registry: Registry, *,
         checker.run(check_graph=flow.name not in incomplete, entered_from_elsewhere=goto_targets[flow.name])
     _entry_commands(flows, problems)
     _goto_cycles(flows, problems)
+    _unreachable_flows(flows, problems)
     return problems
+
+
+def _unreachable_flows(flows: Mapping[str, FlowSpec], problems: list[FlowError]) -> None:
+    """A flow nothing leads to: no entry, not a home, and no other flow's goto names it."""
+    reached = {HOME_FLOW, USER_HOME_FLOW, *GLOBAL_FLOWS.values()}
+    for flow in flows.values():
+        for state in flow.states.values():
+            if state.goto and state.goto.partition(":")[0] != flow.name:
+                reached.add(state.goto.partition(":")[0])
+    for flow in flows.values():
+        if flow.name not in reached and flow.entry is None:
+            problems.append(FlowError(flow.path, flow.line_of("name"), "name",
+                                      f"nothing leads to flow '{flow.name}': give it an 'entry' "
+                                      f"or 'goto' it from another flow"))
 
 
 def _goto_targets(flows: Mapping[str, FlowSpec]) -> dict[str, set[str]]:
