@@ -1,0 +1,348 @@
+"""The bundled chat page in Debian's Chromium against a real `chatbot serve` process.
+
+One browser per module; each test has its own browser context (its own storage, like a fresh
+profile), its own server process and data folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.browser_helpers import CHROMIUM, ChatPage, exactly, launch_chromium, server_history
+from tests.process_helpers import ServerProcess
+
+expect.set_options(timeout=10_000)  # a shared 2-core machine can be slow; the waits end as soon as they can
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM} "
+                                "(`apt-get install chromium`; .ci/run does it)")
+
+WELCOME_EN = re.compile(r"^(Hello! I am your chat bot\. Do you want to log in or register\?"
+                        r"|Hi there! Log in or create an account to start chatting\.)$")
+WELCOME_RU = re.compile(r"^(Здравствуйте! Я ваш чат-бот\. Хотите войти или зарегистрироваться\?"
+                        r"|Привет! Войдите или создайте учётную запись, чтобы начать разговор\.)$")
+ASK_NEW_USERNAME = "Choose a username: 3 to 32 letters, digits, '_', '-' or '.'."
+ASK_NEW_PASSWORD = "Choose a password: 8 to 128 characters, any you like (but not your username)."
+ASK_CONFIRM = "Type the same password again to confirm it."
+MASK = "••••••"
+XSS = "<img src=x onerror=alert(1)>"
+# What Chromium logs for each reconnection attempt while the server is down: expected, nothing else is.
+REFUSED_WHILE_DOWN = re.compile(r"^WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws' failed: "
+                                r"Error in connection establishment: net::ERR_CONNECTION_REFUSED$")
+# Where to write a fresh screenshot of a conversation for the README (e.g. docs/screenshot.png).
+SCREENSHOT_TO = os.environ.get("CHATBOT_SCREENSHOT")
+
+
+def listening(user: str) -> str:
+    return f"What shall we talk about, {user}? Ask me what I can do."
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    process = ServerProcess(tmp_path / "data")
+    process.start()
+    yield process
+    if process.proc.poll() is None:
+        process.terminate()
+
+
+@pytest.fixture
+def open_chat(browser, server):
+    """Open the chat page in a new browser context; the page must not throw or pop up dialogs."""
+    contexts, pages = [], []
+
+    def open_(locale: str = "en-US", width: int = 900, height: int = 760) -> ChatPage:
+        context = browser.new_context(locale=locale, viewport={"width": width, "height": height})
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        chat = ChatPage(context.new_page(), f"http://127.0.0.1:{server.port}/")
+        pages.append(chat)
+        return chat.open()
+
+    yield open_
+    for context in contexts:
+        context.close()
+    for chat in pages:
+        assert chat.errors == [], f"the page threw: {chat.errors}"
+        assert chat.dialogs == [], f"the page opened dialogs: {chat.dialogs}"
+        complaints = [text for text in chat.console if not REFUSED_WHILE_DOWN.search(text)]
+        assert complaints == [], f"the browser's console: {complaints}"
+
+
+def register(chat: ChatPage, user: str, password: str) -> None:
+    chat.click_and_expect(chat.register_button, ASK_NEW_USERNAME)
+    chat.exchange(user, ASK_NEW_PASSWORD)
+    expect(chat.input).to_have_attribute("type", "password")
+    chat.exchange(password, ASK_CONFIRM)
+    expect(chat.input).to_have_attribute("type", "password")
+    chat.exchange(password, f"Your account is ready, {user}. You are logged in.", listening(user))
+    expect(chat.input).to_have_attribute("type", "text")
+
+
+# --- 1. accounts -------------------------------------------------------------------------------
+def test_register_logout_login_chat_logout(open_chat):
+    chat = open_chat()
+    expect(chat.bot_texts.first).to_have_text(WELCOME_EN)
+    chat.expect_anonymous()
+
+    register(chat, "ann_web", "correct horse 42")
+    chat.expect_logged_in("ann_web")
+
+    chat.click_and_expect(chat.logout_button, "You are logged out. Bye!", WELCOME_EN)
+    chat.expect_anonymous()
+
+    chat.click_and_expect(chat.login_button, "What is your username?")
+    chat.exchange("ann_web", "Your password, please.")
+    chat.exchange("correct horse 42", "Welcome back, ann_web!", listening("ann_web"))
+    chat.expect_logged_in("ann_web")
+
+    chat.exchange(None, "You are logged in as ann_web.", press="Who am I?")
+    chat.exchange("call me Annie", "Nice to meet you, Annie! I will remember that.")
+    chat.exchange("what is my name", "You asked me to call you Annie.")
+    assert chat.layout_problems() == []
+    if SCREENSHOT_TO:
+        chat.input.blur()
+        chat.page.screenshot(path=SCREENSHOT_TO, animations="disabled")
+
+    chat.click_and_expect(chat.logout_button, "You are logged out. Bye!", WELCOME_EN)
+    chat.expect_anonymous()
+    users = [entry["text"] for entry in chat.entries() if entry["from"] == "user"]
+    assert users == ["ann_web", MASK, MASK, "ann_web", MASK, "call me Annie", "what is my name"]
+
+
+# --- 2. reload ---------------------------------------------------------------------------------
+def test_reload_restores_history_and_dialog_state(open_chat):
+    chat = open_chat()
+    chat.click_and_expect(chat.register_button, ASK_NEW_USERNAME)
+    chat.exchange("bo_reload", ASK_NEW_PASSWORD)
+    chat.exchange("a long passphrase", ASK_CONFIRM)
+
+    # Mid-registration: the server still holds the first password; the field is a password field.
+    before = chat.entries()
+    chat.reload()
+    expect(chat.bot_texts).to_have_count(sum(1 for e in before if e["from"] == "bot"))
+    assert chat.entries() == before
+    expect(chat.input).to_have_attribute("type", "password")
+    chat.exchange("a long passphrase", "Your account is ready, bo_reload. You are logged in.",
+                  listening("bo_reload"))
+
+    chat.exchange("call me Bo", "Nice to meet you, Bo! I will remember that.")
+    before = chat.entries()
+    assert [e["buttons"] for e in before if e["buttons"]][-1] == \
+        ["What can you do? (off)", "Who am I? (off)", "Tell me a joke (off)"]
+    chat.reload()
+    expect(chat.bot_texts).to_have_count(sum(1 for e in before if e["from"] == "bot"))
+    assert chat.entries() == before
+    chat.expect_logged_in("bo_reload")
+    chat.exchange("what is my name", "You asked me to call you Bo.")
+    texts = [e["text"] for e in chat.entries()]
+    assert texts[-2:] == ["what is my name", "You asked me to call you Bo."]
+    assert len(texts) == len(before) + 2
+
+
+# --- 3. server restart -------------------------------------------------------------------------
+@pytest.mark.parametrize("stop", ["terminate", "kill"])
+def test_server_restart_mid_dialog_delivers_the_waiting_message_once(open_chat, server, stop):
+    chat = open_chat()
+    register(chat, "cy_restart", "restart-proof pass")
+    chat.exchange(None, "You are logged in as cy_restart.", press="Who am I?")
+    expect(chat.status).to_have_text("Connected")
+
+    shown_before = len(chat.statuses())
+    getattr(server, stop)()
+    expect(chat.status).to_have_attribute("data-state", re.compile("^(reconnecting|offline)$"))
+    chat.type_message("call me Cyrus")
+    waiting = chat.page.locator(".msg.pending")
+    expect(waiting).to_have_count(1)
+    expect(waiting.locator(".msg-text")).to_have_text("call me Cyrus")
+    expect(waiting.locator(".msg-status")).to_have_text("sending…")
+    assert "Cyrus" in chat.local_storage()["chatbot.outbox"]
+
+    server.start()
+    chat.expect_connected(timeout=20_000)
+    expect(chat.status).to_have_text("Connected")
+    shown = chat.statuses()[shown_before:]
+    assert shown[0] == "reconnecting:Reconnecting…" and shown[-1] == "connected:Connected", shown
+
+    nice = "Nice to meet you, Cyrus! I will remember that."
+    expect(chat.bot_texts.last).to_have_text(nice)
+    expect(chat.pending).to_have_count(0)
+    # The dialog goes on where it was; by the time its reply is in, a duplicate would have come too.
+    chat.exchange("what is my name", "You asked me to call you Cyrus.")
+    expect(chat.user_texts.filter(has_text=exactly("call me Cyrus"))).to_have_count(1)
+    expect(chat.bot_texts.filter(has_text=exactly(nice))).to_have_count(1)
+    assert "chatbot.outbox" not in chat.local_storage()
+
+    stored = server_history(server.port, chat.local_storage()["chatbot.resume"])
+    assert [e["text"] for e in stored].count("call me Cyrus") == 1
+    assert [e["text"] for e in stored].count(nice) == 1
+    assert [(e["from"], e["text"]) for e in stored] == [(e["from"], e["text"]) for e in chat.entries()]
+
+
+# --- 4. passwords ------------------------------------------------------------------------------
+def send_password(chat: ChatPage, password: str, *replies: str) -> None:
+    expect(chat.input).to_have_attribute("type", "password")
+    before = chat.bot_texts.count()
+    chat.input.fill(password)
+    chat.input.press("Enter")
+    expect(chat.input).to_have_value("")  # cleared as it is sent, before any reply
+    expect(chat.user_texts.last).to_have_text(MASK)
+    for offset, reply in enumerate(replies):
+        expect(chat.bot_texts.nth(before + offset)).to_have_text(exactly(reply))
+    expect(chat.pending).to_have_count(0)
+
+
+def test_passwords_are_nowhere_in_the_page_or_its_storage(open_chat):
+    chat = open_chat()
+    received: list[str] = []
+    sent: list[str] = []
+    chat.page.on("websocket", lambda ws: (ws.on("framereceived", lambda frame: received.append(frame)),
+                                          ws.on("framesent", lambda frame: sent.append(frame))))
+    chat.reload()  # so the recorder sees the page's connection from its start
+    right, wrong = "Zebra-Quartz-1977", "Wrong-Guess-4242"
+
+    register(chat, "dee_pw", right)
+    chat.click_and_expect(chat.logout_button, "You are logged out. Bye!", WELCOME_EN)
+    chat.click_and_expect(chat.login_button, "What is your username?")
+    chat.exchange("dee_pw", "Your password, please.")
+    send_password(chat, wrong, "Wrong username or password. Let us try again.", "What is your username?")
+    chat.exchange("dee_pw", "Your password, please.")
+    send_password(chat, right, "Welcome back, dee_pw!", listening("dee_pw"))
+    chat.expect_logged_in("dee_pw")
+
+    seen = {
+        "text": chat.page.evaluate("document.body.innerText"),
+        "html": chat.page.content(),
+        "inputs": json.dumps(chat.page.evaluate("[...document.querySelectorAll('input')].map(i => i.value)")),
+        "localStorage": json.dumps(chat.local_storage()),
+        "sessionStorage": json.dumps(chat.page.evaluate("() => ({...sessionStorage})")),
+        "storage writes": "\n".join(chat.storage_writes()),
+        "frames from the server": "\n".join(received),
+    }
+    assert any(write.startswith("chatbot.outbox=") for write in chat.storage_writes())  # it records
+    for secret in (right, wrong):
+        for where, content in seen.items():
+            assert secret not in content, f"a password shows in the {where}"
+    assert seen["text"].count(MASK) == 4
+    # Each password typed went out in exactly one frame: never queued, never resent.
+    assert sum(right in frame for frame in sent) == 3
+    assert sum(wrong in frame for frame in sent) == 1
+
+
+# --- 5. markup in messages ---------------------------------------------------------------------
+def test_markup_in_a_message_is_shown_as_text_and_runs_nothing(open_chat):
+    chat = open_chat()
+    chat.exchange(XSS, "To chat with me, please log in or register first.")
+    expect(chat.user_texts.last).to_have_text(XSS)
+    register(chat, "eve_xss", "no scripts please")
+    chat.exchange(f"call me {XSS}", f"Nice to meet you, {XSS}! I will remember that.")
+    chat.reload()  # the history path renders the same entries again
+    expect(chat.bot_texts.last).to_have_text(f"Nice to meet you, {XSS}! I will remember that.")
+    expect(chat.user_texts.filter(has_text=exactly(XSS))).to_have_count(1)
+    assert chat.page.locator("img").count() == 0
+    assert chat.page.evaluate("document.querySelectorAll('[onerror]').length") == 0
+    assert chat.dialogs == []
+
+
+# --- 6. Russian --------------------------------------------------------------------------------
+def test_russian_ui_and_conversation(open_chat):
+    chat = open_chat(locale="ru-RU")
+    page = chat.page
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    expect(page).to_have_title("Чат")
+    expect(chat.status).to_have_text("Подключено")
+    expect(chat.login_button).to_have_text("Войти")
+    expect(chat.register_button).to_have_text("Зарегистрироваться")
+    expect(page.get_by_test_id("send-button")).to_have_text("Отправить")
+    expect(page.get_by_label("Сообщение")).to_be_visible()
+    expect(chat.input).to_have_attribute("placeholder", "Введите сообщение")
+    expect(chat.bot_texts.first).to_have_text(WELCOME_RU)
+
+    chat.exchange(None, "Выберите имя пользователя: от 3 до 32 букв, цифр, «_», «-» или «.».",
+                  press="Регистрация")
+    chat.exchange("Борис", "Придумайте пароль: от 8 до 128 любых символов (но не имя пользователя).")
+    expect(chat.input).to_have_attribute("placeholder", "Пароль (скрыт)")
+    expect(page.get_by_test_id("input-hint")).to_have_text(
+        "То, что вы вводите здесь, скрыто и не показывается в чате.")
+    chat.exchange("секретный пароль", "Введите тот же пароль ещё раз для подтверждения.")
+    chat.exchange("секретный пароль", "Учётная запись готова, Борис. Вы вошли в систему.",
+                  "О чём поговорим, Борис? Спросите, что я умею.")
+    expect(chat.user_name).to_have_text("Борис")
+    expect(page.locator("#user-box")).to_have_text(re.compile(r"^\s*Вы вошли как\s+Борис\s*$"))
+    expect(chat.logout_button).to_have_text("Выйти")
+
+    chat.exchange(None, "Вы вошли как Борис.", press="Кто я?")
+    chat.exchange("зови меня Боря", "Приятно познакомиться, Боря! Я запомню.")
+    chat.exchange("как меня зовут", "Вы просили называть вас Боря.")
+    chat.click_and_expect(chat.logout_button, "Вы вышли из системы. До встречи!", WELCOME_RU)
+    expect(chat.register_button).to_be_visible()
+
+
+# --- layout and keyboard -----------------------------------------------------------------------
+@pytest.mark.parametrize("locale", ["en-US", "ru-RU"])
+def test_a_360px_wide_screen_fits(open_chat, locale):
+    chat = open_chat(locale=locale, width=360, height=740)
+
+    def assert_fits(stage: str) -> None:
+        assert chat.layout_problems() == [], stage
+
+    assert_fits("anonymous")
+    chat.click_and_expect(chat.register_button, re.compile("."))
+    long_name = "w" * 32
+    chat.exchange(long_name, re.compile("."))
+    assert_fits("password prompt with its hint")
+    chat.exchange("narrow screen pass", re.compile("."))
+    chat.exchange("narrow screen pass", re.compile(long_name), re.compile(long_name))
+    chat.expect_logged_in(long_name)
+    chat.exchange("call me " + "Вероника" * 20, re.compile("Вероника"))
+    chat.exchange("https://example.com/" + "a/b/c?d=e&" * 20, re.compile("."))
+    assert_fits("logged in, long words")
+    send = chat.page.get_by_test_id("send-button").bounding_box()
+    assert send["x"] + send["width"] <= 360
+
+
+def test_keyboard_only_use(open_chat):
+    chat = open_chat()
+    page = chat.page
+    expect(chat.bot_texts.first).to_have_text(WELCOME_EN)
+    focused = []
+    for _ in range(15):
+        page.keyboard.press("Tab")
+        ring = page.evaluate("""() => {
+          const el = document.activeElement, style = getComputedStyle(el);
+          return {id: el.id || el.textContent, visible: el.matches(':focus-visible'),
+                  outline: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2};
+        }""")
+        focused.append(ring["id"])
+        assert ring["visible"] and ring["outline"], f"no visible focus on {ring['id']}"
+        if ring["id"] == "input":
+            break
+    assert focused[-1] == "input", f"Tab never reached the message field: {focused}"
+    assert {"login", "register", "log"} <= set(focused)
+
+    before = chat.bot_texts.count()
+    page.keyboard.type("hello")
+    page.keyboard.press("Enter")
+    expect(chat.user_texts.last).to_have_text("hello")
+    expect(chat.bot_texts.nth(before)).to_have_text(WELCOME_EN)
+    expect(chat.pending).to_have_count(0)
+    expect(chat.input).to_be_focused()
+    expect(chat.input).to_have_value("")
+
+    # Back to the latest reply's quick replies, and press one with the keyboard.
+    page.keyboard.press("Shift+Tab")
+    expect(chat.quick_reply("Register")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(chat.bot_texts.last).to_have_text(ASK_NEW_USERNAME)
+    expect(chat.input).to_be_focused()
