@@ -1,0 +1,450 @@
+"""`chatbot replay` on logs of real conversations with a real server: offline, as a transcript, and live."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from tornado.ioloop import IOLoop
+
+from bench.bench_replay import write_log
+from chatbot.dialogs import BUILTIN_FLOWS
+from chatbot.logs import setup_logging
+from chatbot.replay import read_sessions, replay_session
+from chatbot.replay.command import replay
+from tests.engine_helpers import make_engine
+from tests.server_helpers import Client, running_server, shared_engine
+
+PASSWORD_ANN = "correct horse battery 42"
+PASSWORD_BOB = "Tr0ub4dor&3-зебра"
+NOT_THE_SAME = "not the same one 7"
+WRONG_PASSWORD = "wrong password 1"
+SECRETS = (PASSWORD_ANN, PASSWORD_BOB, NOT_THE_SAME, WRONG_PASSWORD)
+
+
+def cli(*args) -> tuple[int, str, str]:
+    """The replay command as a person runs it: exit status, stdout, stderr."""
+    result = CliRunner().invoke(replay, [str(arg) for arg in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+async def cli_in_thread(*args) -> tuple[int, str, str]:
+    """For --live: the command runs its own event loop, so it runs beside the server's."""
+    return await IOLoop.current().run_in_executor(None, lambda: cli(*args))
+
+
+def status_line(output: str, session_id: str) -> str:
+    found = re.search(rf"^{session_id}\s+.*$", output, re.MULTILINE)
+    assert found, f"no line for {session_id} in:\n{output}"
+    return found.group(0)
+
+
+# --- recording real conversations ------------------------------------------------------------
+@dataclass
+class Recording:
+    log_dir: Path
+    ids: dict[str, str]  # who → session id
+
+
+class Visitor:
+    """One person at the chat page: a connection, its session token and the last seq seen."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.client: Client | None = None
+        self.welcome: dict = {}
+
+    async def arrive(self, lang: str = "en") -> str:
+        self.client = await Client.connect(self.port)
+        self.welcome = await self.client.hello(lang=lang)
+        await self.client.recv_until("reply")
+        return self.welcome["session"]
+
+    @property
+    def token(self) -> str:
+        auths = [f["resume"] for f in self.client.frames if f["type"] == "auth"]
+        return auths[-1] if auths else self.welcome["resume"]
+
+    @property
+    def last_seq(self) -> int:
+        return max(f["seq"] for f in self.client.frames if "seq" in f and f["type"] in ("reply", "user"))
+
+    async def reconnect(self, lang: str = "en") -> dict:
+        token, last_seq = self.token, self.last_seq
+        self.client.close()
+        self.client = await Client.connect(self.port)
+        welcome = await self.client.hello(resume=token, last_seq=last_seq, lang=lang)
+        assert welcome["resumed"] is True
+        return welcome
+
+    async def say(self, *texts: str) -> None:
+        for text in texts:
+            await self.client.say(text)
+
+    async def press(self, action: str) -> None:
+        await self.client.press(action)
+
+    def leave(self) -> None:
+        self.client.close()
+
+
+async def conversations(port: int) -> dict[str, str]:
+    """Registration, chat, a reconnect, logout; a login with a wrong password first; Russian and a mismatch."""
+    ann = Visitor(port)
+    ids = {"ann": await ann.arrive()}
+    await ann.press("register")  # step 1
+    await ann.say("ann", PASSWORD_ANN, PASSWORD_ANN)  # steps 2-4
+    await ann.say("who am I", "tell me a joke", "what time is it", "call me Annie")  # steps 5-8
+    await ann.reconnect()
+    await ann.say("what is my name")  # step 9
+    await ann.press("logout")  # step 10
+    ann.leave()
+
+    again = Visitor(port)
+    ids["login"] = await again.arrive()
+    await again.press("login")  # step 1
+    await again.say("ann", WRONG_PASSWORD)  # steps 2-3: a failed login
+    await again.say("ann", PASSWORD_ANN, "thanks")  # steps 4-6
+    again.leave()
+
+    bob = Visitor(port)
+    ids["bob"] = await bob.arrive("ru")
+    await bob.press("register")
+    await bob.say("bob", PASSWORD_BOB, NOT_THE_SAME)  # the confirmation does not match
+    await bob.say(PASSWORD_BOB, PASSWORD_BOB, "привет")
+    await bob.press("logout")
+    bob.leave()
+    return ids
+
+
+async def record(tmp: Path) -> Recording:
+    with setup_logging(log_dir=tmp / "logs", console="none"):
+        async with running_server(tmp) as server:
+            ids = await conversations(server.port)
+    return Recording(tmp / "logs", ids)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Recording:
+    return asyncio.run(record(tmp_path_factory.mktemp("recorded")))
+
+
+def changed_flows(folder: Path) -> Path:
+    """The built-in chat and login flows with one reply text and one transition changed."""
+    folder.mkdir(exist_ok=True)
+    chat = (BUILTIN_FLOWS / "chat.yaml").read_text(encoding="utf-8")
+    old = 'en: "You are logged in as {user}."'
+    assert chat.count(old) == 1
+    (folder / "chat.yaml").write_text(chat.replace(old, 'en: "You are signed in as {user}."'), encoding="utf-8")
+    login = (BUILTIN_FLOWS / "login.yaml").read_text(encoding="utf-8")
+    old = "dest: ask_username\n    say:\n      en: \"Wrong username or password."
+    assert login.count(old) == 1
+    (folder / "login.yaml").write_text(login.replace(old, old.replace("ask_username", "ask_password")),
+                                       encoding="utf-8")
+    return folder
+
+
+# --- offline replay ----------------------------------------------------------------------------
+def test_every_recorded_session_replays_the_same(recording):
+    code, out, err = cli(recording.log_dir)
+    assert code == 0, out + err
+    steps = {"ann": 11, "login": 7, "bob": 9}
+    for who, session_id in recording.ids.items():
+        assert re.fullmatch(rf"{session_id}\s+same\s+{steps[who]} steps\s+user (ann|bob)",
+                            status_line(out, session_id)), out
+    assert "3 session(s) from 1 file(s): 3 same, 0 diverged, 0 incomplete; 27 steps" in out
+    assert err == ""
+
+
+def test_the_json_report_and_choosing_sessions_by_the_start_of_their_id(recording):
+    code, out, _ = cli(recording.log_dir, "--format", "json", "--session", recording.ids["bob"][:7],
+                       "--session", recording.ids["login"])
+    assert code == 0
+    report = json.loads(out)
+    assert [(s["session"], s["status"], s["steps"]) for s in report["sessions"]] == [
+        (recording.ids["bob"], "same", 9), (recording.ids["login"], "same", 7)]
+    assert report["summary"]["same"] == 2 and report["summary"]["diverged"] == 0
+    assert report["summary"]["messages"] == 14 and report["warnings"] == []
+
+
+def test_changed_flows_diverge_at_the_right_steps_with_a_readable_diff(recording, tmp_path):
+    flows = changed_flows(tmp_path / "flows")
+    code, out, err = cli(recording.log_dir, "--flows", flows)
+    assert code == 1, out + err
+    ann, login, bob = recording.ids["ann"], recording.ids["login"], recording.ids["bob"]
+    assert "DIVERGED    at step 5" in status_line(out, ann)
+    assert "DIVERGED    at step 3" in status_line(out, login)
+    assert "same" in status_line(out, bob)
+    assert "step 5: message 'who am I' in chat:listening" in out
+    assert ("    replies:\n"
+            "      - expected: You are logged in as ann.\n"
+            "      +   actual: You are signed in as ann.\n") in out
+    assert "step 3: password (not logged) in login:ask_password" in out
+    assert ("    transitions:\n"
+            "      - expected: login:ask_password → login:ask_username  (text)\n"
+            "      +   actual: login:ask_password → login:ask_password  (text)\n") in out
+    assert ("      - expected: What is your username?  [Cancel → cancel]\n"
+            "      +   actual: Your password, please.  [Cancel → cancel]  (input: password)") in out
+    assert "1 same, 2 diverged, 0 incomplete" in out
+
+    code, out, _ = cli(recording.log_dir, "--flows", flows, "--format", "json")
+    report = {s["session"]: s for s in json.loads(out)["sessions"]}
+    assert code == 1
+    difference = report[ann]["divergence"]
+    assert difference["step"] == 5 and difference["input"] == "who am I"
+    assert difference["differences"] == {"replies": {
+        "expected": [{"text": "You are logged in as ann.", "buttons": [], "input": "text"}],
+        "actual": [{"text": "You are signed in as ann.", "buttons": [], "input": "text"}]}}
+    assert report[login]["divergence"]["step"] == 3
+    assert report[login]["divergence"]["input"] == "[redacted]"
+    assert set(report[login]["divergence"]["differences"]) == {"replies", "transitions"}
+
+
+def test_a_session_spread_over_rotated_and_compressed_files_replays_whole(tmp_path):
+    async def chat():
+        with setup_logging(log_dir=tmp_path / "logs", console="none", max_bytes=1500, backup_count=200,
+                           compress_backups=True):
+            async with running_server(tmp_path) as server:
+                visitor = Visitor(server.port)
+                session_id = await visitor.arrive()
+                await visitor.press("register")
+                await visitor.say("dora", PASSWORD_ANN, PASSWORD_ANN)
+                for index in range(12):
+                    await visitor.say(f"call me Dora {index}", "what is my name")
+                visitor.leave()
+        return session_id
+
+    session_id = asyncio.run(chat())
+    rotated = sorted((tmp_path / "logs").glob("chatbot.log.*.gz"))
+    assert len(rotated) >= 5, "the conversation spans many files"
+    code, out, err = cli(tmp_path / "logs" / "chatbot.log")
+    assert code == 0, out + err
+    assert re.fullmatch(rf"{session_id}\s+same\s+29 steps\s+user dora", status_line(out, session_id))
+    assert f"from {len(rotated) + 1} file(s)" in out
+    _assert_no_secret_in(tmp_path / "logs")
+
+
+def test_a_session_across_a_server_restart_with_logs_in_two_folders_replays_in_either_order(tmp_path):
+    async def chat():
+        with setup_logging(log_dir=tmp_path / "before", console="none"):
+            async with running_server(tmp_path) as server:
+                visitor = Visitor(server.port)
+                session_id = await visitor.arrive()
+                await visitor.press("register")
+                await visitor.say("erin", PASSWORD_ANN, PASSWORD_ANN, "call me Eri")
+                token, last_seq = visitor.token, visitor.last_seq
+                visitor.leave()
+        with setup_logging(log_dir=tmp_path / "after", console="none"):
+            async with running_server(tmp_path) as server:
+                client = await Client.connect(server.port)
+                assert (await client.hello(resume=token, last_seq=last_seq))["resumed"] is True
+                await client.say("what is my name")
+                await client.say("who am i")
+                client.close()
+        return session_id
+
+    session_id = asyncio.run(chat())
+    for order in (["before", "after"], ["after", "before"]):
+        code, out, err = cli(*(tmp_path / name for name in order))
+        assert code == 0, out + err
+        assert re.fullmatch(rf"{session_id}\s+same\s+8 steps\s+user erin", status_line(out, session_id)), out
+
+
+def test_a_language_switch_on_reconnect_replays_when_the_log_names_the_language(tmp_path):
+    async def chat():
+        with setup_logging(log_dir=tmp_path / "logs", console="none"):
+            async with running_server(tmp_path) as server:
+                visitor = Visitor(server.port)
+                session_id = await visitor.arrive("en")
+                await visitor.say("hello")
+                await visitor.reconnect(lang="ru")
+                await visitor.say("hello")
+                visitor.leave()
+        return session_id
+
+    session_id = asyncio.run(chat())
+    log = tmp_path / "logs" / "chatbot.log"
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    resumed = next(record for record in lines if record["event"] == "session.resumed")
+    resumed["lang"] = "ru"  # what the server is to log (and may log already)
+    log.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in lines), encoding="utf-8")
+    code, out, _ = cli(log)
+    assert code == 0 and "same        3 steps" in status_line(out, session_id), out
+
+    del resumed["lang"]
+    log.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in lines), encoding="utf-8")
+    code, out, _ = cli(log)
+    assert code == 1 and "at step 2" in status_line(out, session_id), "without it, step 2 replays in English"
+
+
+# --- bad input ---------------------------------------------------------------------------------
+def copy_log(recording: Recording, tmp_path: Path) -> tuple[Path, list[str]]:
+    target = tmp_path / "chatbot.log"
+    shutil.copy(recording.log_dir / "chatbot.log", target)
+    return target, target.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def test_bad_lines_are_warnings_naming_file_and_line_and_the_rest_replays(recording, tmp_path):
+    log, lines = copy_log(recording, tmp_path)
+    inserted = [
+        "this is not json\n",
+        '{"ts": "2026-11-25T16:40:01.123Z", "level": "info", "event": "mystery.event", "pid": 1}\n',
+        '{"asctime": "2026-11-25 16:40:01", "levelname": "INFO", "message": "message.in", "text": "hi"}\n',
+        '{"ts": "2026-11-25T16:40:01.123Z", "level": "info", "event": "message.in", "pid": 1, "session": "x1"}\n',
+        '[1, 2, 3]\n',
+    ]
+    lines[3:3] = inserted
+    lines.append('{"ts": "2026-11-25T16:41:36.1')  # the server died while writing
+    log.write_text("".join(lines), encoding="utf-8")
+    code, out, err = cli(log)
+    assert code == 0, out + err
+    assert "3 same, 0 diverged, 0 incomplete" in out
+    assert f"warning: {log}:4: not valid JSON: Expecting value" in err
+    assert f"warning: {log}:5: unknown event 'mystery.event', skipped" in err
+    assert f"warning: {log}:6: not a chatbot event record (no 'event' field): an older log format?" in err
+    assert f"warning: {log}:7: message.in without 'text', skipped: an older log format?" in err
+    assert f"warning: {log}:8: not a JSON object, got list" in err
+    assert f"warning: {log}:{len(lines)}: not valid JSON (unfinished last line)" in err
+    assert "; 6 warning(s)" in out
+
+
+def test_a_lost_input_line_leaves_only_its_session_incomplete(recording, tmp_path):
+    log, lines = copy_log(recording, tmp_path)
+    login = recording.ids["login"]
+    wrong = [i for i, line in enumerate(lines) if f'"{login}"' in line and '"message.in"' in line][1]
+    lines[wrong] = lines[wrong][:40] + "\n"  # a damaged disk block
+    log.write_text("".join(lines), encoding="utf-8")
+    code, out, err = cli(log)
+    assert code == 0, out + err
+    assert re.search(rf"incomplete  step 3 \({re.escape(str(log))}:\d+\): the log lacks the input of this turn, "
+                     r"see the warnings \(same up to there, 3 steps\)", status_line(out, login)), out
+    assert "2 same, 0 diverged, 1 incomplete" in out
+    assert f"{log}:{wrong + 1}: not valid JSON" in err
+
+
+def test_a_missing_recorded_answer_is_a_divergence_that_says_what_was_asked(recording, tmp_path):
+    log, lines = copy_log(recording, tmp_path)
+    ann = recording.ids["ann"]
+    first_effect = next(i for i, line in enumerate(lines) if f'"{ann}"' in line and '"effect"' in line)
+    del lines[first_effect]
+    log.write_text("".join(lines), encoding="utf-8")
+    code, out, _ = cli(log)
+    assert code == 1
+    assert "DIVERGED    at step 0" in status_line(out, ann)
+    assert "the flow asked 'random_index' but the log recorded no more answers" in out
+
+
+def test_unusable_input_exits_2_with_the_reason(recording, tmp_path):
+    assert cli(tmp_path / "gone.log")[0::2] == (2, f"replay: {tmp_path / 'gone.log'}: no such file\n")
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    assert cli(empty)[0::2] == (2, f"replay: no readable records in {empty}\n")
+    garbage = tmp_path / "garbage.log"
+    garbage.write_text("not json\n")
+    code, _, err = cli(garbage)
+    assert code == 2 and err.endswith(f"replay: no readable records in {garbage}\n")
+    server_only = tmp_path / "server.log"
+    server_only.write_text('{"ts": "2026-11-25T16:40:01.123Z", "event": "server.start", "pid": 1}\n')
+    code, _, err = cli(server_only)
+    assert code == 2 and "replay: no chat sessions in" in err
+    code, _, err = cli(recording.log_dir, "--session", "nope")
+    assert code == 2 and err.startswith("replay: no session 'nope' in ")
+    code, _, err = cli(recording.log_dir, "--flows", tmp_path / "no-such-folder")
+    assert code == 2 and "no such folder" in err
+
+
+# --- transcript --------------------------------------------------------------------------------
+def test_the_transcript_reads_like_the_conversation(recording):
+    ann = recording.ids["ann"]
+    code, out, _ = cli(recording.log_dir, "--transcript", ann[:8])
+    assert code == 0
+    lines = out.splitlines()
+    assert re.fullmatch(rf"session {ann} · started \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC · language en · .+", lines[0])
+    assert re.fullmatch(r"\d\d:\d\d:\d\d  bot      (Hello! I am your chat bot\. Do you want to log in or register\?"
+                        r"|Hi there! Log in or create an account to start chatting\.)", lines[1])
+    assert lines[2].strip() == "[Log in] [Register]"
+    assert re.fullmatch(r"\d\d:\d\d:\d\d  visitor  pressed \[Register\]", lines[3])
+    assert lines[4].strip() == "· hub:welcome → hub:registration_handoff → registration:ask_username  (register)"
+    text = "\n".join(line[10:] for line in lines)  # without the times
+    assert "visitor  •••••• (password)\n" in text
+    assert "· registered ann\n" in text
+    assert "ann      call me Annie\n" in text and "· nickname = 'Annie'" in text
+    assert "---      disconnected (connection" in text and "---      reconnected (connection" in text
+    assert text.index("reconnected") < text.index("ann      what is my name")
+    assert "bot      You asked me to call you Annie." in text
+    assert "· ann logged out" in text
+    for secret in SECRETS:
+        assert secret not in out
+
+    code, out, _ = cli(recording.log_dir, "--transcript", recording.ids["login"], "--format", "json")
+    entries = json.loads(out)["entries"]
+    assert [e.get("text") or e.get("action") for e in entries if "step" in e] == [
+        None, "login", "ann", "[redacted]", "ann", "[redacted]", "thanks"]
+    assert entries[3]["secret"] is True and entries[3]["accounts"] == [
+        {"event": "account.login", "user": "ann", "ok": False, "reason": "bad_credentials", "result": "failed"}]
+
+
+# --- live --------------------------------------------------------------------------------------
+@pytest.mark.gen_test(timeout=90)
+async def test_live_replay_against_a_fresh_server_is_the_same(recording, tmp_path):
+    async with running_server(tmp_path) as server:
+        code, out, err = await cli_in_thread(recording.log_dir, "--live", f"ws://127.0.0.1:{server.port}/ws")
+    assert code == 0, out + err
+    assert "live replay of 3 session(s)" in out and "3 same, 0 diverged, 0 incomplete; 27 steps" in out
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_live_replay_reports_changed_replies_and_logins_it_cannot_make(recording, tmp_path):
+    changed = make_engine(changed_flows(tmp_path / "flows"))
+    async with running_server(tmp_path / "changed", engine=changed) as server:
+        code, out, err = await cli_in_thread(recording.log_dir, "--live", f"ws://127.0.0.1:{server.port}/ws")
+    assert code == 1, out + err
+    assert "DIVERGED    at step 5" in status_line(out, recording.ids["ann"])
+    assert ("      - expected: You are logged in as ann.\n"
+            "      +   actual: You are signed in as ann.\n") in out
+    assert "DIVERGED    at step 3" in status_line(out, recording.ids["login"])
+
+    async with running_server(tmp_path / "fresh", engine=shared_engine()) as server:
+        code, out, err = await cli_in_thread(recording.log_dir, "--live", f"ws://127.0.0.1:{server.port}/ws",
+                                             "--session", recording.ids["login"])
+    assert code == 0, out + err
+    line = status_line(out, recording.ids["login"])
+    assert "incomplete  step 5 (" in line and "logs in as 'ann', whose password is not in the log" in line
+    assert "(same up to there, 5 steps)" in line, "the failed login before it was compared"
+
+
+def test_live_replay_of_an_unreachable_server_exits_2(recording):
+    code, _, err = cli(recording.log_dir, "--live", "ws://127.0.0.1:9/ws", "--timeout", "2")
+    assert code == 2 and err.startswith("replay: ws://127.0.0.1:9/ws: cannot open a WebSocket:")
+
+
+# --- secrecy and the benchmark's log -----------------------------------------------------------
+def _assert_no_secret_in(folder: Path) -> None:
+    files = [path for path in folder.iterdir() if path.name.startswith("chatbot.log")]
+    assert files
+    for path in files:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        for secret in SECRETS:
+            assert secret.encode() not in raw, f"{secret!r} is in {path}"
+
+
+def test_no_password_reaches_any_log_file(recording):
+    assert '"secret": true' in (recording.log_dir / "chatbot.log").read_text(encoding="utf-8")
+    _assert_no_secret_in(recording.log_dir)
+
+
+def test_the_benchmark_writes_logs_that_replay_the_same(tmp_path):
+    engine = make_engine()
+    written = write_log(tmp_path, engine, 150)
+    outcomes = [replay_session(engine, s) for s in read_sessions([tmp_path]).sessions.values()]
+    assert {outcome.status for outcome in outcomes} == {"same"}
+    assert sum(outcome.steps - 1 for outcome in outcomes) == written >= 150
