@@ -7,7 +7,9 @@ import gzip
 import json
 import re
 import shutil
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from bench.bench_replay import write_log
 from chatbot.dialogs import BUILTIN_FLOWS
 from chatbot.logs import setup_logging
 from chatbot.replay import read_sessions, replay_session
-from chatbot.replay.command import replay
+from chatbot.replay.command import main, replay
 from tests.engine_helpers import make_engine
 from tests.server_helpers import Client, running_server, shared_engine
 
@@ -154,7 +156,9 @@ def changed_flows(folder: Path) -> Path:
 
 
 # --- offline replay ----------------------------------------------------------------------------
-def test_every_recorded_session_replays_the_same(recording):
+def test_every_recorded_session_replays_the_same(recording, capsys):
+    assert main([str(recording.log_dir), "--session", recording.ids["ann"]]) == 0
+    assert "same        11 steps" in capsys.readouterr().out
     code, out, err = cli(recording.log_dir)
     assert code == 0, out + err
     steps = {"ann": 11, "login": 7, "bob": 9}
@@ -400,6 +404,16 @@ async def test_live_replay_against_a_fresh_server_is_the_same(recording, tmp_pat
         code, out, err = await cli_in_thread(recording.log_dir, "--live", f"ws://127.0.0.1:{server.port}/ws")
     assert code == 0, out + err
     assert "live replay of 3 session(s)" in out and "3 same, 0 diverged, 0 incomplete; 27 steps" in out
+
+    bob = read_sessions([recording.log_dir]).sessions[recording.ids["bob"]]
+    span = (datetime.fromisoformat(bob.steps[-1].ts) - datetime.fromisoformat(bob.steps[0].ts)).total_seconds()
+    async with running_server(tmp_path / "paced") as server:
+        started = time.monotonic()
+        code, out, err = await cli_in_thread(recording.log_dir, "--live", f"ws://127.0.0.1:{server.port}/ws",
+                                             "--session", recording.ids["bob"], "--speed", "0.5")
+        elapsed = time.monotonic() - started
+    assert code == 0 and "1 same" in out, out + err
+    assert elapsed >= span / 0.5, "--speed 0.5 plays the recorded pauses twice as long"
 
 
 @pytest.mark.gen_test(timeout=90)
