@@ -140,12 +140,12 @@ def _engine(flows_dir: Path | None, actions: tuple[str, ...]) -> Engine:
               help="Print this session as a conversation (time, who, text, state changes) instead.")
 @click.option("--live", metavar="URL",
               help="Send the sessions to a running server (ws://HOST:PORT/ws) instead of replaying offline.")
-@click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="X",
               help="With --live: play the recorded pauses this many times faster (1 = as recorded); "
                    "0 sends each message as soon as the previous one is answered.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=50, show_default=True,
+@click.option("--concurrency", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
               help="With --live: sessions played at the same time, each over its own connection.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, metavar="SECONDS",
               help="With --live: seconds to wait for each answer of the server.")
 @click.pass_context
 def replay(ctx: click.Context, **options) -> None:
