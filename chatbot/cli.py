@@ -179,6 +179,11 @@ def serve(config_file: Path | None, **options) -> None:
     sys.exit(code)
 
 
+from chatbot.replay.command import replay  # noqa: E402  (the command imports this module lazily)
+
+cli.add_command(replay)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `chatbot` console script; `argv` makes it testable."""
     try:

@@ -20,11 +20,13 @@ import gzip
 import json
 import logging
 import os
+import queue
 import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -108,8 +110,13 @@ class EventLog:
             if value is None:
                 fields = {key: value for key, value in fields.items() if value is not None}
                 break
-        # stacklevel 3: the record names the caller of event()/warning()/error(), not this file.
-        self.logger.log(level, name, exc_info=exc_info, extra={EVENT_FIELDS: fields}, stacklevel=3)
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        # makeRecord + handle skip logging's walk up the stack for the caller's file and line,
+        # which the JSON lines do not show and which costs more than the rest of the call.
+        logger = self.logger
+        logger.handle(logger.makeRecord(logger.name, level, "", 0, name, (), exc_info,
+                                        extra={EVENT_FIELDS: fields}))
 
 
 class RedactFilter(logging.Filter):
@@ -218,6 +225,26 @@ def _is_project_logger(name: str) -> bool:
     return name == _PROJECT_LOGGER or name.startswith(_PROJECT_LOGGER + ".")
 
 
+class _HandOver(QueueHandler):
+    """Puts records on the queue as they are; the listener's handlers format them.
+
+    (QueueHandler.prepare would format the message and the traceback here, on the caller's
+    thread, and fold them into one text field: the JSON formatter wants them apart.)
+    """
+
+    listener: QueueListener | None = None
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+    def flush(self) -> None:
+        """Return once every record queued so far is written."""
+        listener = self.listener
+        if listener is not None and listener._thread is not None:
+            listener.stop()  # writes out what is queued, then ends the thread
+            listener.start()
+
+
 @dataclass
 class LoggingHandle:
     """What setup_logging installed on the root logger; close() takes it all away again."""
@@ -226,11 +253,19 @@ class LoggingHandle:
     handlers: list[logging.Handler]
     previous_level: int
     closed: bool = field(default=False)
+    hand_over: logging.Handler | None = None
+    listener: QueueListener | None = None
 
     def close(self) -> None:
+        """Write out every record still queued, then remove and close the handlers."""
         if self.closed:
             return
         root = logging.getLogger()
+        if self.hand_over is not None:
+            root.removeHandler(self.hand_over)
+            self.hand_over.listener = None
+        if self.listener is not None:
+            self.listener.stop()
         for handler in self.handlers:
             root.removeHandler(handler)
             handler.close()
@@ -296,9 +331,20 @@ def setup_logging(
     previous_level = root.level
     for handler in handlers:
         handler.addFilter(redact)
-        root.addHandler(handler)
+    # Formatting a record and writing it under the file lock take a few tens of microseconds:
+    # a thread of its own does that, so a server's event loop only queues the record.
+    records: queue.SimpleQueue = queue.SimpleQueue()
+    listener = QueueListener(records, *handlers, respect_handler_level=True)
+    hand_over = _HandOver(records)
+    hand_over.listener = listener
+    root.addHandler(hand_over)
     root.setLevel(level_no)
-    return LoggingHandle(path=log_path, handlers=handlers, previous_level=previous_level)
+    # transitions reports every callback it runs at INFO: a line per callback per turn, and no
+    # event of ours. Its warnings and errors still come through.
+    logging.getLogger("transitions").setLevel(max(level_no, logging.WARNING))
+    listener.start()
+    return LoggingHandle(path=log_path, handlers=handlers, previous_level=previous_level,
+                         hand_over=hand_over, listener=listener)
 
 
 def _parse_level(level: str) -> int:

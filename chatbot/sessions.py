@@ -125,7 +125,7 @@ class SessionManager:
         self.metrics.resumes.inc()
         self.metrics.resent_replies.inc(resent)
         self.events.event("session.resumed", session=live.id, conn=peer.conn_id, user=live.state.user,
-                          resent=resent)
+                          lang=live.state.lang, seq=live.seq, resent=resent)
         return live
 
     def detach(self, peer: Peer, live: LiveSession | None) -> None:

