@@ -360,7 +360,8 @@ def test_processes_sharing_one_file_lose_and_tear_no_line(log_dir):
     assert [line.error for line in lines if line.error] == []
     written = [line.record["worker"] for line in lines]
     switches = sum(1 for before, after in zip(written, written[1:]) if before != after)
-    assert switches >= 100, "the processes should have written at the same time"
+    # Records go to the file in batches, so writers take turns per batch, not per record.
+    assert switches >= 10, "the processes should have written at the same time"
     seen: dict[int, list[int]] = {worker: [] for worker in range(workers)}
     for line in lines:
         record = line.record
