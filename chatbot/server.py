@@ -238,8 +238,9 @@ class MetricsHandler(tornado.web.RequestHandler):
 class PageHandler(tornado.web.StaticFileHandler):
     def set_extra_headers(self, path: str) -> None:
         # The page loads nothing from elsewhere and renders text, never HTML.
-        self.set_header("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; "
-                                                   "img-src 'self' data:; frame-ancestors 'none'")
+        self.set_header("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; "
+                                                   "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+                                                   "form-action 'none'; frame-ancestors 'none'")
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
         self.set_header("Cache-Control", "no-cache")

@@ -326,7 +326,9 @@ class SessionManager:
             self.by_token.pop(live.token_hash, None)
             live.token_hash = hashed
             self.by_token[hashed] = live.id
-            frames.append(("all", {"type": "auth", "user": state.user, "resume": token}))
+            # Before the replies: a page shows who is logged in by the time it shows "welcome".
+            first_reply = next((i for i, (_, frame) in enumerate(frames) if frame["type"] == "reply"), len(frames))
+            frames.insert(first_reply, ("all", {"type": "auth", "user": state.user, "resume": token}))
         if client_id:
             frames.append(("self", {"type": "ack", "id": client_id, "seq": ack_seq}))
         self._log_turn(live, result, frames)

@@ -32,7 +32,8 @@ async def test_health_and_page(tmp_path):
         assert health["status"] == "ok" and health["connections"] == 0 and "version" in health
         page = await http.fetch(f"http://127.0.0.1:{server.port}/")
         assert b'role="log"' in page.body
-        assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+        policy = page.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "connect-src 'self'" in policy
         metrics = await http.fetch(f"http://127.0.0.1:{server.port}/metrics")
         assert b"chatbot_connections_open" in metrics.body
 
@@ -294,9 +295,11 @@ async def test_logout_in_one_tab_ends_the_login_of_every_tab(tmp_path):
         token = next(f for f in await register(first, "erin") if f["type"] == "auth")["resume"]
         second = await Client.connect(server.port)
         await second.hello(resume=token)
-        await first.press("logout")
-        auth = (await second.recv_until("auth"))[-1]
+        logout = await first.press("logout")
+        seen = await second.recv_until("reply", seq=logout[-2]["seq"])
+        auth = next(f for f in seen if f["type"] == "auth")
         assert auth["user"] is None and auth["resume"] != token
+        assert seen.index(auth) < [f["type"] for f in seen].index("reply"), "auth comes before the replies"
         frames = await second.say("who am i")
         assert replies(frames)[0] == "To chat with me, please log in or register first."
         stale = await Client.connect(server.port)
