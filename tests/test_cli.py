@@ -159,3 +159,22 @@ def test_chat_in_russian_with_the_example_bot(here, capsys, monkeypatch):
     ])
     assert "bot> 2 × большую, всего 24 €, чек на аня@пример.рф. Заказываем?" in out
     assert re.search(r"bot> (Заказ P-\d{5} уже в печи\. Приятного аппетита, аня!|Готово: заказ P-\d{5}\.)", out)
+
+
+def test_serve_refuses_to_start_on_an_invalid_flow_with_the_same_messages(here, capsys):
+    folder = here / "data" / "flows"
+    folder.mkdir(parents=True)
+    (folder / "pizza.yaml").write_text(BROKEN, encoding="utf-8")
+    assert run(["serve", "--port", "0", "--log-format", "none"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "data/flows/pizza.yaml:10: transitions[0].dest: unknown state 'ask_sise' (did you mean 'ask_size'?)",
+        "1 problem(s) found",
+    ]
+    assert not (here / "data" / "chatbot.db").exists(), "nothing was started"
+
+
+def test_serve_reports_a_bad_setting_with_its_source_and_exit_2(here, capsys, monkeypatch):
+    monkeypatch.setenv("CHATBOT_PORT", "eighty")
+    assert run(["serve"]) == 2
+    assert capsys.readouterr().err.strip() == "error: CHATBOT_PORT: port: expected int, got 'eighty'"
