@@ -1,7 +1,7 @@
 """The load benchmark of `chatbot serve` against a bare Tornado echo server (see docs/performance.md).
 
-    .venv/bin/python -m bench.run_load --quick     # about 3 minutes
-    .venv/bin/python -m bench.run_load             # the full run behind the targets, about 12 minutes
+    .venv/bin/python -m bench.run_load --quick     # about 2 minutes
+    .venv/bin/python -m bench.run_load             # the full run behind the targets, about 10 minutes
     .venv/bin/python -m bench.run_load --workers 2 --db postgresql://postgres@127.0.0.1:5432/test
 
 Everything runs on 127.0.0.1: the servers and the load generator processes
@@ -25,10 +25,10 @@ from bench.load.suite import Plan, Suite
 PRESETS = {
     "full": Plan(profile_seconds=10.0),
     "quick": Plan(concurrency=(100,), duration=3.0, warmup=1.0, open_rate=300.0, open_connections=300,
-                  idle_steps=(1000,), sessions=300, logins=30, profile_seconds=3.0),
-    "smoke": Plan(concurrency=(5,), duration=1.0, warmup=0.3, repeats=1, open_rate=20.0, open_connections=5,
+                  idle_steps=(1000,), sessions=300, logins=30, profile_seconds=3.0, replay_messages=5000),
+    "smoke": Plan(concurrency=(5,), duration=1.0, warmup=0.3, repeats=1, procs=1, open_rate=20.0, open_connections=5,
                   idle_steps=(50,), sessions=20, logins=2, login_concurrency=2, session_concurrency=10,
-                  profile_seconds=0.0),
+                  profile_seconds=0.0, replay_messages=300),
 }
 
 
@@ -62,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--logins", type=int, help="logins per run (0: skip)")
     p.add_argument("--profile", type=float, dest="profile_seconds", metavar="SECONDS",
                    help="profile the chat server with py-spy for this long under the closed loop (0: no profile)")
+    p.add_argument("--replay-messages", type=int, help="logged messages bench/bench_replay.py replays (0: skip)")
     p.add_argument("--workers", type=int, help="passed to chatbot serve as --workers")
     p.add_argument("--db", help="passed to chatbot serve as --db (e.g. postgresql://postgres@127.0.0.1:5432/test)")
     p.add_argument("--server-arg", action="append", default=[], metavar="ARG",

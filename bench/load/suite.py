@@ -36,7 +36,7 @@ class Plan:
     duration: float = 10.0
     warmup: float = 2.0
     repeats: int = 3
-    procs: int = 1
+    procs: int = 2
     open_rate: float = 1000.0
     open_connections: int = 1000
     idle_steps: tuple[int, ...] = (1000, 10000)
@@ -48,6 +48,7 @@ class Plan:
     server_args: tuple[str, ...] = ()
     profile_seconds: float = 0.0
     profile_concurrency: int = 100
+    replay_messages: int = 30000
 
     @property
     def accounts(self) -> int:
@@ -76,6 +77,18 @@ def scrape_metrics(target: Target) -> dict[str, float] | None:
                 if sample.name.endswith(("_sum", "_count")):
                     values[sample.name] = sample.value
     return values
+
+
+def code_version() -> str:
+    """The commit of the code under test, and whether chatbot/ differs from it."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" with uncommitted changes in chatbot/" if git("status", "--porcelain", "--", "chatbot") else "")
 
 
 class Suite:
@@ -124,6 +137,8 @@ class Suite:
         plan = self.plan
         say(f"load benchmark: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
             f"working in {self.work}")
+        self.results.notes.append(f"chatbot at {code_version()}; {os.cpu_count()} cores; "
+                                  f"load average at the start: {os.getloadavg()[0]:.2f}")
         echo = Target(TargetSpec("echo"), self.work / "echo")
         chat = Target(TargetSpec("chatbot", plan.server_args), self.work / "chatbot")
         try:
@@ -237,6 +252,9 @@ class Suite:
         section.add("server CPU, % of a core", kind, merged["server_cpu_s"] / window * 100)
         section.add("server CPU per message µs", kind,
                     merged["server_cpu_s"] / completed * 1e6 if completed else None, ratio=ratio)
+        # Messages per CPU-second of the server: what one core would carry, less sensitive to a busy machine.
+        section.add("msg/s per server core", kind,
+                    completed / merged["server_cpu_s"] if merged["server_cpu_s"] else None, ratio=ratio)
         section.add("generator CPU, % of a core", kind, merged["client_cpu_s"] / window * 100)
         section.add("connections", kind, merged["connected"])
         failed = (merged.get("errors", 0) + merged.get("timeouts", 0) + merged.get("closed", 0)
@@ -327,16 +345,22 @@ class Suite:
 
     # --- offline replay ---------------------------------------------------------------------------
     def replay(self) -> None:
+        """Offline replay of logged sessions: bench/bench_replay.py repeats its runs and prints their median."""
         script = REPO / "bench" / "bench_replay.py"
+        title = "offline replay (bench/bench_replay.py)"
+        if not self.plan.replay_messages:
+            return
         if not script.exists():
             self.results.notes.append("offline replay: bench/bench_replay.py does not exist yet, not measured")
             return
-        section = self.results.section("offline replay", "output of bench/bench_replay.py, run once per repeat")
-        for run in range(self.plan.repeats):
-            done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True,
-                                  timeout=900, env={**os.environ, "PYTHONPATH": str(REPO)})
-            output = (done.stdout.strip() or done.stderr.strip()).splitlines()
-            section.note += f"\n   run {run + 1} (exit {done.returncode}): " + " | ".join(output[-5:])
+        say(f"offline replay of {self.plan.replay_messages:,} logged messages")
+        done = subprocess.run([sys.executable, "-m", "bench.bench_replay", "--messages",
+                               str(self.plan.replay_messages)], cwd=REPO, capture_output=True, text=True,
+                              timeout=1800, env={**os.environ, "PYTHONPATH": str(REPO)})
+        if done.returncode != 0:
+            self.results.blocks.append((title, f"failed (exit {done.returncode}): {done.stderr.strip()[-800:]}"))
+            return
+        self.results.blocks.append((title, done.stdout.strip()))
 
     # --- profile -------------------------------------------------------------------------------------
     def profile(self, chat: Target) -> None:
@@ -356,9 +380,12 @@ class Suite:
                 results.checks.append(Check(name, "not measured", "this run used other concurrencies"))
                 continue
             ratio = paired_ratios(chat, echo).median
+            per_core = paired_ratios(results.series(title, "msg/s per server core", "chatbot"),
+                                     results.series(title, "msg/s per server core", "echo")).median
             results.checks.append(Check(name, "PASS" if ratio is not None and ratio >= 0.5 else "MISS",
                                         f"{chat.median:,.0f} / {echo.median:,.0f} msg/s, chatbot/echo = "
-                                        f"{(ratio or 0) * 100:.1f}% (median of paired runs)"))
+                                        f"{(ratio or 0) * 100:.1f}% (median of paired runs); per server core "
+                                        f"{(per_core or 0) * 100:.1f}%"))
         plan = self.plan
         name = "p99 ≤ 10 ms at 1,000 msg/s offered over 1,000 connections"
         title = f"open loop, {plan.open_rate:,.0f} msg/s offered over {plan.open_connections:,} connections"
