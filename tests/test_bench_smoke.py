@@ -93,3 +93,13 @@ def test_command_line_passes_server_arguments_through():
     assert counts("0") == () and counts("1000,10000") == (1000, 10000)
     with pytest.raises(SystemExit):
         parser().parse_args(["--idle", "many"])
+
+
+def test_profile_leaves_out_threads_waiting_for_work(tmp_path, monkeypatch):
+    (tmp_path / "waits.py").write_text("item = jobs.get()\nvalue = cache.get('key')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    raw = ("thread (3): chatbot-blocking_0;_worker (waits.py:1) 40\n"
+           "thread (1): MainThread;handle (chatbot/sessions.py:10);lookup (waits.py:2) 10\n")
+    summary = summarise(raw)
+    assert summary.startswith("10 samples of busy threads (40 more of threads waiting")
+    assert "event loop thread 100%" in summary

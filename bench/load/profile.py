@@ -116,6 +116,8 @@ def thread_group(name: str) -> str:
         return "storage writer thread"
     if name.startswith("chatbot-blocking"):
         return "blocking-work threads"
+    if name.startswith("chatbot-log-writer"):
+        return "log writer thread"
     return "other threads"
 
 
