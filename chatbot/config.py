@@ -56,7 +56,8 @@ class Settings:
     trust_proxy_headers: bool = setting(False, "Take the client's address from X-Real-IP / X-Forwarded-For "
                                                "(only behind a proxy that sets them).")
     ping_interval: float = setting(20.0, "Seconds between WebSocket pings (0 turns them off).", minimum=0)
-    ping_timeout: float = setting(60.0, "Seconds without a pong before a connection is dropped.", minimum=1)
+    ping_timeout: float = setting(20.0, "Seconds without a pong before a connection is dropped (at most "
+                                        "ping_interval).", minimum=1)
     deflate: bool = setting(False, "Offer permessage-deflate compression.")
     session_idle_expiry: float = setting(30 * 86400.0, "Seconds of inactivity after which a session expires.",
                                          minimum=60)

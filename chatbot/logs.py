@@ -5,9 +5,10 @@ Every record becomes one JSON object per line in ``<log_dir>/chatbot.log``::
     {"ts": "2026-11-25T16:40:01.123Z", "level": "info", "event": "message.in",
      "pid": 4242, "session": "ab12", "conn": "c7", "id": 3, "text": "hi"}
 
-Several server processes may append to the same file: the handler takes a file lock for each
-record and for each rollover, so no line is lost or torn when the file rotates to
-``chatbot.log.1``, ``.2``, … (or ``.1.gz``, … with ``compress_backups``).
+A caller only queues its record (with its JSON line made); a writer thread writes what is
+queued in batches. Several server processes may append to the same file: the writer holds a
+file lock for each batch and for each rollover, so no line is lost or torn when the file rotates
+to ``chatbot.log.1``, ``.2``, … (or ``.1.gz``, … with ``compress_backups``).
 
 Only the command line calls :func:`setup_logging`; library code just logs, preferably through
 :class:`EventLog`. :func:`read_log_records` reads a rotated set back in order, for replay.

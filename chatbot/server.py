@@ -118,6 +118,9 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     def open(self) -> None:
         server = self.server
         self.opened_at = time.monotonic()
+        # A reply and its ack are two small writes: without this, Nagle's algorithm holds the
+        # second until the client's delayed ACK, some 40 ms later.
+        self.set_nodelay(True)
         server.events.event("conn.open", conn=self.conn_id, ip=self.ip,
                             origin=self.request.headers.get("Origin"))
         if len(server.connections) >= self.settings_.max_connections:
@@ -286,7 +289,7 @@ class ChatServer:
             ],
             websocket_max_message_size=s.max_frame_bytes,
             websocket_ping_interval=s.ping_interval or None,
-            websocket_ping_timeout=s.ping_timeout if s.ping_interval else None,
+            websocket_ping_timeout=min(s.ping_timeout, s.ping_interval) if s.ping_interval else None,
             cookie_secret=secrets.token_hex(16),
         )
 

@@ -28,8 +28,9 @@ from chatbot.dialogs import Action, Engine, LocalEnvironment, SessionState, Text
 from chatbot.dialogs.engine import SECRET_MASK
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
-from chatbot.storage import HistoryRecord, SessionConflict, SessionRecord, Store, TurnWrite
+from chatbot.storage import HistoryRecord, SessionConflict, SessionGone, SessionRecord, Store, TurnWrite
 
+#: Processed client ids remembered per session: as many as the store keeps (its processed_limit).
 RECENT_IDS = 200
 #: How often a turn is retried when another node changed its session meanwhile.
 CONFLICT_RETRIES = 100
@@ -40,6 +41,8 @@ class Peer(Protocol):
     client_key: str
 
     def send(self, frame: dict) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
 
 
 def new_token() -> str:
@@ -63,10 +66,8 @@ class LiveSession:
     created_at: float
     updated_at: float
     peers: set = field(default_factory=set)
-    #: Client message ids processed lately → (ack seq, last seq); older ones are asked of the store.
+    #: Client message ids processed lately → (ack seq, last seq): the same ones the store keeps.
     recent: OrderedDict = field(default_factory=OrderedDict)
-    #: False when ids may have been processed that `recent` does not hold (loaded from the store).
-    recent_complete: bool = True
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     detached_at: float | None = None
 
@@ -74,7 +75,6 @@ class LiveSession:
         self.recent[client_id] = seqs
         if len(self.recent) > RECENT_IDS:
             self.recent.popitem(last=False)
-            self.recent_complete = False
 
 
 class SessionManager:
@@ -146,7 +146,8 @@ class SessionManager:
                 return None
             live = self.live.get(record.id)
             if live is None:
-                live = self._adopt(record)
+                processed = await self._run(self.store.recent_processed, record.id)
+                live = self.live.get(record.id) or self._adopt(record, processed)
             elif record.seq > live.seq:
                 self._refresh(live, record)
         now = self.clock()
@@ -158,11 +159,13 @@ class SessionManager:
             return None
         return live
 
-    def _adopt(self, record: SessionRecord) -> LiveSession:
+    def _adopt(self, record: SessionRecord, processed: list[tuple[str, int, int]]) -> LiveSession:
         state = SessionState(flow=record.flow, state=record.state, slots=dict(record.slots), lang=record.lang,
                              user=record.user, flow_version=record.flow_version)
-        live = LiveSession(record.id, record.token_hash, state, record.seq, record.created_at, record.updated_at,
-                           recent_complete=False)
+        live = LiveSession(record.id, record.token_hash, state, record.seq, record.created_at, record.updated_at)
+        # The store keeps as many ids as `recent` does: with them, a new id needs no look-up.
+        for client_id, first, last in processed:
+            live.remember(client_id, (first, last))
         self.live[live.id] = live
         self.by_token[live.token_hash] = live.id
         self.metrics.sessions_live.set(len(self.live))
@@ -175,7 +178,6 @@ class SessionManager:
                                   secrets=live.state.secrets)
         live.seq = record.seq
         live.updated_at = record.updated_at
-        live.recent_complete = False
         if record.token_hash != live.token_hash:
             self.by_token.pop(live.token_hash, None)
             live.token_hash = record.token_hash
@@ -219,7 +221,8 @@ class SessionManager:
         self.in_flight += 1
         try:
             async with live.lock:
-                done = await self._already_processed(live, client_id) if client_id else None
+                # `recent` holds what the store holds (another node's ids surface as a SessionConflict).
+                done = live.recent.get(client_id) if client_id else None
                 if done is not None:
                     peer.send({"type": "ack", "id": client_id, "seq": done[0]})
                     return
@@ -240,13 +243,18 @@ class SessionManager:
                     try:
                         frames = await self._turn(peer, live, event, client_id)
                         break
+                    except SessionGone:
+                        self._expired_while_connected(live)
+                        return
                     except SessionConflict:
                         # Another node took a turn of this session (or processed this very id) first:
                         # show its turn here, then try again from where it left the session.
                         await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))
                         await self._catch_up(live)
-                        done = await self._already_processed(live, client_id) if client_id else None
+                        # Only the store knows whether another node processed this very id.
+                        done = await self._run(self.store.processed, live.id, client_id) if client_id else None
                         if done is not None:
+                            live.remember(client_id, done)
                             peer.send({"type": "ack", "id": client_id, "seq": done[0]})
                             return
                 else:
@@ -270,12 +278,15 @@ class SessionManager:
         return await self._commit(live, result, self.clock(), user_text=user_text, client_id=client_id,
                                   rotate=result.auth_changed, secret=result.secret_input)
 
-    async def _already_processed(self, live: LiveSession, client_id: str) -> tuple[int, int] | None:
-        if client_id in live.recent:
-            return live.recent[client_id]
-        if live.recent_complete:
-            return None
-        return await self._run(self.store.processed, live.id, client_id)
+    def _expired_while_connected(self, live: LiveSession) -> None:
+        """The session expired and was deleted under connected tabs: they must start anew."""
+        self.events.event("session.expired", session=live.id, reason="deleted")
+        self._forget(live)
+        for peer in list(live.peers):
+            peer.send({"type": "error", "code": "session_expired",
+                       "message": "this session expired; reconnect to start a new one"})
+            peer.close(1000, "session expired")
+        live.peers.clear()
 
     async def _commit(self, live: LiveSession, result: TurnResult, now: float, *, user_text: str | None,
                       client_id: str | None, rotate: bool, secret: bool = False) -> list[tuple[str, dict]]:

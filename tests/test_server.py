@@ -385,3 +385,21 @@ async def test_the_same_conversation_on_postgresql(tmp_path, postgres_url):
         assert replies(await client.say("what's my name")) == ["You asked me to call you Patty."]
     assert not (tmp_path / "chatbot.db").exists()
     assert welcome["resumed"] is False
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_session_deleted_by_expiry_under_a_connected_tab_asks_it_to_start_anew(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello()
+        await client.recv()
+        db = sqlite3.connect(tmp_path / "chatbot.db")
+        db.execute("update sessions set updated_at = updated_at - 40 * 86400")
+        db.commit()
+        assert await server.sessions.delete_expired() == 1
+        await client.send({"type": "message", "id": "late", "text": "hello"})
+        error = await client.recv()
+        assert (error["type"], error["code"]) == ("error", "session_expired")
+        assert await client.recv() is None and client.conn.close_code == 1000
+        again = await Client.connect(server.port)
+        assert (await again.hello(resume=welcome["resume"]))["resumed"] is False

@@ -3,12 +3,13 @@
 from chatbot.storage.db import open_database
 from chatbot.storage.migrations import LATEST_VERSION, migrate
 from chatbot.storage.records import HistoryRecord, SessionRecord, TurnWrite, UserRecord, WriteStats
-from chatbot.storage.store import SessionConflict, Store, UsernameTaken
+from chatbot.storage.store import SessionConflict, SessionGone, Store, UsernameTaken
 
 __all__ = [
     "HistoryRecord",
     "LATEST_VERSION",
     "SessionConflict",
+    "SessionGone",
     "SessionRecord",
     "Store",
     "TurnWrite",

@@ -37,6 +37,10 @@ class SessionConflict(StorageError):
     """Another process changed the session first, or already processed the client's message."""
 
 
+class SessionGone(StorageError):
+    """The session is no longer stored (it expired and was deleted)."""
+
+
 class Store:
     """Sessions, their history and user accounts in one database.
 
@@ -157,6 +161,14 @@ class Store:
         with self._database.connection_context():
             return query.tuples().first()
 
+    def recent_processed(self, session_id: str) -> list[tuple[str, int, int]]:
+        """Every processed client id still kept for the session, oldest first: (id, first_seq, last_seq)."""
+        done = self._models_open().ProcessedMessage
+        query = (done.select(done.client_id, done.first_seq, done.last_seq)
+                 .where(done.session == session_id).order_by(done.id))
+        with self._database.connection_context():
+            return list(query.tuples())
+
     def delete_expired(self, idle_before: float, created_before: float) -> int:
         """Delete sessions idle since ``idle_before`` or created before ``created_before``."""
         session = self._models_open().Session
@@ -236,7 +248,7 @@ class Store:
                 raise SessionConflict(
                     f"storage: session '{turn.session_id}' is no longer at seq {turn.expected_seq}"
                 )
-            raise StorageError(f"storage: unknown session '{turn.session_id}'")
+            raise SessionGone(f"storage: unknown session '{turn.session_id}'")
         if turn.entries:
             sql.add_entries(cursor, turn)
         # Seqs are handed out one by one, so the newest history_limit entries
