@@ -180,12 +180,14 @@ class JsonLineFormatter(JsonFormatter):
         log_data["ts"] = self._clock.iso(record.created)
         log_data["level"] = record.levelname.lower()
         log_data["event"] = record.message
-        log_data["pid"] = record.process
+        log_data["pid"] = record.process or os.getpid()
         if self.process_name:
             log_data["process"] = self.process_name
         if not _is_project_logger(record.name):
             log_data["logger"] = record.name
-        for key, value in record_fields(record).items():
+        # A record of EventLog carries its fields in one attribute: no need to look through the rest.
+        fields = record.__dict__.get(EVENT_FIELDS)
+        for key, value in (fields.items() if fields is not None else record_fields(record).items()):
             log_data[key + "_" if key in log_data else key] = value
         if "exc_info" in message_dict:
             log_data["exc"] = message_dict["exc_info"]
@@ -453,6 +455,11 @@ def setup_logging(
     hand_over.file_handler = file_handler
     root.addHandler(hand_over)
     root.setLevel(level_no)
+    # Records carry no thread or process names (setup_logging is for the application, which
+    # may set these module switches): each costs LogRecord a look-up per record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # transitions reports every callback it runs at INFO: a line per callback per turn, and no
     # event of ours. Its warnings and errors still come through.
     logging.getLogger("transitions").setLevel(max(level_no, logging.WARNING))

@@ -300,6 +300,7 @@ class ChatServer:
         self.port = sockets[0].getsockname()[1]
         self.http = HTTPServer(self.application(), xheaders=self.settings.trust_proxy_headers)
         self.http.add_sockets(sockets)
+        self.sessions.start()
         self._sweeper = asyncio.create_task(self._sweep_forever())
         if self.shared:
             import psycopg2

@@ -18,7 +18,7 @@ import random
 import secrets
 import time
 from collections import OrderedDict
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -96,10 +96,39 @@ class SessionManager:
         self.live: dict[str, LiveSession] = {}
         self.by_token: dict[str, str] = {}
         self.in_flight = 0
+        #: Turn writes sent to the store and the loop futures waiting for them.
+        self._saving: list[tuple[Future, asyncio.Future]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: This process's name among the nodes sharing the database.
         self.node = node or cluster.new_node_id()
         #: Other nodes may change sessions too: publish each turn and re-read sessions on resume.
         self.shared = shared
+
+    def start(self) -> None:
+        """Call on the event loop once the store is open."""
+        self._loop = asyncio.get_running_loop()
+        self.store.after_each_batch(lambda: self._loop.call_soon_threadsafe(self._saved))
+
+    def _saved(self) -> None:
+        """A batch of writes was committed (or failed): wake the turns waiting for theirs."""
+        waiting = []
+        for done, waiter in self._saving:
+            if not done.done():
+                waiting.append((done, waiter))
+            elif not waiter.done():
+                error = done.exception()
+                waiter.set_exception(error) if error else waiter.set_result(None)
+        self._saving = waiting
+
+    async def _save(self, write: TurnWrite) -> None:
+        """Store a turn; return once it is committed (the loop is woken once per batch, not per turn)."""
+        done = self.store.save_turn(write)
+        if self._loop is None:
+            await asyncio.wrap_future(done)
+            return
+        waiter = self._loop.create_future()
+        self._saving.append((done, waiter))
+        await waiter
 
     # --- attaching connections -----------------------------------------------------------
     async def attach(self, peer: Peer, hello: dict) -> LiveSession:
@@ -326,7 +355,7 @@ class SessionManager:
                           client_id=client_id, reply_seq_range=(ack_seq, seq) if client_id else None,
                           expected_seq=live.seq, notify=notice)
         committing = time.perf_counter()
-        await asyncio.wrap_future(self.store.save_turn(write))
+        await self._save(write)
         self.metrics.db_commit.observe(time.perf_counter() - committing)
         live.state = state
         live.seq = seq

@@ -176,7 +176,7 @@ class TestStore:
         assert store.history("other") == []
 
     def test_history_is_trimmed_to_the_limit(self, open_store):
-        store = open_store(history_limit=5)
+        store = open_store(history_limit=5, trim_every=1)
         store.create_session(session()).result()
         store.create_session(session("s2")).result()
         resolve_all([store.save_turn(turn("s1", 2 * n, entry(2 * n - 1), entry(2 * n, "bot"))) for n in range(1, 5)])
@@ -184,8 +184,17 @@ class TestStore:
         assert seqs(store.history("s1")) == [4, 5, 6, 7, 8]
         assert seqs(store.history("s2")) == [1]  # other sessions keep theirs
 
+    def test_trimming_runs_when_the_seq_passes_a_multiple_of_trim_every(self, open_store):
+        store = open_store(history_limit=4, trim_every=10)
+        store.create_session(session()).result()
+        for n in range(1, 5):  # seqs 2, 4, 6, 8: no multiple of 10 passed, nothing trimmed yet
+            store.save_turn(turn("s1", 2 * n, entry(2 * n - 1), entry(2 * n, "bot"))).result()
+        assert seqs(store.history("s1")) == list(range(1, 9))
+        store.save_turn(turn("s1", 10, entry(9), entry(10, "bot"))).result()
+        assert seqs(store.history("s1")) == [7, 8, 9, 10]
+
     def test_processed_ids_give_the_reply_range_and_are_trimmed(self, open_store):
-        store = open_store(processed_limit=3)
+        store = open_store(processed_limit=3, trim_every=1)
         store.create_session(session()).result()
         for n in range(1, 6):
             store.save_turn(turn("s1", 3 * n, entry(3 * n - 2), entry(3 * n - 1, "bot"), entry(3 * n, "bot"),

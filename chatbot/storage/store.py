@@ -61,8 +61,10 @@ class Store:
         processed_limit: int = 200,
         max_batch: int = MAX_BATCH,
         notify_channel: str = "chatbot_turns",
+        trim_every: int = 50,
     ) -> None:
-        limits = {"history_limit": history_limit, "processed_limit": processed_limit, "max_batch": max_batch}
+        limits = {"history_limit": history_limit, "processed_limit": processed_limit, "max_batch": max_batch,
+                  "trim_every": trim_every}
         for name, value in limits.items():
             if value < 1:
                 raise ValueError(f"store: {name} must be at least 1, got {value}")
@@ -71,6 +73,7 @@ class Store:
         self._processed_limit = processed_limit
         self._max_batch = max_batch
         self._notify_channel = notify_channel
+        self._trim_every = trim_every
         self._database: peewee.Database | None = None
         self._models: Models | None = None
         self._writer: GroupCommitWriter | None = None
@@ -118,6 +121,10 @@ class Store:
 
     def create_session(self, rec: SessionRecord) -> Future:
         return self._submit(lambda: self._insert_session(rec), f"create_session of session '{rec.id}'")
+
+    def after_each_batch(self, callback) -> None:
+        """Have the writer thread call `callback()` after each batch of writes is resolved."""
+        self._open_writer().after_batch = callback
 
     def save_turn(self, turn: TurnWrite) -> Future:
         """Update the session, add its history and record the client message id, atomically."""
@@ -251,10 +258,14 @@ class Store:
             raise SessionGone(f"storage: unknown session '{turn.session_id}'")
         if turn.entries:
             sql.add_entries(cursor, turn)
+        # Trimming is a DELETE a turn need not pay each time: it runs when the seq passes a
+        # multiple of trim_every, so a session holds up to trim_every entries (and ids) more.
+        previous_seq = turn.seq - len(turn.entries)
+        trim = turn.seq // self._trim_every != previous_seq // self._trim_every
         # Seqs are handed out one by one, so the newest history_limit entries
         # are those above turn.seq - history_limit.
         oldest_kept = turn.seq - self._history_limit + 1
-        if oldest_kept > 1:
+        if trim and oldest_kept > 1:
             sql.trim_history(cursor, turn.session_id, oldest_kept)
         if turn.client_id is not None:
             try:
@@ -266,7 +277,7 @@ class Store:
                 ) from error
             # Each processed message took at least one seq of its own, so a
             # session cannot have more of them than turn.seq.
-            if turn.seq > self._processed_limit:
+            if trim and turn.seq > self._processed_limit:
                 sql.trim_processed_ids(cursor, turn.session_id, self._processed_limit)
 
         if turn.notify is not None:

@@ -53,6 +53,9 @@ class GroupCommitWriter:
         self._closed = False
         self._writes = self._transactions = self._failures = 0
         self._thread = threading.Thread(target=self._run, name="chatbot-storage-writer", daemon=True)
+        #: Called on the writer thread once the futures of a batch are resolved; lets an event loop
+        #: be woken once per batch instead of once per future.
+        self.after_batch: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -102,6 +105,8 @@ class GroupCommitWriter:
             for write in live:
                 if write.apply is None:
                     write.future.set_result(None)
+            if live and self.after_batch is not None:
+                self.after_batch()
             if batch[-1] is _STOP:
                 return
 
