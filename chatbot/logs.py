@@ -17,25 +17,21 @@ The event names and their fields are listed in ``docs/logging.md``.
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import os
 import queue
 import re
 import sys
-import threading
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from logging.handlers import QueueHandler
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from concurrent_log_handler import ConcurrentRotatingFileHandler
 from pythonjsonlogger.json import JsonFormatter
 
 from chatbot.errors import ConfigError
+from chatbot.logread import LogLine, read_log_records
+from chatbot.logwriter import BatchFileHandler, HandOver, WriterThread
 
 __all__ = [
     "EVENT_FIELDS",
@@ -62,8 +58,6 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 # EventLog hands its fields over in this one record attribute rather than as separate
 # `extra=` keys: a field may then be called `name` or `args`, which logging reserves.
 EVENT_FIELDS = "event_fields"
-#: The record attribute carrying its JSON line, made when the record was queued.
-JSON_LINE = "_json_line"
 
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
@@ -231,135 +225,6 @@ def _is_project_logger(name: str) -> bool:
     return name == _PROJECT_LOGGER or name.startswith(_PROJECT_LOGGER + ".")
 
 
-class BatchFileHandler(ConcurrentRotatingFileHandler):
-    """Writes a batch of records under one acquisition of the shared file lock.
-
-    The lock, the stale-file check and the size check cost more than a JSON line; taken
-    once per batch they are paid once. Files rotate exactly where writing one record
-    at a time would have rotated them.
-    """
-
-    def emit_batch(self, records: list[logging.LogRecord]) -> None:
-        lines = []
-        for record in records:
-            if JSON_LINE in record.__dict__:  # made and filtered when it was queued
-                line = record.__dict__[JSON_LINE]
-                if line is not None:
-                    lines.append(line)
-            elif self.filter(record):
-                try:
-                    lines.append(self.format(record))
-                except Exception:
-                    self.handleError(record)
-        if not lines:
-            return
-        try:
-            self._do_lock()
-            try:
-                self._check_stream()
-                size = self._file_size()
-                pending: list[str] = []
-                for line in lines:
-                    if 0 < self.maxBytes <= size:
-                        if pending:
-                            self.do_write(self.terminator.join(pending))
-                            pending = []
-                        self.doRollover()
-                        size = self._file_size()
-                    pending.append(line)
-                    size += len(line.encode("utf-8", "replace")) + len(self.terminator)
-                self.do_write(self.terminator.join(pending))
-            finally:
-                self._do_unlock()
-        except Exception:
-            self.handleError(records[-1])
-
-    def _file_size(self) -> int:
-        try:
-            return os.path.getsize(self.baseFilename)
-        except OSError:
-            return 0
-
-
-class _HandOver(QueueHandler):
-    """Queues each record with its JSON line already made, for the writer thread to write.
-
-    The line is made here, on the caller's thread: a few microseconds of CPU that a second
-    thread would otherwise spend holding the GIL, making the event loop wait for it after
-    every socket call. (QueueHandler.prepare would instead fold message and traceback into
-    one text field; the JSON formatter wants them apart.)
-    """
-
-    writer: "_WriterThread | None" = None
-    file_handler: "BatchFileHandler | None" = None
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        handler = self.file_handler
-        if handler is not None and record.levelno >= handler.level:
-            record.__dict__[JSON_LINE] = handler.format(record) if handler.filter(record) else None
-        return record
-
-    def flush(self) -> None:
-        """Return once every record queued so far is written."""
-        if self.writer is not None:
-            self.writer.flush()
-
-
-class _WriterThread:
-    """Takes records off the queue in batches and hands each batch to the handlers."""
-
-    MAX_BATCH = 512
-
-    def __init__(self, records: queue.SimpleQueue, handlers: list[logging.Handler]) -> None:
-        self.records = records
-        self.handlers = handlers
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="chatbot-log-writer", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread is not None:
-            self.records.put(None)
-            self.thread.join()
-            self.thread = None
-
-    def flush(self) -> None:
-        done = threading.Event()
-        self.records.put(done)
-        if self.thread is not None:
-            done.wait(10)
-
-    def _run(self) -> None:
-        while True:
-            batch, item = [], self.records.get()
-            while isinstance(item, logging.LogRecord):
-                batch.append(item)
-                if len(batch) >= self.MAX_BATCH:
-                    item = False
-                    break
-                try:
-                    item = self.records.get_nowait()
-                except queue.Empty:
-                    item = False
-            if batch:
-                self._write(batch)
-            if item is None:
-                return
-            if isinstance(item, threading.Event):
-                item.set()
-
-    def _write(self, batch: list[logging.LogRecord]) -> None:
-        for handler in self.handlers:
-            records = [record for record in batch if record.levelno >= handler.level]
-            if isinstance(handler, BatchFileHandler):
-                handler.emit_batch(records)
-            else:
-                for record in records:
-                    handler.handle(record)
-
-
 @dataclass
 class LoggingHandle:
     """What setup_logging installed on the root logger; close() takes it all away again."""
@@ -369,7 +234,7 @@ class LoggingHandle:
     previous_level: int
     closed: bool = field(default=False)
     hand_over: logging.Handler | None = None
-    writer: _WriterThread | None = None
+    writer: WriterThread | None = None
 
     def close(self) -> None:
         """Write out every record still queued, then remove and close the handlers."""
@@ -449,8 +314,8 @@ def setup_logging(
     # Formatting a record and writing it under the file lock take a few tens of microseconds:
     # a thread of its own does that, in batches, so a server's event loop only queues records.
     records: queue.SimpleQueue = queue.SimpleQueue()
-    writer = _WriterThread(records, handlers)
-    hand_over = _HandOver(records)
+    writer = WriterThread(records, handlers)
+    hand_over = HandOver(records)
     hand_over.writer = writer
     hand_over.file_handler = file_handler
     root.addHandler(hand_over)
@@ -485,106 +350,3 @@ def _prepare_log_file(log_dir: Path) -> Path:
     except OSError as error:
         raise ConfigError(f"logging: cannot write {log_path}: {error.strerror or error}") from None
     return log_path
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    """One line of a log file: the record, or why there is none (`path:line: what`)."""
-
-    path: str
-    line_no: int
-    record: dict[str, Any] | None
-    error: str | None
-
-
-_ROTATED = re.compile(r"\.(\d+)(\.gz)?$")
-
-
-def read_log_records(paths: Iterable[Path | str]) -> Iterator[LogLine]:
-    """Every line of the given files, oldest first; never raises for bad or missing files.
-
-    A base file (``chatbot.log``) brings its rotated siblings along, oldest first:
-    ``chatbot.log.3(.gz)``, ``.2``, ``.1``, then ``chatbot.log``. A file named twice, directly
-    or through a base file, is read once. A file that rotates while it is read may be seen
-    partly twice or not at all; read a set that is not being written for an exact replay.
-    """
-    seen: set[str] = set()
-    for given in paths:
-        for path in _expand_rotated(Path(given)):
-            identity = os.path.realpath(path)
-            if identity in seen:
-                continue
-            seen.add(identity)
-            yield from _read_file(path)
-
-
-def _expand_rotated(path: Path) -> list[Path]:
-    if _ROTATED.search(path.name):
-        return [path]
-    siblings: list[tuple[int, int, Path]] = []
-    try:
-        candidates = list(path.parent.iterdir())
-    except OSError:
-        candidates = []
-    prefix = path.name
-    for candidate in candidates:
-        rest = candidate.name[len(prefix) :] if candidate.name.startswith(prefix) else ""
-        match = _ROTATED.fullmatch(rest)
-        if match:
-            siblings.append((int(match[1]), 0 if match[2] else 1, candidate))
-    # Highest number is oldest; a stray plain ".N" beside ".N.gz" is read after it.
-    siblings.sort(key=lambda item: (-item[0], item[1]))
-    rotated = [candidate for _, _, candidate in siblings]
-    if siblings and not path.exists():
-        return rotated  # a rollover in progress: the new base file is not there yet
-    return [*rotated, path]
-
-
-def _read_file(path: Path) -> Iterator[LogLine]:
-    shown = str(path)
-    line_no = 0
-    try:
-        with _open_binary(path) as stream:
-            previous: bytes | None = None
-            # One line of look-ahead: only the last line may be a torn, unfinished write.
-            for raw in stream:
-                if previous is not None:
-                    line_no += 1
-                    line = _parse_line(shown, line_no, previous, last=False)
-                    if line:
-                        yield line
-                previous = raw
-            if previous is not None:
-                line_no += 1
-                line = _parse_line(shown, line_no, previous, last=True)
-                if line:
-                    yield line
-    except (OSError, EOFError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        yield LogLine(shown, line_no, None, f"{shown}: cannot read: {reason}")
-
-
-def _open_binary(path: Path) -> BinaryIO:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
-
-
-def _parse_line(shown: str, line_no: int, raw: bytes, *, last: bool) -> LogLine | None:
-    if not raw.strip():
-        return None
-    where = f"{shown}:{line_no}"
-    torn = " (unfinished last line)" if last and not raw.endswith(b"\n") else ""
-    try:
-        record = json.loads(raw)
-    except UnicodeDecodeError as error:
-        return LogLine(shown, line_no, None, f"{where}: not valid UTF-8{torn}: {error.reason}")
-    except json.JSONDecodeError as error:
-        return LogLine(shown, line_no, None, f"{where}: not valid JSON{torn}: {error.msg}")
-    if not isinstance(record, dict):
-        kind = type(record).__name__
-        return LogLine(shown, line_no, None, f"{where}: not a JSON object, got {kind}")
-    return LogLine(shown, line_no, record, None)

@@ -32,7 +32,8 @@ from chatbot.errors import ProtocolError
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
 from chatbot.protocol import encode, error_frame, parse_frame
-from chatbot.sessions import LiveSession, SessionManager
+from chatbot.live import LiveSession
+from chatbot.sessions import SessionManager
 from chatbot.storage import Store
 from chatbot.storage.db import is_postgresql, masked_url, postgresql_connect_params
 

@@ -6,75 +6,29 @@ connections (and for a while after) it is also held in memory as a
 whichever connection sent them, and a reply or `ack` is sent only after
 everything the turn changed is committed.
 
-The transport hands this module `Peer`s (anything with `conn_id`,
-`client_key` and `send(frame)`); this module knows nothing of WebSockets.
+The transport hands this module `Peer`s (see `chatbot.live`); this module
+knows nothing of WebSockets.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import secrets
 import time
-from collections import OrderedDict
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 from chatbot import cluster
 from chatbot.dialogs import Action, Engine, LocalEnvironment, SessionState, Text, TurnResult
 from chatbot.dialogs.engine import SECRET_MASK
+from chatbot.live import LiveSession, Peer, iso, new_token, token_hash
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
 from chatbot.storage import HistoryRecord, SessionConflict, SessionGone, SessionRecord, Store, TurnWrite
 
-#: Processed client ids remembered per session: as many as the store keeps (its processed_limit).
-RECENT_IDS = 200
 #: How often a turn is retried when another node changed its session meanwhile.
 CONFLICT_RETRIES = 100
-
-
-class Peer(Protocol):
-    conn_id: str
-    client_key: str
-
-    def send(self, frame: dict) -> None: ...
-
-    def close(self, code: int, reason: str) -> None: ...
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(24)  # 192 bits
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(eq=False)
-class LiveSession:
-    id: str
-    token_hash: str
-    state: SessionState
-    seq: int
-    created_at: float
-    updated_at: float
-    peers: set = field(default_factory=set)
-    #: Client message ids processed lately → (ack seq, last seq): the same ones the store keeps.
-    recent: OrderedDict = field(default_factory=OrderedDict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    detached_at: float | None = None
-
-    def remember(self, client_id: str, seqs: tuple[int, int]) -> None:
-        self.recent[client_id] = seqs
-        if len(self.recent) > RECENT_IDS:
-            self.recent.popitem(last=False)
 
 
 class SessionManager:

@@ -1,0 +1,149 @@
+"""Writing log records off the caller's thread, in batches, to a file shared by processes.
+
+The caller's thread (a server's event loop) only makes each record's JSON line and queues
+it; a writer thread takes what is queued in batches and appends each batch to the file under
+one acquisition of the file lock that lets several processes share it
+(`concurrent_log_handler`). `chatbot.logs.setup_logging` puts this together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from logging.handlers import QueueHandler
+
+from concurrent_log_handler import ConcurrentRotatingFileHandler
+
+#: The record attribute carrying its JSON line, made when the record was queued.
+JSON_LINE = "_json_line"
+
+
+class BatchFileHandler(ConcurrentRotatingFileHandler):
+    """Writes a batch of records under one acquisition of the shared file lock.
+
+    The lock, the stale-file check and the size check cost more than a JSON line; taken
+    once per batch they are paid once. Files rotate exactly where writing one record
+    at a time would have rotated them.
+    """
+
+    def emit_batch(self, records: list[logging.LogRecord]) -> None:
+        lines = []
+        for record in records:
+            if JSON_LINE in record.__dict__:  # made and filtered when it was queued
+                line = record.__dict__[JSON_LINE]
+                if line is not None:
+                    lines.append(line)
+            elif self.filter(record):
+                try:
+                    lines.append(self.format(record))
+                except Exception:
+                    self.handleError(record)
+        if not lines:
+            return
+        try:
+            self._do_lock()
+            try:
+                self._check_stream()
+                size = self._file_size()
+                pending: list[str] = []
+                for line in lines:
+                    if 0 < self.maxBytes <= size:
+                        if pending:
+                            self.do_write(self.terminator.join(pending))
+                            pending = []
+                        self.doRollover()
+                        size = self._file_size()
+                    pending.append(line)
+                    size += len(line.encode("utf-8", "replace")) + len(self.terminator)
+                self.do_write(self.terminator.join(pending))
+            finally:
+                self._do_unlock()
+        except Exception:
+            self.handleError(records[-1])
+
+    def _file_size(self) -> int:
+        try:
+            return os.path.getsize(self.baseFilename)
+        except OSError:
+            return 0
+
+
+class HandOver(QueueHandler):
+    """Queues each record with its JSON line already made, for the writer thread to write.
+
+    The line is made here, on the caller's thread: a few microseconds of CPU that a second
+    thread would otherwise spend holding the GIL, making the event loop wait for it after
+    every socket call. (QueueHandler.prepare would instead fold message and traceback into
+    one text field; the JSON formatter wants them apart.)
+    """
+
+    writer: "WriterThread | None" = None
+    file_handler: "BatchFileHandler | None" = None
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        handler = self.file_handler
+        if handler is not None and record.levelno >= handler.level:
+            record.__dict__[JSON_LINE] = handler.format(record) if handler.filter(record) else None
+        return record
+
+    def flush(self) -> None:
+        """Return once every record queued so far is written."""
+        if self.writer is not None:
+            self.writer.flush()
+
+
+class WriterThread:
+    """Takes records off the queue in batches and hands each batch to the handlers."""
+
+    MAX_BATCH = 512
+
+    def __init__(self, records: queue.SimpleQueue, handlers: list[logging.Handler]) -> None:
+        self.records = records
+        self.handlers = handlers
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="chatbot-log-writer", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.records.put(None)
+            self.thread.join()
+            self.thread = None
+
+    def flush(self) -> None:
+        done = threading.Event()
+        self.records.put(done)
+        if self.thread is not None:
+            done.wait(10)
+
+    def _run(self) -> None:
+        while True:
+            batch, item = [], self.records.get()
+            while isinstance(item, logging.LogRecord):
+                batch.append(item)
+                if len(batch) >= self.MAX_BATCH:
+                    item = False
+                    break
+                try:
+                    item = self.records.get_nowait()
+                except queue.Empty:
+                    item = False
+            if batch:
+                self._write(batch)
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+
+    def _write(self, batch: list[logging.LogRecord]) -> None:
+        for handler in self.handlers:
+            records = [record for record in batch if record.levelno >= handler.level]
+            if isinstance(handler, BatchFileHandler):
+                handler.emit_batch(records)
+            else:
+                for record in records:
+                    handler.handle(record)
