@@ -25,6 +25,7 @@ from pathlib import Path
 from chatbot.dialogs import Action, Engine, Registry, SessionState, Text, TurnResult, load_flows
 from chatbot.logs import EventLog, setup_logging
 from chatbot.replay import read_sessions, replay_session
+from chatbot.turnlog import log_turn
 
 CHAT_MIX = [
     "hello", "Hi there!", "what can you do?", "waht can you do", "who am i", "call me Ann", "what is my name",
@@ -104,27 +105,11 @@ class LoggedSession:
         self.world.clock += 7.5
         self.seq += 1 if text else 0
         self.state = result.state
-        log, user = self.log.event, result.state.user
-        for effect in result.effects:
-            log("effect", session=self.id, name=effect["name"], result=effect["result"])
-        for step in result.transitions:
-            log("transition", session=self.id, user=user, flow=step["flow"], state=step["to"],
-                **{"from": step["from"], "to": step["to"]}, trigger=step["trigger"],
-                intent=step.get("intent"), score=step.get("score"))
-        for slot in result.slots_set:
-            log("slot.set", session=self.id, user=user, flow=result.state.flow, slot=slot["slot"],
-                value=slot["value"])
-        for account in result.account_events:
-            fields = {k: v for k, v in account.items() if k != "event"}
-            if account["event"] == "account.login":
-                fields["result"] = "ok" if account["ok"] else "failed"
-            log(account["event"], session=self.id, **fields)
+        replies = []
         for reply in result.replies:
             self.seq += 1
-            data = reply.to_dict()
-            log("reply.out", session=self.id, user=user, flow=result.state.flow, state=result.state.state,
-                seq=self.seq, text=data["text"], buttons=data["buttons"] or None, input=data["input"],
-                in_reply_to=client_id)
+            replies.append({"seq": self.seq, **reply.to_dict(), "in_reply_to": client_id})
+        log_turn(self.log, self.id, result, replies)
 
 
 def write_log(log_dir: Path, engine: Engine, messages: int, seed: int = 7) -> int:

@@ -26,6 +26,7 @@ from chatbot.live import LiveSession, Peer, iso, new_token, token_hash
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
 from chatbot.storage import HistoryRecord, SessionConflict, SessionGone, SessionRecord, Store, TurnWrite
+from chatbot.turnlog import log_turn, login_outcome
 
 #: How often a turn is retried when another node changed its session meanwhile.
 CONFLICT_RETRIES = 100
@@ -339,32 +340,12 @@ class SessionManager:
         self.metrics.messages_out.inc(sum(1 for _, frame in frames if frame["type"] == "reply"))
 
     def _log_turn(self, live: LiveSession, result: TurnResult, frames: list[tuple[str, dict]]) -> None:
-        log = self.events.event
-        user = result.state.user
-        for effect in result.effects:
-            log("effect", session=live.id, name=effect["name"], result=effect["result"])
         for step in result.transitions:
             self.metrics.transitions.labels(flow=step["flow"]).inc()
-            log("transition", session=live.id, user=user, flow=step["flow"], state=step["to"],
-                **{"from": step["from"], "to": step["to"]}, trigger=step["trigger"],
-                intent=step.get("intent"), score=step.get("score"))
-        for slot in result.slots_set:
-            log("slot.set", session=live.id, user=user, flow=result.state.flow, slot=slot["slot"],
-                value=slot["value"])
         for account in result.account_events:
-            kind = account["event"]
-            fields = {k: v for k, v in account.items() if k != "event"}
-            if kind == "account.login":
-                outcome = "ok" if account["ok"] else ("throttled" if account.get("reason") == "throttled"
-                                                      else "failed")
-                self.metrics.logins.labels(result=outcome).inc()
-                fields["result"] = outcome
-            log(kind, session=live.id, **fields)
-        for _, frame in frames:
-            if frame["type"] == "reply":
-                log("reply.out", session=live.id, user=user, flow=result.state.flow, state=result.state.state,
-                    seq=frame["seq"], text=frame["text"], buttons=frame["buttons"] or None,
-                    input=frame["input"], in_reply_to=frame.get("in_reply_to"))
+            if account["event"] == "account.login":
+                self.metrics.logins.labels(result=login_outcome(account)).inc()
+        log_turn(self.events, live.id, result, (frame for _, frame in frames if frame["type"] == "reply"))
 
     # --- turns taken on other nodes ---------------------------------------------------------
     def on_note(self, body: dict) -> None:
