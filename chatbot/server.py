@@ -345,7 +345,9 @@ class ChatServer:
             rounds += 1
             self.sessions.sweep()
             if rounds % 120 == 1:  # about once an hour
-                await self.sessions.delete_expired()
+                deleted = await self.sessions.delete_expired()
+                if deleted:
+                    self.events.event("sessions.deleted", count=deleted, reason="expired")
 
 
 def listening_line(host: str, port: int, workers: int = 1) -> str:

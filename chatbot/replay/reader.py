@@ -28,7 +28,8 @@ __all__ = ["LogSet", "Mark", "RecordedSession", "Step", "UnusableInput", "log_pa
 TURN_EVENTS = frozenset({"effect", "transition", "slot.set", "account.register", "account.login",
                          "account.logout", "reply.out"})
 #: Events replay knows and has no use for.
-IGNORED_EVENTS = frozenset({"server.start", "server.stop", "conn.open", "protocol.error", "ratelimit.hit"})
+IGNORED_EVENTS = frozenset({"server.start", "server.stop", "conn.open", "protocol.error", "ratelimit.hit",
+                            "sessions.deleted", "cluster.listener_lost"})
 #: Fields without which a record of that event cannot be used.
 REQUIRED_FIELDS = {
     "session.created": ("session",),
