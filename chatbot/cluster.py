@@ -57,11 +57,22 @@ class TurnListener:
         self._open()
 
     def _open(self) -> None:
+        self._listen_on(self._connect())
+
+    def _connect(self):
+        """A connection that LISTENs (blocking: run it off the loop once the server runs)."""
         import psycopg2.extensions
 
         conn = self.connect()
-        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-        conn.cursor().execute(f"LISTEN {CHANNEL}")
+        try:
+            conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+            conn.cursor().execute(f"LISTEN {CHANNEL}")
+        except Exception:
+            conn.close()
+            raise
+        return conn
+
+    def _listen_on(self, conn) -> None:
         self.conn = conn
         self.loop.add_reader(conn.fileno(), self._readable)
 
@@ -99,9 +110,13 @@ class TurnListener:
                 return
             await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
             try:
-                self._open()
+                conn = await self.loop.run_in_executor(None, self._connect)
             except Exception:
                 continue
+            if self.closed:
+                conn.close()
+                return
+            self._listen_on(conn)
             self.on_reconnect()
             return
 

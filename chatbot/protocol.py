@@ -14,6 +14,8 @@ from chatbot.errors import ProtocolError
 MAX_ID_CHARS = 64
 MAX_HISTORY = 500
 MAX_NAME_CHARS = 64
+#: The largest integer a database column takes (a seq never comes near it).
+MAX_INTEGER = 2**63 - 1
 
 # The fields of each client frame: name -> (type, required).
 _FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
@@ -38,6 +40,8 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise ProtocolError("bad_json", f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") \
             from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise ProtocolError("bad_json", f"not valid JSON: {err}") from None
     except RecursionError:
         raise ProtocolError("bad_json", "not valid JSON: nested too deeply") from None
     if not isinstance(frame, dict):
@@ -89,6 +93,8 @@ def _check_limits(kind: str, frame: dict, max_text_chars: int, in_reply_to: str 
     for name in ("last_seq", "history", "before_seq", "limit"):
         if name in frame and frame[name] < 0:
             raise _error("bad_field", f"{name}: must not be negative", in_reply_to)
+        if name in frame and frame[name] > MAX_INTEGER:
+            raise _error("bad_field", f"{name}: must be at most {MAX_INTEGER}", in_reply_to)
     for name in ("history", "limit"):
         if name in frame and frame[name] > MAX_HISTORY:
             frame[name] = MAX_HISTORY

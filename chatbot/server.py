@@ -191,13 +191,20 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
                 self._protocol_error(ProtocolError("bad_field", "hello: this connection already has a session"))
                 return
             self.live = await sessions.attach(self, frame)
+            self._detach_if_closed()
             return
         if self.live is None:
             self.live = await sessions.attach(self, {})
+            self._detach_if_closed()
         if kind == "history":
             await sessions.history(self, self.live, frame)
         else:
             await sessions.handle(self, self.live, frame)
+
+    def _detach_if_closed(self) -> None:
+        """The connection may have been dropped (ping timeout) while its session was being attached."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            self.server.sessions.detach(self, self.live)
 
     def _protocol_error(self, err: ProtocolError) -> None:
         self.server.metrics.errors.labels(code=err.code).inc()
@@ -306,7 +313,8 @@ class ChatServer:
         if self.shared:
             import psycopg2
 
-            params = postgresql_connect_params(self.settings.database_url)
+            # A LISTEN connection that cannot be made must fail in seconds, not a TCP timeout.
+            params = {"connect_timeout": 5, **postgresql_connect_params(self.settings.database_url)}
             self.listener = TurnListener(lambda: psycopg2.connect(**params), self.sessions.on_note,
                                          self.sessions.catch_up)
             self.listener.start()
@@ -332,10 +340,14 @@ class ChatServer:
         drained = await self.sessions.drain(self.settings.shutdown_timeout)
         for socket in list(self.connections):
             socket.close(GOING_AWAY, "server going away")
-        if self.http is not None:
-            await asyncio.wait_for(self.http.close_all_connections(), timeout=2)
-        await asyncio.get_running_loop().run_in_executor(self.executor, self.store.close)
-        self.executor.shutdown(wait=False)
+        try:
+            if self.http is not None:
+                await asyncio.wait_for(self.http.close_all_connections(), timeout=2)
+        except asyncio.TimeoutError:
+            pass  # a peer that does not finish its close handshake must not keep the store unflushed
+        finally:
+            await asyncio.get_running_loop().run_in_executor(self.executor, self.store.close)
+            self.executor.shutdown(wait=False)
         self.events.event("server.stop", reason=reason, drained=drained)
 
     async def _sweep_forever(self) -> None:

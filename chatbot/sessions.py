@@ -95,6 +95,8 @@ class SessionManager:
             return await self._create(peer, hello.get("lang"))
         live = resumed
         async with live.lock:
+            if self.shared:  # other nodes may have moved it on: show this session's tabs what they said
+                await self._catch_up(live)
             lang = hello.get("lang")
             if lang in self.engine.languages:
                 live.state.lang = lang
@@ -132,10 +134,11 @@ class SessionManager:
             if live is None:
                 processed = await self._run(self.store.recent_processed, record.id)
                 live = self.live.get(record.id) or self._adopt(record, processed)
-            elif record.seq > live.seq:
-                self._refresh(live, record)
+            updated_at = max(live.updated_at, record.updated_at)
+        else:
+            updated_at = live.updated_at
         now = self.clock()
-        reason = ("idle" if now - live.updated_at > self.idle_expiry else
+        reason = ("idle" if now - updated_at > self.idle_expiry else
                   "absolute" if now - live.created_at > self.max_age else None)
         if reason:
             self.events.event("session.expired", session=live.id, reason=reason)
@@ -146,7 +149,8 @@ class SessionManager:
     def _adopt(self, record: SessionRecord, processed: list[tuple[str, int, int]]) -> LiveSession:
         state = SessionState(flow=record.flow, state=record.state, slots=dict(record.slots), lang=record.lang,
                              user=record.user, flow_version=record.flow_version)
-        live = LiveSession(record.id, record.token_hash, state, record.seq, record.created_at, record.updated_at)
+        live = LiveSession(record.id, record.token_hash, state, record.seq, record.created_at, record.updated_at,
+                           detached_at=self.clock())  # swept like any session without tabs until one attaches
         # The store keeps as many ids as `recent` does: with them, a new id needs no look-up.
         for client_id, first, last in processed:
             live.remember(client_id, (first, last))
@@ -182,12 +186,13 @@ class SessionManager:
                                state.flow_version, 0, now, now)
         created = self.store.create_session(record)
         async with live.lock:
-            self.live[live.id] = live
-            self.by_token[live.token_hash] = live.id
-            self.metrics.sessions_live.set(len(self.live))
             self.events.event("session.created", session=live.id, conn=peer.conn_id, lang=state.lang)
             frames = await self._commit(live, result, now, user_text=None, client_id=None, rotate=False)
             await asyncio.wrap_future(created)  # the writer keeps order: this is done already
+            # Known to the rest of the server only once stored: a failed creation leaves nothing behind.
+            self.live[live.id] = live
+            self.by_token[live.token_hash] = live.id
+            self.metrics.sessions_live.set(len(self.live))
             peer.send(self._welcome(live, token, resumed=False))
             live.peers.add(peer)
             self._deliver(live, peer, frames)

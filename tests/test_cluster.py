@@ -292,3 +292,23 @@ async def test_sigkill_of_a_node_under_load_loses_nothing(tmp_path, nodes):
         assert len(stored) == len(set(stored)) == 30, "every message processed exactly once"
         seqs = {e.get("id"): e["seq"] for e in result["entries"] if e["from"] == "user"}
         assert all(seqs[message_id] == seq for message_id, seq in result["acked"].items())
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_resume_on_a_node_does_not_swallow_another_nodes_turn_for_its_tabs(tmp_path, postgres_url):
+    from tests.server_helpers import running_server
+
+    async with running_server(tmp_path / "1", db=postgres_url) as first, \
+            running_server(tmp_path / "2", db=postgres_url) as second:
+        on_note = first.sessions.on_note  # node 1 hears of other nodes' turns late (a busy loop)
+        first.listener.on_note = lambda body: asyncio.get_running_loop().call_later(0.3, on_note, body)
+        tab = await Client.connect(first.port)
+        welcome = await tab.hello()
+        await tab.recv()
+        other = await Client.connect(second.port)
+        await other.hello(resume=welcome["resume"], last_seq=welcome["last_seq"])
+        await other.say("hello there", id="far-1")
+        third = await Client.connect(first.port)  # opens on node 1 before node 1 heard of far-1
+        await third.hello(resume=welcome["resume"])
+        seen = await tab.recv_until("reply", in_reply_to="far-1")
+        assert seen[0]["type"] == "user" and seen[0]["id"] == "far-1"

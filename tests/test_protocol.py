@@ -25,6 +25,9 @@ from chatbot.protocol import parse_frame
         ('{"type": "message", "text": "\\udc00"}', "lone_surrogate", "text: contains a lone surrogate at character 0"),
         ('{"type": "message", "text": "' + "я" * 11 + '"}', "text_too_long", "text: 11 characters, the limit is 10"),
         (b"\xc3\x28", "bad_utf8", "frame is not valid UTF-8 (byte 0)"),
+        ('{"type": "ping", "x": ' + "9" * 5000 + "}", "bad_json", None),
+        ('{"type": "history", "before_seq": 100000000000000000000}', "bad_field",
+         "before_seq: must be at most 9223372036854775807"),
         ("[" * 100000 + "]" * 100000, "bad_json", None),
     ],
 )

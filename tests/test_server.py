@@ -403,3 +403,21 @@ async def test_a_session_deleted_by_expiry_under_a_connected_tab_asks_it_to_star
         assert await client.recv() is None and client.conn.close_code == 1000
         again = await Client.connect(server.port)
         assert (await again.hello(resume=welcome["resume"]))["resumed"] is False
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_session_that_could_not_be_stored_leaves_nothing_behind(tmp_path):
+    async with running_server(tmp_path) as server:
+        db = sqlite3.connect(tmp_path / "chatbot.db")
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON sessions BEGIN SELECT RAISE(ABORT, 'disk says no'); END;")
+        db.commit()
+        for _ in range(3):
+            client = await Client.connect(server.port)
+            await client.send({"type": "hello"})
+            assert (await client.recv())["code"] == "internal_error"
+            client.close()
+        assert server.sessions.live == {} and server.sessions.by_token == {}
+        db.execute("DROP TRIGGER refuse")
+        db.commit()
+        client = await Client.connect(server.port)
+        assert (await client.hello())["resumed"] is False, "and the server works once the database does"
