@@ -312,7 +312,7 @@ def test_compressed_backups_are_read_back_in_order(setup, log, log_dir):
 
 
 WORKER = r"""
-import logging, sys
+import logging, sys, time
 from pathlib import Path
 from chatbot.logs import EventLog, setup_logging
 
@@ -324,6 +324,8 @@ print("ready", flush=True)
 sys.stdin.readline()
 for seq in range(count):
     log.event("test.record", worker=worker, seq=seq, pad="w" * 100)
+    if seq % 50 == 49:  # let the writer thread take a batch, so batches of all processes interleave
+        time.sleep(0.002)
 handle.close()
 """
 
