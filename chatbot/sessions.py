@@ -386,11 +386,7 @@ class SessionManager:
                                limit=self.history_limit)
         self._refresh(live, record)
         for row in rows:
-            frame = {k: v for k, v in self._entry(row).items() if k not in ("from", "ts")}
-            if row.role == "user":
-                frame = {"type": "user", **frame}
-            else:
-                frame = {"type": "reply", "buttons": [], "input": "text", **frame}
+            frame = self._frame(row)
             for peer in list(live.peers):
                 peer.send(frame)
 
@@ -407,6 +403,13 @@ class SessionManager:
                 "more": more}
 
     @staticmethod
+    def _frame(row: HistoryRecord) -> dict:
+        """A stored entry as the live frame that first carried it: `user` or `reply`."""
+        if row.role == "user":
+            return {"type": "user", "seq": row.seq, "text": row.text, **row.meta}
+        return {"type": "reply", "seq": row.seq, "text": row.text, "buttons": [], "input": "text", **row.meta}
+
+    @staticmethod
     def _entry(row: HistoryRecord) -> dict:
         entry: dict[str, Any] = {"seq": row.seq, "from": row.role, "text": row.text}
         entry.update(row.meta)
@@ -421,8 +424,7 @@ class SessionManager:
         sent = 0
         for row in rows:
             if row.role == "bot":
-                peer.send({"type": "reply", "seq": row.seq, "text": row.text, "buttons": [], "input": "text",
-                           **row.meta})
+                peer.send(self._frame(row))
                 sent += 1
         return sent
 
