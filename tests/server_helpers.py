@@ -105,3 +105,18 @@ class Client:
 
 def replies(frames: list[dict]) -> list[str]:
     return [frame["text"] for frame in frames if frame["type"] == "reply"]
+
+
+def new_token(frames: list[dict]) -> str:
+    """The resume token of the `auth` frame among `frames` (login and logout rotate it)."""
+    return next(frame for frame in frames if frame["type"] == "auth")["resume"]
+
+
+async def register(client: Client, username: str = "ann", password: str = "correct horse battery") -> list[dict]:
+    """Go through the registration dialog; return the frames of its last step (the `auth` among them)."""
+    frames = await client.press("register")
+    assert replies(frames)[-1].startswith("Choose a username")
+    frames = await client.say(username)
+    assert frames[-2]["input"] == "password"
+    await client.say(password)
+    return await client.say(password)

@@ -15,7 +15,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 
 from tests.process_helpers import ServerProcess
-from tests.server_helpers import Client, replies
+from tests.server_helpers import Client, new_token, register, replies
 
 PASSWORD = "shared secret 123"
 
@@ -38,11 +38,7 @@ async def test_register_on_one_node_resume_on_another_chat_on_a_third(nodes):
     first = await Client.connect(nodes[0].port)
     await first.hello()
     await first.recv()
-    await first.press("register")
-    await first.say("nina")
-    await first.say(PASSWORD)
-    frames = await first.say(PASSWORD)
-    token = next(f for f in frames if f["type"] == "auth")["resume"]
+    token = new_token(await register(first, "nina", PASSWORD))
     await first.say("call me Nini")
     last_seq = first.frames[-2]["seq"]
     first.close()
@@ -204,11 +200,7 @@ async def test_a_conversation_through_nginx_survives_the_sigkill_of_its_node(tmp
         client = await Client.connect(listen, origin=f"http://127.0.0.1:{listen}")
         await client.hello()
         await client.recv()
-        await client.press("register")
-        await client.say("rita")
-        await client.say(PASSWORD)
-        frames = await client.say(PASSWORD)
-        token = next(f for f in frames if f["type"] == "auth")["resume"]
+        token = new_token(await register(client, "rita", PASSWORD))
         await client.say("call me Ri")
         http = AsyncHTTPClient(force_instance=True)
         counts = [json.loads((await http.fetch(f"http://127.0.0.1:{n.port}/healthz")).body)["connections"]

@@ -10,18 +10,9 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.websocket import WebSocketClosedError
 
-from tests.server_helpers import Client, replies, running_server
+from tests.server_helpers import Client, new_token, register, replies, running_server
 
-PASSWORD = "correct horse battery"
-
-
-async def register(client: Client, username: str = "ann", password: str = PASSWORD) -> list[dict]:
-    frames = await client.press("register")
-    assert replies(frames)[-1].startswith("Choose a username")
-    frames = await client.say(username)
-    assert frames[-2]["input"] == "password"
-    await client.say(password)
-    return await client.say(password)
+PASSWORD = "correct horse battery"  # what register() uses unless told otherwise
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -85,7 +76,7 @@ async def test_two_tabs_share_a_session_and_both_see_every_reply(tmp_path):
         await first.hello()
         await first.recv()
         frames = await register(first)
-        token = next(f for f in frames if f["type"] == "auth")["resume"]
+        token = new_token(frames)
         second = await Client.connect(server.port)
         welcome = await second.hello(resume=token)
         assert welcome["resumed"] is True and welcome["user"] == "ann"
@@ -174,7 +165,7 @@ async def test_a_session_survives_a_server_restart(tmp_path):
         await client.hello()
         await client.recv()
         frames = await register(client, "bob")
-        token = next(f for f in frames if f["type"] == "auth")["resume"]
+        token = new_token(frames)
         await client.say("call me Bobby")
         last_seq = client.frames[-2]["seq"]
     async with running_server(tmp_path) as server:
@@ -292,7 +283,7 @@ async def test_logout_in_one_tab_ends_the_login_of_every_tab(tmp_path):
         first = await Client.connect(server.port)
         await first.hello()
         await first.recv()
-        token = next(f for f in await register(first, "erin") if f["type"] == "auth")["resume"]
+        token = new_token(await register(first, "erin"))
         second = await Client.connect(server.port)
         await second.hello(resume=token)
         logout = await first.press("logout")
@@ -377,7 +368,7 @@ async def test_the_same_conversation_on_postgresql(tmp_path, postgres_url):
         welcome = await client.hello()
         await client.recv()
         frames = await register(client, "pat")
-        token = next(f for f in frames if f["type"] == "auth")["resume"]
+        token = new_token(frames)
         await client.say("call me Patty")
     async with running_server(tmp_path, db=postgres_url) as server:
         client = await Client.connect(server.port)
