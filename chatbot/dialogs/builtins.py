@@ -98,7 +98,7 @@ def set_language(ctx, arg=None) -> None:
 
 @action()
 def show_help(ctx, arg=None) -> None:
-    ctx.engine._global(ctx, "help")
+    ctx.engine.show_help(ctx)
 
 
 @action()

@@ -306,11 +306,15 @@ class Engine:
         else:
             turn.say_engine("unknown_command", command=word)
 
+    def show_help(self, turn: Turn) -> None:
+        """The flow's help (or the engine's), the flows one may start, then the question again."""
+        turn.say(turn.flow.help) if turn.flow.help else turn.say_engine("help")
+        self._list_entries(turn)
+        self._reprompt(turn)
+
     def _global(self, turn: Turn, action: str) -> None:
         if action == "help":
-            turn.say(turn.flow.help) if turn.flow.help else turn.say_engine("help")
-            self._list_entries(turn)
-            self._reprompt(turn)
+            self.show_help(turn)
         elif action == "home":
             self._switch(turn, self.user_home if turn.user else self.home, "home")
         elif action == "logout":
