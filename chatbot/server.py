@@ -303,7 +303,9 @@ class ChatServer:
 
     async def start(self, sockets: list | None = None) -> int:
         """Open the store and listen (on `sockets` when a supervisor bound them); return the port."""
-        await asyncio.get_running_loop().run_in_executor(self.executor, self.store.open)
+        loop = asyncio.get_running_loop()
+        # SQLite commits in microseconds with nothing to wait for: on the loop, not a thread (see storage/writer.py).
+        await loop.run_in_executor(self.executor, self.store.open, None if self.shared else loop)
         sockets = sockets or bind_sockets(self.settings.port, self.settings.host)
         self.port = sockets[0].getsockname()[1]
         self.http = HTTPServer(self.application(), xheaders=self.settings.trust_proxy_headers)

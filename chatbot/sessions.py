@@ -61,8 +61,16 @@ class SessionManager:
 
     def start(self) -> None:
         """Call on the event loop once the store is open."""
-        self._loop = asyncio.get_running_loop()
-        self.store.after_each_batch(lambda: self._loop.call_soon_threadsafe(self._saved))
+        self._loop = loop = asyncio.get_running_loop()
+
+        def saved() -> None:  # the store commits on this loop or on a thread of its own
+            try:
+                on_loop = asyncio.get_running_loop() is loop
+            except RuntimeError:
+                on_loop = False
+            self._saved() if on_loop else loop.call_soon_threadsafe(self._saved)
+
+        self.store.after_each_batch(saved)
 
     def _saved(self) -> None:
         """A batch of writes was committed (or failed): wake the turns waiting for theirs."""

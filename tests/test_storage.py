@@ -7,6 +7,7 @@ are skipped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -569,3 +570,71 @@ def test_bad_values_are_refused(build, message):
     with pytest.raises(ValueError) as caught:
         build()
     assert str(caught.value) == message
+
+
+def test_writes_on_an_event_loop_are_committed_there_a_round_at_a_time(tmp_path):
+    url = _sqlite_backend(tmp_path).url
+    store = Store(url)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        store.open(loop)
+        try:
+            assert "chatbot-storage-writer" not in {thread.name for thread in threading.enumerate()}
+            await asyncio.wrap_future(store.create_session(session()))
+            before = store.write_stats.transactions
+            futures = [store.save_turn(turn("s1", n, entry(n))) for n in range(1, 21)]
+            assert not any(future.done() for future in futures)  # committed after this round of the loop
+            await asyncio.gather(*map(asyncio.wrap_future, futures))
+            assert store.write_stats.transactions == before + 1
+            # A synchronous write made on the loop commits what is queued instead of waiting for itself.
+            queued = store.save_turn(turn("s1", 21, entry(21)))
+            assert store.create_user("ann", "ann", "hash").username == "ann"
+            assert queued.done()
+            store.save_turn(turn("s1", 22, entry(22)))
+            store.flush(5)
+            # Writes from other threads are committed by the loop too.
+            await loop.run_in_executor(None, store.create_user, "bob", "bob", "hash")
+            last = store.save_turn(turn("s1", 23, entry(23)))
+        finally:
+            await loop.run_in_executor(None, store.close)  # commits what is still queued
+        assert last.result(0) is None
+
+    asyncio.run(main())
+    reopened = Store(url)
+    reopened.open()
+    try:
+        assert seqs(reopened.history("s1")) == list(range(1, 24))
+        assert reopened.find_user("bob") is not None
+    finally:
+        reopened.close()
+
+
+def test_with_writes_on_a_loop_the_wal_is_checkpointed_by_a_thread(tmp_path, monkeypatch):
+    import chatbot.storage.store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_INTERVAL", 0.1)
+    backend = _sqlite_backend(tmp_path)
+    db_file = tmp_path / "db" / "chatbot.db"
+    store = Store(backend.url)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        store.open(loop)
+        try:
+            await asyncio.wrap_future(store.create_session(session()))
+            await asyncio.gather(*(asyncio.wrap_future(store.save_turn(turn("s1", n, entry(n))))
+                                   for n in range(1, 11)))
+            await asyncio.sleep(0.5)
+            # The database file alone, without its WAL, already holds the turns.
+            copy = tmp_path / "copy.db"
+            copy.write_bytes(db_file.read_bytes())
+            conn = sqlite3.connect(copy)
+            try:
+                assert conn.execute("SELECT count(*) FROM history").fetchone() == (10,)
+            finally:
+                conn.close()
+        finally:
+            await loop.run_in_executor(None, store.close)
+
+    asyncio.run(main())

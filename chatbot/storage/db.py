@@ -44,11 +44,16 @@ SQLITE_PRAGMAS = {
 }
 
 
-def open_database(url: str) -> peewee.Database:
-    """Build the database object for ``url``; it connects on first use."""
+def open_database(url: str, *, sqlite_checkpoints: bool = True) -> peewee.Database:
+    """Build the database object for ``url``; it connects on first use.
+
+    ``sqlite_checkpoints=False`` stops SQLite connections from copying the WAL back into the
+    database on their own after a commit (each such checkpoint ends in an fsync); the
+    caller then runs ``PRAGMA wal_checkpoint`` itself, off its latency-critical thread.
+    """
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
-        return _sqlite(url)
+        return _sqlite(url, sqlite_checkpoints)
     if scheme in ("postgresql", "postgres"):
         return _postgresql(url)
     raise ConfigError(
@@ -66,7 +71,7 @@ def masked_url(url: str) -> str:
     return parsed._replace(netloc=netloc).geturl()
 
 
-def _sqlite(url: str) -> peewee.Database:
+def _sqlite(url: str, checkpoints: bool) -> peewee.Database:
     if urlparse(url).netloc:
         raise ConfigError(
             f"db: sqlite url '{masked_url(url)}' has a host (a file path takes three slashes: sqlite:///PATH)"
@@ -84,7 +89,7 @@ def _sqlite(url: str) -> peewee.Database:
         raise ConfigError(f"db: cannot create the directory of '{path}': {error.strerror}") from error
     return PooledSqliteDatabase(
         path,
-        pragmas=SQLITE_PRAGMAS,
+        pragmas=SQLITE_PRAGMAS if checkpoints else {**SQLITE_PRAGMAS, "wal_autocheckpoint": 0},
         # Take the write lock when a transaction begins, so a second writer
         # waits for busy_timeout instead of failing when it upgrades a read.
         lock_type="IMMEDIATE",

@@ -10,6 +10,8 @@ result. Reads see committed writes only.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from concurrent.futures import Future
 
@@ -22,6 +24,10 @@ from chatbot.storage.models import Models, bind_models
 from chatbot.storage.records import HistoryRecord, SessionRecord, TurnWrite, UserRecord, WriteStats
 from chatbot.storage.turnsql import TurnStatements
 from chatbot.storage.writer import MAX_BATCH, GroupCommitWriter
+
+
+#: Seconds between WAL checkpoints when the store checkpoints itself (see Checkpointer).
+CHECKPOINT_INTERVAL = 1.0
 
 
 class UsernameTaken(StorageError):
@@ -39,6 +45,40 @@ class SessionConflict(StorageError):
 
 class SessionGone(StorageError):
     """The session is no longer stored (it expired and was deleted)."""
+
+
+class Checkpointer:
+    """Copies SQLite's WAL back into the database file now and then, on a thread of its own.
+
+    A commit that triggers SQLite's automatic checkpoint pays for it, fsyncs included
+    (milliseconds); when commits run on the event loop, the store turns that off and
+    this thread checkpoints instead. A passive checkpoint never blocks a writer.
+    """
+
+    def __init__(self, database: peewee.SqliteDatabase, interval: float) -> None:
+        self._database = database
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chatbot-checkpointer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self.checkpoint()  # leave a short WAL behind
+
+    def checkpoint(self) -> None:
+        try:
+            with self._database.connection_context():
+                self._database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except peewee.PeeweeException:
+            pass  # the next round tries again; the WAL only grows meanwhile
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            self.checkpoint()
 
 
 class Store:
@@ -77,16 +117,21 @@ class Store:
         self._database: peewee.Database | None = None
         self._models: Models | None = None
         self._writer: GroupCommitWriter | None = None
+        self._checkpointer: Checkpointer | None = None
         self._turn_sql: TurnStatements | None = None
         self._user_ids: dict[str, int] = {}
 
     # lifecycle
 
-    def open(self) -> None:
-        """Connect, bring the schema up to date and start the writer."""
+    def open(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Connect, bring the schema up to date and start the writer.
+
+        With ``loop``, writes are committed by callbacks on that loop's thread instead of a
+        writer thread (see ``writer.py``); a caller on the loop is then never blocked by them.
+        """
         if self._writer is not None:
             raise StorageError("storage: the store is already open")
-        database = open_database(self._url)
+        database = open_database(self._url, sqlite_checkpoints=loop is None)
         models = bind_models(database)
         try:
             migrate(database, models)
@@ -98,20 +143,27 @@ class Store:
         self._database, self._models = database, models
         self._turn_sql = TurnStatements.build(database, models)
         self._user_ids: dict[str, int] = {}
-        self._writer = GroupCommitWriter(database, max_batch=self._max_batch)
+        self._writer = GroupCommitWriter(database, max_batch=self._max_batch, loop=loop)
         self._writer.start()
+        if loop is not None and isinstance(database, peewee.SqliteDatabase):
+            self._checkpointer = Checkpointer(database, CHECKPOINT_INTERVAL)
+            self._checkpointer.start()
 
     def close(self) -> None:
         """Apply the pending writes, stop the writer and close every connection."""
         if self._writer is None:
             return
         self._writer.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self._database.close_all()
         self._writer = self._database = self._models = None
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every write submitted so far is committed (or failed)."""
-        self._open_writer().barrier().result(timeout)
+        writer = self._open_writer()
+        writer.wait(writer.barrier(), timeout)
 
     @property
     def write_stats(self) -> WriteStats:
@@ -123,7 +175,7 @@ class Store:
         return self._submit(lambda: self._insert_session(rec), f"create_session of session '{rec.id}'")
 
     def after_each_batch(self, callback) -> None:
-        """Have the writer thread call `callback()` after each batch of writes is resolved."""
+        """Have the writer call `callback()` after each batch of writes is resolved (on the thread that ran it)."""
         self._open_writer().after_batch = callback
 
     def save_turn(self, turn: TurnWrite) -> Future:
@@ -184,7 +236,7 @@ class Store:
             old = (session.updated_at < idle_before) | (session.created_at < created_before)
             return session.delete().where(old).execute()  # history and ids go by cascade
 
-        return self._submit(delete, "delete_expired").result()
+        return self._submit_and_wait(delete, "delete_expired")
 
     def count_sessions(self) -> int:
         session = self._models_open().Session
@@ -213,7 +265,7 @@ class Store:
             except peewee.IntegrityError as error:
                 raise UsernameTaken(username) from error
 
-        user_id = self._submit(insert, f"create_user '{username}'").result()
+        user_id = self._submit_and_wait(insert, f"create_user '{username}'")
         return UserRecord(user_id, username, username_key, password_hash, now)
 
     def update_password_hash(self, user_id: int, password_hash: str) -> None:
@@ -223,9 +275,9 @@ class Store:
             if user.update(password_hash=password_hash).where(user.id == user_id).execute() != 1:
                 raise StorageError(f"storage: unknown user id {user_id}")
 
-        self._submit(update, f"update_password_hash of user {user_id}").result()
+        self._submit_and_wait(update, f"update_password_hash of user {user_id}")
 
-    # writer side: these run on the writer thread inside its transaction
+    # writer side: these run inside the writer's transaction, one batch at a time
 
     def _insert_session(self, rec: SessionRecord) -> None:
         self._models.Session.insert(
@@ -286,7 +338,7 @@ class Store:
             self._database.execute_sql("SELECT pg_notify(%s, %s)", (self._notify_channel, turn.notify))
 
     def _user_id(self, username: str | None) -> int | None:
-        """The id of a user (remembered: users are never renamed, and only the writer thread asks)."""
+        """The id of a user (remembered: users are never renamed, and only the writer asks)."""
         if username is None:
             return None
         user_id = self._user_ids.get(username)
@@ -316,6 +368,10 @@ class Store:
 
     def _submit(self, apply, label: str) -> Future:
         return self._open_writer().submit(apply, label)
+
+    def _submit_and_wait(self, apply, label: str):
+        writer = self._open_writer()
+        return writer.wait(writer.submit(apply, label))
 
     def _open_writer(self) -> GroupCommitWriter:
         if self._writer is None:

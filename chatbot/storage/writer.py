@@ -11,10 +11,21 @@ If a grouped transaction fails, its writes are retried one transaction each,
 so one bad write fails alone and its neighbours still land. The thread never
 dies of a failed write: every exception goes to the future of the write that
 raised it.
+
+Given an event loop, the writer runs its batches on that loop's thread instead
+of a thread of its own: everything submitted while the loop handles one round
+of events is committed by one callback at the start of the next round. That is
+for SQLite, whose statements and commit (WAL, synchronous=NORMAL) are a few
+microseconds of CPU each with nothing to wait for: on a second thread, every
+statement would hand the GIL back and forth with the loop, and each hand-over
+can wait for the interpreter's switch interval (5 ms) while the loop is busy.
+A database across a network (PostgreSQL) keeps the thread, whose round trips
+then overlap the loop's work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from concurrent.futures import Future
@@ -41,7 +52,8 @@ _STOP = None
 
 
 class GroupCommitWriter:
-    def __init__(self, database: peewee.Database, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, database: peewee.Database, *, max_batch: int = MAX_BATCH,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         if max_batch < 1:
             raise ValueError(f"writer: max_batch must be at least 1, got {max_batch}")
         self._database = database
@@ -52,13 +64,19 @@ class GroupCommitWriter:
         self._lock = threading.Lock()
         self._closed = False
         self._writes = self._transactions = self._failures = 0
+        self._loop = loop
+        #: Whether a drain of the queue is scheduled on the loop (guarded by _lock).
+        self._drain_due = False
+        #: Held while a batch is applied, so a drain on the loop and one by stop() never overlap.
+        self._applying = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="chatbot-storage-writer", daemon=True)
         #: Called on the writer thread once the futures of a batch are resolved; lets an event loop
         #: be woken once per batch instead of once per future.
         self.after_batch: Callable[[], None] | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        if self._loop is None:
+            self._thread.start()
 
     def submit(self, apply: Callable[[], Any], label: str) -> Future:
         """Run ``apply()`` in a transaction on the writer thread.
@@ -71,6 +89,12 @@ class GroupCommitWriter:
         """A future resolved once every write submitted before it is done."""
         return self._put(_Write(None, "flush", Future()))
 
+    def wait(self, future: Future, timeout: float | None = None) -> Any:
+        """``future.result(timeout)``, also on the loop that runs the writes (which it drains first)."""
+        if self._on_loop_thread():
+            self._drain_all()
+        return future.result(timeout)
+
     def stop(self) -> None:
         """Finish the queued writes, then end the thread."""
         with self._lock:
@@ -78,7 +102,10 @@ class GroupCommitWriter:
                 return
             self._closed = True
             self._queue.put(_STOP)
-        self._thread.join()
+        if self._loop is None:
+            self._thread.join()
+        else:
+            self._drain_all()
 
     @property
     def stats(self) -> WriteStats:
@@ -89,26 +116,74 @@ class GroupCommitWriter:
             if self._closed:
                 raise StorageError("storage: the store is closed")
             self._queue.put(write)
+            schedule = self._loop is not None and not self._drain_due
+            self._drain_due = self._drain_due or schedule
+        if schedule:
+            if self._on_loop_thread():
+                self._loop.call_soon(self._drain)
+            else:
+                self._loop.call_soon_threadsafe(self._drain)
         return write.future
+
+    def _on_loop_thread(self) -> bool:
+        if self._loop is None:
+            return False
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # no loop runs on this thread
+            return False
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch and batch[-1] is not _STOP:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            if self._process(self._take(self._queue.get())):
+                return
+
+    def _drain(self) -> None:
+        """On the loop: commit what is queued (a batch at a time, yielding to the loop between batches)."""
+        with self._lock:
+            self._drain_due = False
+        try:
+            first = self._queue.get_nowait()
+        except queue.Empty:
+            return
+        self._process(self._take(first))
+        if not self._queue.empty():
+            with self._lock:
+                schedule = not self._drain_due
+                self._drain_due = True
+            if schedule:
+                self._loop.call_soon(self._drain)
+
+    def _drain_all(self) -> None:
+        while True:
+            try:
+                first = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if self._process(self._take(first)):
+                return
+
+    def _take(self, first: _Write | None) -> list[_Write | None]:
+        batch = [first]
+        while len(batch) < self._max_batch and batch[-1] is not _STOP:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, batch: list[_Write | None]) -> bool:
+        """Apply a batch and resolve its futures; return whether it ended with the stop marker."""
+        with self._applying:
             # A caller may have cancelled its future while it waited.
             live = [w for w in batch if w is not _STOP and w.future.set_running_or_notify_cancel()]
             self._apply([w for w in live if w.apply is not None])
             for write in live:
                 if write.apply is None:
                     write.future.set_result(None)
-            if live and self.after_batch is not None:
-                self.after_batch()
-            if batch[-1] is _STOP:
-                return
+        if live and self.after_batch is not None:
+            self.after_batch()
+        return batch[-1] is _STOP
 
     def _apply(self, writes: list[_Write]) -> None:
         if not writes:
