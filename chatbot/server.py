@@ -12,6 +12,7 @@ import itertools
 import os
 import secrets
 import signal
+import struct
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 import tornado.web
 import tornado.websocket
 from tornado.httpserver import HTTPServer
+from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 
 from chatbot import __version__
@@ -44,11 +46,40 @@ TRY_AGAIN_LATER = 1013
 
 
 class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
-    """Hands a text frame that is not valid UTF-8 to the handler as bytes.
+    """Tornado's WebSocket protocol, with two changes.
 
-    Tornado drops such a connection outright; this server answers with a
-    `bad_utf8` error frame instead and keeps the connection.
+    A text frame that is not valid UTF-8 goes to the handler as bytes: Tornado
+    drops such a connection outright; this server answers with a `bad_utf8`
+    error frame instead and keeps the connection.
+
+    `write_texts` sends several text frames with one socket write, and without
+    the task `write_message` makes for each frame (a turn's reply and its ack
+    are two frames).
     """
+
+    def write_texts(self, texts: list[str]) -> None:
+        """Send each text as a frame, compressed as write_message would; raises StreamClosedError."""
+        parts = []
+        for text in texts:
+            data = text.encode("utf-8")
+            self._message_bytes_out += len(data)
+            flags = 0
+            if self._compressor:
+                data = self._compressor.compress(data)
+                flags = self.RSV1
+            length = len(data)
+            # A server's frames are not masked (RFC 6455, 5.1).
+            if length < 126:
+                header = struct.pack("BB", self.FIN | 0x1 | flags, length)
+            elif length <= 0xFFFF:
+                header = struct.pack("!BBH", self.FIN | 0x1 | flags, 126, length)
+            else:
+                header = struct.pack("!BBQ", self.FIN | 0x1 | flags, 127, length)
+            parts += (header, data)
+        wire = b"".join(parts)
+        self._wire_bytes_out += len(wire)
+        # The write's future is not awaited: on a closed stream Tornado marks its error retrieved.
+        self.stream.write(wire)
 
     def _handle_message(self, opcode: int, data: bytes):
         if opcode != 0x1 or self.client_terminated or self._frame_compressed:
@@ -94,6 +125,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.limiter = RateLimiter(self.settings_.rate_limit, self.settings_.rate_burst)
         self.strikes = 0
         self.opened_at = 0.0
+        self.event_loop = asyncio.get_running_loop()
+        self.outbox: list[str] = []
 
     # --- handshake policy ----------------------------------------------------------------
     def check_origin(self, origin: str) -> bool:
@@ -119,8 +152,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     def open(self) -> None:
         server = self.server
         self.opened_at = time.monotonic()
-        # A reply and its ack are two small writes: without this, Nagle's algorithm holds the
-        # second until the client's delayed ACK, some 40 ms later.
+        # Frames leave as soon as they are written: without this, Nagle's algorithm holds a write
+        # that follows another unacknowledged one until the client's delayed ACK, some 40 ms later.
         self.set_nodelay(True)
         server.events.event("conn.open", conn=self.conn_id, ip=self.ip,
                             origin=self.request.headers.get("Origin"))
@@ -152,12 +185,26 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
                             duration_s=round(time.monotonic() - self.opened_at, 3))
 
     def send(self, frame: dict) -> None:
+        """Queue a frame; the frames queued in one round of the event loop leave in one write."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
+        self.outbox.append(encode(frame))
+        if len(self.outbox) == 1:
+            self.event_loop.call_soon(self.send_queued)
+
+    def send_queued(self) -> None:
+        texts, self.outbox = self.outbox, []
+        connection = self.ws_connection
+        if not texts or connection is None or connection.is_closing():
+            return
         try:
-            self.write_message(encode(frame))
-        except tornado.websocket.WebSocketClosedError:
+            connection.write_texts(texts)
+        except StreamClosedError:
             pass
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.send_queued()  # what was sent before the close frame goes before it
+        super().close(code, reason)
 
     # --- frames --------------------------------------------------------------------------
     async def on_message(self, message: str | bytes) -> None:

@@ -412,3 +412,37 @@ async def test_a_session_that_could_not_be_stored_leaves_nothing_behind(tmp_path
         db.commit()
         client = await Client.connect(server.port)
         assert (await client.hello())["resumed"] is False, "and the server works once the database does"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_frames_of_every_length_arrive_whole_with_and_without_deflate(tmp_path):
+    # Frames queued in one round of the loop leave in one write, with headers made by the
+    # server itself: 7-bit, 16-bit and 64-bit payload lengths, compressed or not.
+    import random
+    import string
+
+    from tornado.websocket import websocket_connect
+
+    rng = random.Random(7)
+    letters = string.ascii_letters + string.digits + " ,."  # random enough that deflate cannot shrink it much
+    texts = ["".join(rng.choice(letters) for _ in range(4000)) for _ in range(30)]
+    for deflate in (False, True):
+        async with running_server(tmp_path / str(deflate), deflate=deflate, rate_burst=100) as server:
+            options = {"compression_options": {}} if deflate else {}
+            first = Client(await websocket_connect(f"ws://127.0.0.1:{server.port}/ws", **options))
+            welcome = await first.hello()
+            await first.recv()
+            second = Client(await websocket_connect(f"ws://127.0.0.1:{server.port}/ws", **options))
+            await second.hello(resume=welcome["resume"])
+            for text in texts:
+                frames = await first.say(text)
+                assert frames[-1]["type"] == "ack"
+                echoed = await second.recv_until("user")
+                assert echoed[-1]["text"] == text  # 4,000 characters: a 16-bit length
+            await second.send({"type": "history", "before_seq": 10_000, "limit": 500})
+            history = (await second.recv_until("history"))[-1]
+            said = [entry["text"] for entry in history["entries"] if entry["from"] == "user"]
+            assert said == texts  # one frame of over 120 KB: a 64-bit length
+            assert len(json.dumps(history)) > 120_000
+            first.close()
+            second.close()
