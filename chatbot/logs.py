@@ -167,6 +167,11 @@ class JsonLineFormatter(JsonFormatter):
         super().__init__(json_ensure_ascii=False)
         self.process_name = process_name
         self._clock = _UtcClock()
+        # One encoder for every record: json.dumps(cls=...) would build a new one per record.
+        self._encoder = self.json_encoder(ensure_ascii=False)
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        return self._encoder.encode(log_data)
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -275,6 +276,23 @@ def test_unwritable_log_dir_raises_config_error(tmp_path):
 def write_numbered(log: EventLog, count: int) -> None:
     for seq in range(count):
         log.event("test.record", seq=seq, pad="p" * 100)
+
+
+def test_records_logged_apart_are_written_in_batches(setup, log, log_dir, monkeypatch):
+    # A server logs a few records per message, a fraction of a millisecond apart: the writer
+    # gathers them for a few milliseconds instead of taking the file lock for each.
+    from chatbot.logwriter import BatchFileHandler
+
+    batches = []
+    write_batch = BatchFileHandler.emit_batch
+    monkeypatch.setattr(BatchFileHandler, "emit_batch",
+                        lambda handler, batch: (batches.append(len(batch)), write_batch(handler, batch)))
+    setup()
+    for seq in range(60):
+        log.event("numbered", seq=seq)
+        time.sleep(0.0005)
+    assert [record["seq"] for record in records(log_dir)] == list(range(60))
+    assert sum(batches) == 60 and len(batches) <= 20, batches
 
 
 def test_rotation_keeps_every_record_in_order(setup, log, log_dir):

@@ -7,7 +7,7 @@ storage, password hashing, intent matching, transitions, the dialog engine)
 anywhere in the stack, so that JSON encoding done for a log line counts as
 logging; else the innermost frame of a generic part (JSON, WebSocket framing,
 the event loop, session and server glue).  Samples of a thread waiting (its
-innermost line a blocking queue get, selector poll or lock wait) are left out
+innermost line a blocking queue get, selector poll, lock wait or sleep) are left out
 and counted apart.
 
     py-spy record -o profile.svg --pid PID      # a flame graph of the same, by hand
@@ -46,9 +46,9 @@ GENERIC = (
     ("server handler (chatbot.server)", ("chatbot/server.py",)),
 )
 OTHER = "other"
-# A thread whose innermost Python line is a blocking get/poll/select/wait is waiting, not working; py-spy
+# A thread whose innermost Python line is a blocking get/poll/select/wait or a sleep is waiting, not working; py-spy
 # does not always see such a thread as idle.  Calls with a quoted argument (dict.get("key")) are work.
-WAITING_LINE = re.compile(r"\.(get|poll|select|wait|acquire)\((block=True|timeout=\w+|[^)\"']*)\)")
+WAITING_LINE = re.compile(r"\.(get|poll|select|wait|acquire|sleep)\((block=True|timeout=\w+|[^)\"']*)\)")
 
 
 def frame_file(frame: str) -> str:
@@ -152,7 +152,7 @@ def summarise(raw_text: str, top: int = 15) -> str:
     if not total:
         return "no samples (was the server busy? is py-spy allowed to attach?)"
     loop_total = sum(loop_costs.values()) or 1
-    lines = [f"{total:,} samples of busy threads ({idle:,} more of threads waiting in a get/poll/wait, left out); "
+    lines = [f"{total:,} samples of busy threads ({idle:,} more of threads waiting in a get/poll/wait/sleep, left out); "
              "by thread: " + ", ".join(f"{name} {n / total:.0%}" for name, n in threads.most_common()), "",
              f"   {'cost':<52} {'all threads':>12} {'event loop':>11}"]
     for cost, n in costs.most_common():
