@@ -2,8 +2,8 @@
 
 Every record becomes one JSON object per line in ``<log_dir>/chatbot.log``::
 
-    {"ts": "2026-11-25T16:40:01.123Z", "level": "info", "event": "message.in",
-     "pid": 4242, "session": "ab12", "conn": "c7", "id": 3, "text": "hi"}
+    {"ts":"2026-11-25T16:40:01.123Z","level":"info","event":"message.in",
+     "pid":4242,"session":"ab12","conn":"c7","id":3,"text":"hi"}
 
 A caller only queues its record (with its JSON line made); a writer thread writes what is
 queued in batches. Several server processes may append to the same file: the writer holds a
@@ -29,6 +29,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from chatbot import jsontext
 from chatbot.errors import ConfigError
 from chatbot.logread import LogLine, read_log_records
 from chatbot.logwriter import BatchFileHandler, HandOver, WriterThread
@@ -167,11 +168,11 @@ class JsonLineFormatter(JsonFormatter):
         super().__init__(json_ensure_ascii=False)
         self.process_name = process_name
         self._clock = _UtcClock()
-        # One encoder for every record: json.dumps(cls=...) would build a new one per record.
-        self._encoder = self.json_encoder(ensure_ascii=False)
+        # python-json-logger's encoder still decides how values JSON has no form for are written.
+        self._fallback = self.json_encoder().default
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
-        return self._encoder.encode(log_data)
+        return jsontext.dumps(log_data, default=self._fallback)
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]

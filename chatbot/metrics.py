@@ -96,10 +96,18 @@ class Metrics:
         )
 
         # Known label values appear at 0 from the start, so rates work before the first event.
-        for kind in MESSAGE_KINDS:
-            self.messages_in.labels(kind=kind)
+        # The children counted on every message are kept: labels() is a locked look-up each time.
+        self.messages_in_by_kind = {kind: self.messages_in.labels(kind=kind) for kind in MESSAGE_KINDS}
         for result in LOGIN_RESULTS:
             self.logins.labels(result=result)
+        self._transitions_by_flow: dict[str, Counter] = {}
+
+    def transitions_in(self, flow: str):
+        """The transitions counter of one flow."""
+        child = self._transitions_by_flow.get(flow)
+        if child is None:
+            child = self._transitions_by_flow[flow] = self.transitions.labels(flow=flow)
+        return child
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its HTTP content type."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chatbot import jsontext
 from chatbot.errors import ProtocolError
 
 MAX_ID_CHARS = 64
@@ -120,4 +121,4 @@ def error_frame(error: ProtocolError) -> dict:
 
 
 def encode(frame: dict) -> str:
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    return jsontext.dumps(frame)

@@ -226,13 +226,13 @@ class SessionManager:
                 secret = self.engine.input_kind(live.state) == "password"
                 if frame["type"] == "message":
                     event: Text | Action = Text(frame["text"])
-                    self.metrics.messages_in.labels(kind="message").inc()
+                    self.metrics.messages_in_by_kind["message"].inc()
                     self.events.event("message.in", session=live.id, conn=peer.conn_id, user=live.state.user,
                                       flow=live.state.flow, state=live.state.state, id=client_id,
                                       text="[redacted]" if secret else frame["text"], secret=secret or None)
                 else:
                     event = Action(frame["name"])
-                    self.metrics.messages_in.labels(kind="action").inc()
+                    self.metrics.messages_in_by_kind["action"].inc()
                     self.events.event("action.in", session=live.id, conn=peer.conn_id, user=live.state.user,
                                       flow=live.state.flow, state=live.state.state, id=client_id,
                                       name=frame["name"])
@@ -354,7 +354,7 @@ class SessionManager:
 
     def _log_turn(self, live: LiveSession, result: TurnResult, frames: list[tuple[str, dict]]) -> None:
         for step in result.transitions:
-            self.metrics.transitions.labels(flow=step["flow"]).inc()
+            self.metrics.transitions_in(step["flow"]).inc()
         for account in result.account_events:
             if account["event"] == "account.login":
                 self.metrics.logins.labels(result=login_outcome(account)).inc()

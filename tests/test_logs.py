@@ -477,3 +477,14 @@ def test_reader_takes_rotated_files_without_base_during_rollover(tmp_path):
     write_lines(tmp_path / "chatbot.log.1", {"n": 1})
     lines = list(read_log_records([tmp_path / "chatbot.log"]))
     assert [(line.record, line.error) for line in lines] == [({"n": 1}, None)]
+
+
+def test_values_orjson_refuses_are_written_by_the_standard_library(setup, log, log_dir):
+    setup()
+    big = 2**80
+    log.event("odd", seq=big, counts={1: "one"}, text="lone \udc80 surrogate", ok="naïve ☕")
+    record = records(log_dir)[-1]
+    assert (record["seq"], record["counts"], record["ok"]) == (big, {"1": "one"}, "naïve ☕")
+    assert record["text"] == "lone \udc80 surrogate"
+    line = (log_dir / "chatbot.log").read_text(encoding="utf-8").splitlines()[-1]
+    assert line.startswith('{"ts":"') and ", " not in line.split('"text"')[0]

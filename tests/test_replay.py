@@ -452,7 +452,7 @@ def _assert_no_secret_in(folder: Path) -> None:
 
 
 def test_no_password_reaches_any_log_file(recording):
-    assert '"secret": true' in (recording.log_dir / "chatbot.log").read_text(encoding="utf-8")
+    assert '"secret":true' in (recording.log_dir / "chatbot.log").read_text(encoding="utf-8")
     _assert_no_secret_in(recording.log_dir)
 
 

@@ -1,0 +1,32 @@
+"""Compact JSON text for the hot paths: frames sent to clients and log lines.
+
+orjson encodes a frame or a log record in a tenth of the time the standard library takes.
+What it refuses (an integer beyond 64 bits, a dict key that is not a string, a string with
+a lone surrogate) goes to the standard library's encoder instead, which writes the same
+compact form (a lone surrogate as an escape, so that the text stays valid UTF-8).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import orjson
+
+
+def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """``value`` as JSON text without spaces, non-ASCII characters as they are.
+
+    ``default`` turns an object JSON has no form for into one it has, as in ``json.dumps``.
+    """
+    try:
+        return orjson.dumps(value, default=default).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        pass
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=default)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: written as a \u escape, the text stays UTF-8
+            text = json.dumps(value, separators=(",", ":"), default=default)
+    return text
