@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 import peewee
 
+from chatbot import jsontext
+
 
 class JSONField(peewee.TextField):
     """A JSON document stored as text, the same on SQLite and PostgreSQL."""
@@ -23,7 +25,7 @@ class JSONField(peewee.TextField):
     def db_value(self, value: Any) -> str | None:
         if value is None:
             return None
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        return jsontext.dumps(value, sort_keys=True)
 
     def python_value(self, value: str | None) -> Any:
         return None if value is None else json.loads(value)

@@ -8,10 +8,11 @@ column names, and executed with plain parameters.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import peewee
+
+from chatbot import jsontext
 
 from chatbot.storage.models import Models
 from chatbot.storage.records import TurnWrite
@@ -19,7 +20,7 @@ from chatbot.storage.records import TurnWrite
 
 def to_json(value) -> str:
     """The same text as models.JSONField writes."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return jsontext.dumps(value, sort_keys=True)
 
 
 @dataclass(frozen=True)
