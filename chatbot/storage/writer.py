@@ -67,8 +67,8 @@ class GroupCommitWriter:
         self._loop = loop
         #: Whether a drain of the queue is scheduled on the loop (guarded by _lock).
         self._drain_due = False
-        #: Held while a batch is applied, so a drain on the loop and one by stop() never overlap.
-        self._applying = threading.Lock()
+        #: Held while a batch is taken and applied, so a drain on the loop and one by stop() never overlap.
+        self._applying = threading.RLock()
         self._thread = threading.Thread(target=self._run, name="chatbot-storage-writer", daemon=True)
         #: Called on the writer thread once the futures of a batch are resolved; lets an event loop
         #: be woken once per batch instead of once per future.
@@ -135,18 +135,14 @@ class GroupCommitWriter:
 
     def _run(self) -> None:
         while True:
-            if self._process(self._take(self._queue.get())):
+            if self._process(self._queue.get()):
                 return
 
     def _drain(self) -> None:
         """On the loop: commit what is queued (a batch at a time, yielding to the loop between batches)."""
         with self._lock:
             self._drain_due = False
-        try:
-            first = self._queue.get_nowait()
-        except queue.Empty:
-            return
-        self._process(self._take(first))
+        self._process_next()
         if not self._queue.empty():
             with self._lock:
                 schedule = not self._drain_due
@@ -155,26 +151,29 @@ class GroupCommitWriter:
                 self._loop.call_soon(self._drain)
 
     def _drain_all(self) -> None:
-        while True:
+        while self._process_next() is False:
+            pass
+
+    def _process_next(self) -> bool | None:
+        """Apply the next batch, if any; None when nothing was queued."""
+        # Taken under the lock: a drain by stop() on another thread must not take later
+        # writes and commit them before the loop commits the ones it took first.
+        with self._applying:
             try:
                 first = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if self._process(self._take(first)):
-                return
+                return None
+            return self._process(first)
 
-    def _take(self, first: _Write | None) -> list[_Write | None]:
-        batch = [first]
-        while len(batch) < self._max_batch and batch[-1] is not _STOP:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
-
-    def _process(self, batch: list[_Write | None]) -> bool:
-        """Apply a batch and resolve its futures; return whether it ended with the stop marker."""
+    def _process(self, first: _Write | None) -> bool:
+        """Apply `first` and what is queued behind it; return whether the batch ended with the stop marker."""
         with self._applying:
+            batch = [first]
+            while len(batch) < self._max_batch and batch[-1] is not _STOP:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             # A caller may have cancelled its future while it waited.
             live = [w for w in batch if w is not _STOP and w.future.set_running_or_notify_cancel()]
             self._apply([w for w in live if w.apply is not None])
