@@ -22,7 +22,11 @@ class Peer(Protocol):
     conn_id: str
     client_key: str
 
-    def send(self, frame: dict) -> None: ...
+    def send(self, frame: dict) -> None:
+        """Queue a frame; what is queued leaves in one write by the end of this round of the loop."""
+
+    def send_queued(self) -> None:
+        """Write what is queued now."""
 
     def close(self, code: int, reason: str) -> None: ...
 

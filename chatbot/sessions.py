@@ -350,6 +350,11 @@ class SessionManager:
             for peer in list(live.peers):
                 if audience == "all" or peer is not sender:
                     peer.send(frame)
+        # A turn's frames leave now, in one write per connection: under load, a round of the loop
+        # (until the queued frames would leave by themselves) takes milliseconds.
+        sender.send_queued()
+        for peer in live.peers:
+            peer.send_queued()
         self.metrics.messages_out.inc(sum(1 for _, frame in frames if frame["type"] == "reply"))
 
     def _log_turn(self, live: LiveSession, result: TurnResult, frames: list[tuple[str, dict]]) -> None:
