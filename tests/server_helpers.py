@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from contextlib import asynccontextmanager
 
 from tornado.httpclient import HTTPRequest
@@ -49,6 +50,8 @@ class Client:
     def __init__(self, conn) -> None:
         self.conn = conn
         self.counter = 0
+        # Ids must differ between clients of one session: a repeated id is a duplicate, acked unprocessed.
+        self.id_prefix = secrets.token_hex(4)
         self.frames: list[dict] = []  # everything received, in order
 
     @classmethod
@@ -86,7 +89,7 @@ class Client:
 
     def next_id(self) -> str:
         self.counter += 1
-        return f"c-{id(self) % 10000}-{self.counter}"
+        return f"c-{self.id_prefix}-{self.counter}"
 
     async def say(self, text: str, *, id: str | None = None) -> list[dict]:
         """Send a message; return the frames up to its ack; replies are those of type 'reply'."""
