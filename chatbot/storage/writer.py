@@ -207,11 +207,19 @@ class GroupCommitWriter:
             write.future.set_result(result)
 
     def _transaction(self, writes: list[_Write]) -> list[Any]:
-        # A connection from the pool per transaction: one that broke (a
-        # restarted PostgreSQL) is dropped by the pool instead of failing
-        # every later write.
-        with self._database.connection_context(), self._database.atomic():
-            results = [write.apply() for write in writes]
+        if self._on_loop_thread():
+            # The loop keeps one connection: SQLite drops a connection's page cache whenever
+            # another connection wrote since its last transaction, so a connection borrowed
+            # from the pool per batch would read every page it touches again.
+            self._database.connect(reuse_if_open=True)
+            with self._database.atomic():
+                results = [write.apply() for write in writes]
+        else:
+            # A connection from the pool per transaction: one that broke (a
+            # restarted PostgreSQL) is dropped by the pool instead of failing
+            # every later write.
+            with self._database.connection_context(), self._database.atomic():
+                results = [write.apply() for write in writes]
         self._transactions += 1
         return results
 
