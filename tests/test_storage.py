@@ -638,3 +638,42 @@ def test_with_writes_on_a_loop_the_wal_is_checkpointed_by_a_thread(tmp_path, mon
             await loop.run_in_executor(None, store.close)
 
     asyncio.run(main())
+
+
+def test_on_a_loop_a_locked_database_delays_writes_without_blocking_the_loop(tmp_path, monkeypatch):
+    import chatbot.storage.writer as writer_module
+
+    backend = _sqlite_backend(tmp_path)
+    store = Store(backend.url)
+
+    async def ticks(count: int) -> float:
+        """The longest gap between ticks of a 10 ms sleep: how long the loop was kept from running."""
+        longest, last = 0.0, time.monotonic()
+        for _ in range(count):
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            longest, last = max(longest, now - last), now
+        return longest
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        store.open(loop)
+        try:
+            await asyncio.wrap_future(store.create_session(session()))
+            with backend.hold_write_lock():  # another program's write transaction
+                waiting = [store.save_turn(turn("s1", n, entry(n))) for n in (1, 2)]
+                assert await ticks(30) < 0.2
+                assert not any(future.done() for future in waiting)
+            await asyncio.gather(*map(asyncio.wrap_future, waiting))  # committed once the lock is gone
+            assert seqs(await loop.run_in_executor(None, store.history, "s1")) == [1, 2]
+
+            monkeypatch.setattr(writer_module, "BUSY_WAIT", 0.3)
+            with backend.hold_write_lock():
+                failing = store.save_turn(turn("s1", 3, entry(3)))
+                with pytest.raises(StorageError, match=r"^storage: save_turn of session 's1' failed: .*locked"):
+                    await asyncio.wait_for(asyncio.wrap_future(failing), 5)
+            await asyncio.wrap_future(store.save_turn(turn("s1", 3, entry(3))))  # and the next one lands
+        finally:
+            await loop.run_in_executor(None, store.close)
+
+    asyncio.run(main())

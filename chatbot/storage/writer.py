@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -39,6 +40,10 @@ from chatbot.errors import StorageError
 from chatbot.storage.records import WriteStats
 
 MAX_BATCH = 256
+#: On the loop, while another program holds SQLite's write lock: seconds between tries of the
+#: waiting batch, and how long it may wait before its writes fail (SQLite's own busy_timeout).
+BUSY_RETRY = 0.05
+BUSY_WAIT = 5.0
 
 
 @dataclass
@@ -69,6 +74,10 @@ class GroupCommitWriter:
         self._drain_due = False
         #: Held while a batch is taken and applied, so a drain on the loop and one by stop() never overlap.
         self._applying = threading.RLock()
+        #: On the loop: a batch that found the database locked (its writes, whether it ended with
+        #: the stop marker), tried again before anything queued behind it; and since when it waits.
+        self._held: tuple[list[_Write], bool] | None = None
+        self._busy_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="chatbot-storage-writer", daemon=True)
         #: Called on the writer thread once the futures of a batch are resolved; lets an event loop
         #: be woken once per batch instead of once per future.
@@ -79,7 +88,7 @@ class GroupCommitWriter:
             self._thread.start()
 
     def submit(self, apply: Callable[[], Any], label: str) -> Future:
-        """Run ``apply()`` in a transaction on the writer thread.
+        """Run ``apply()`` in a transaction of the writer (on its thread, or on its loop).
 
         ``label`` names the write in error texts ("save_turn of session 'x'").
         """
@@ -143,22 +152,31 @@ class GroupCommitWriter:
         with self._lock:
             self._drain_due = False
         self._process_next()
-        if not self._queue.empty():
-            with self._lock:
-                schedule = not self._drain_due
-                self._drain_due = True
-            if schedule:
-                self._loop.call_soon(self._drain)
+        if self._held is not None:
+            delay = BUSY_RETRY  # the database is locked: try again later, the loop serves on meanwhile
+        elif not self._queue.empty():
+            delay = 0.0
+        else:
+            return
+        with self._lock:
+            schedule = not self._drain_due
+            self._drain_due = True
+        if schedule:
+            self._loop.call_later(delay, self._drain) if delay else self._loop.call_soon(self._drain)
 
     def _drain_all(self) -> None:
         while self._process_next() is False:
-            pass
+            if self._held is not None:
+                time.sleep(BUSY_RETRY)
 
     def _process_next(self) -> bool | None:
         """Apply the next batch, if any; None when nothing was queued."""
         # Taken under the lock: a drain by stop() on another thread must not take later
         # writes and commit them before the loop commits the ones it took first.
         with self._applying:
+            if self._held is not None:
+                (live, stop), self._held = self._held, None
+                return self._settle(live, stop)
             try:
                 first = self._queue.get_nowait()
             except queue.Empty:
@@ -176,24 +194,33 @@ class GroupCommitWriter:
                     break
             # A caller may have cancelled its future while it waited.
             live = [w for w in batch if w is not _STOP and w.future.set_running_or_notify_cancel()]
-            self._apply([w for w in live if w.apply is not None])
-            for write in live:
-                if write.apply is None:
-                    write.future.set_result(None)
+            return self._settle(live, batch[-1] is _STOP)
+
+    def _settle(self, live: list[_Write], stop: bool) -> bool:
+        """Apply a batch's writes and resolve its futures, or hold it while the database is locked."""
+        if not self._apply([w for w in live if w.apply is not None]):
+            self._held = (live, stop)
+            return False
+        for write in live:
+            if write.apply is None:
+                write.future.set_result(None)
         if live and self.after_batch is not None:
             self.after_batch()
-        return batch[-1] is _STOP
+        return stop
 
-    def _apply(self, writes: list[_Write]) -> None:
+    def _apply(self, writes: list[_Write]) -> bool:
+        """Apply the writes; False if, on the loop, the database is locked and they should wait."""
         if not writes:
-            return
-        self._writes += len(writes)
+            return True
         try:
             results = self._transaction(writes)
         except Exception as error:  # delivered to the callers through their futures
+            if self._should_wait(error):
+                return False
+            self._writes += len(writes)
             if len(writes) == 1:
                 self._fail(writes[0], error)
-                return
+                return True
             # One bad write must not fail its neighbours: retry each alone.
             for write in writes:
                 try:
@@ -202,16 +229,36 @@ class GroupCommitWriter:
                     self._fail(write, error)
                 else:
                     write.future.set_result(result)
-            return
+            return True
+        self._busy_since = None
+        self._writes += len(writes)
         for write, result in zip(writes, results):
             write.future.set_result(result)
+        return True
+
+    def _should_wait(self, error: Exception) -> bool:
+        """Whether a batch that failed on `error` should be tried again later (see BUSY_WAIT)."""
+        locked = isinstance(error, peewee.OperationalError) and "locked" in str(error)
+        if not (locked and self._on_loop_thread()):
+            self._busy_since = None
+            return False
+        now = time.monotonic()
+        if self._busy_since is None:
+            self._busy_since = now
+        if now - self._busy_since < BUSY_WAIT:
+            return True
+        self._busy_since = None  # waited long enough: this batch's writes fail
+        return False
 
     def _transaction(self, writes: list[_Write]) -> list[Any]:
         if self._on_loop_thread():
             # The loop keeps one connection: SQLite drops a connection's page cache whenever
             # another connection wrote since its last transaction, so a connection borrowed
             # from the pool per batch would read every page it touches again.
-            self._database.connect(reuse_if_open=True)
+            if self._database.connect(reuse_if_open=True) and isinstance(self._database, peewee.SqliteDatabase):
+                # SQLite's busy handler would sleep on the loop while another program holds the
+                # write lock; the writer waits by trying again later instead (see _should_wait).
+                self._database.execute_sql("PRAGMA busy_timeout = 0")
             with self._database.atomic():
                 results = [write.apply() for write in writes]
         else:
