@@ -126,9 +126,10 @@ class WriterThread:
             done.wait(10)
 
     def _run(self) -> None:
+        behind = False
         while True:
             batch, item = [], self.records.get()
-            if isinstance(item, logging.LogRecord) and self.GATHER:
+            if isinstance(item, logging.LogRecord) and self.GATHER and not behind:
                 time.sleep(self.GATHER)
             while isinstance(item, logging.LogRecord):
                 batch.append(item)
@@ -139,6 +140,8 @@ class WriterThread:
                     item = self.records.get_nowait()
                 except queue.Empty:
                     item = False
+            # A full batch means records arrive faster than they are written: no pause then.
+            behind = len(batch) >= self.MAX_BATCH
             if batch:
                 self._write(batch)
             if item is None:

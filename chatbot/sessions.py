@@ -68,7 +68,10 @@ class SessionManager:
                 on_loop = asyncio.get_running_loop() is loop
             except RuntimeError:
                 on_loop = False
-            self._saved() if on_loop else loop.call_soon_threadsafe(self._saved)
+            if on_loop:
+                self._saved()
+            elif not loop.is_closed():  # a store closed after its loop: no turn waits any more
+                loop.call_soon_threadsafe(self._saved)
 
         self.store.after_each_batch(saved)
 

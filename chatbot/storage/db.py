@@ -9,9 +9,10 @@ Accepted URLs (the forms of ``playhouse.db_url``)::
 Query parameters go to the driver unchanged, for example
 ``postgresql://postgres@127.0.0.1/chatbot?options=-c%20search_path%3Dtenant``.
 
-Both kinds are pooled: the store reads on executor threads and writes on its
-own thread, and each thread borrows a connection for the length of one read or
-one transaction instead of keeping one per thread forever.
+Both kinds are pooled: the store reads on executor threads and writes on a
+thread of its own (or keeps one connection on the server's event loop, see
+``writer.py``), and each thread borrows a connection for the length of one read
+or one transaction instead of keeping one per thread forever.
 """
 
 from __future__ import annotations

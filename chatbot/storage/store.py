@@ -1,8 +1,9 @@
 """The store the session layer talks to.
 
 Reads are plain synchronous methods on the caller's thread (run them in an
-executor from the event loop). Writes go to one writer thread that groups them
-into transactions (see ``writer.py``); session writes return a
+executor from the event loop). Writes go to one writer, on a thread of its own
+or on the server's event loop, that groups them into transactions (see
+``writer.py``); session writes return a
 ``concurrent.futures.Future`` that resolves once the write is committed, and
 the rarer account and housekeeping writes wait for theirs and return the
 result. Reads see committed writes only.
@@ -75,8 +76,8 @@ class Checkpointer:
         try:
             with self._database.connection_context():
                 self._database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
-        except peewee.PeeweeException:
-            pass  # the next round tries again; the WAL only grows meanwhile
+        except Exception:  # a busy database, an exhausted pool: the next round tries again
+            pass  # (the thread must not die: nothing else checkpoints, and the WAL would only grow)
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval):
@@ -129,7 +130,7 @@ class Store:
         """Connect, bring the schema up to date and start the writer.
 
         With ``loop``, writes are committed by callbacks on that loop's thread instead of a
-        writer thread (see ``writer.py``); a caller on the loop is then never blocked by them.
+        writer thread (see ``writer.py``).
         """
         if self._writer is not None:
             raise StorageError("storage: the store is already open")
@@ -155,12 +156,14 @@ class Store:
         """Apply the pending writes, stop the writer and close every connection."""
         if self._writer is None:
             return
-        self._writer.stop()
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
-        self._database.close_all()
-        self._writer = self._database = self._models = None
+        try:
+            self._writer.stop()
+        finally:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
+            self._database.close_all()
+            self._writer = self._database = self._models = None
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every write submitted so far is committed (or failed)."""
