@@ -267,6 +267,17 @@ class TestStore:
         assert store.count_sessions() == 1
         assert store.delete_expired(idle_before=NOW - 1800, created_before=NOW - 86_400) == 0
 
+    def test_many_expired_sessions_go_a_few_per_transaction(self, store, monkeypatch):
+        import chatbot.storage.store as store_module
+
+        monkeypatch.setattr(store_module, "EXPIRY_CHUNK", 7)
+        resolve_all([store.create_session(session(f"idle{n}", created_at=NOW - 3600)) for n in range(30)])
+        store.create_session(session("fresh", created_at=NOW - 60)).result()
+        before = store.write_stats.transactions
+        assert store.delete_expired(idle_before=NOW - 1800, created_before=NOW - 86_400) == 30
+        assert store.write_stats.transactions - before == 5  # 7 + 7 + 7 + 7 + 2
+        assert store.count_sessions() == 1 and store.load_session("fresh") is not None
+
     def test_queued_writes_share_one_transaction(self, backend, store):
         resolve_all([store.create_session(session(f"s{n}")) for n in range(40)])
         before = store.write_stats

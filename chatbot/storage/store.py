@@ -33,6 +33,10 @@ from chatbot.storage.writer import MAX_BATCH, GroupCommitWriter
 CHECKPOINT_INTERVAL = 0.1
 
 
+#: Expired sessions deleted per transaction (see Store.delete_expired).
+EXPIRY_CHUNK = 20
+
+
 class UsernameTaken(StorageError):
     def __init__(self, username: str) -> None:
         super().__init__(username)
@@ -234,14 +238,25 @@ class Store:
             return list(query.tuples())
 
     def delete_expired(self, idle_before: float, created_before: float) -> int:
-        """Delete sessions idle since ``idle_before`` or created before ``created_before``."""
+        """Delete sessions idle since ``idle_before`` or created before ``created_before``.
+
+        A few sessions per transaction (their history and ids go by cascade): the writes of
+        live turns, which may be committed on the server's event loop, wait for one short
+        transaction at a time instead of one that deletes everything expired.
+        """
         session = self._models_open().Session
+        old = (session.updated_at < idle_before) | (session.created_at < created_before)
 
-        def delete() -> int:
-            old = (session.updated_at < idle_before) | (session.created_at < created_before)
-            return session.delete().where(old).execute()  # history and ids go by cascade
+        def delete_some() -> int:
+            chosen = session.select(session.id).where(old).limit(EXPIRY_CHUNK)
+            return session.delete().where(session.id.in_(chosen)).execute()
 
-        return self._submit_and_wait(delete, "delete_expired")
+        deleted = 0
+        while True:
+            some = self._submit_and_wait(delete_some, "delete_expired")
+            deleted += some
+            if some < EXPIRY_CHUNK:
+                return deleted
 
     def count_sessions(self) -> int:
         session = self._models_open().Session
