@@ -87,7 +87,7 @@ class UserRecord:
 
 @dataclass(frozen=True)
 class WriteStats:
-    """Counters of the writer thread, to see how well writes are grouped."""
+    """Counters of the writer, to see how well writes are grouped."""
 
     writes: int  # writes applied or failed
     transactions: int  # transactions committed

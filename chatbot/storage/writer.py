@@ -79,8 +79,8 @@ class GroupCommitWriter:
         self._held: tuple[list[_Write], bool] | None = None
         self._busy_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="chatbot-storage-writer", daemon=True)
-        #: Called on the writer thread once the futures of a batch are resolved; lets an event loop
-        #: be woken once per batch instead of once per future.
+        #: Called where a batch was applied (the writer's thread or its loop) once the batch's futures
+        #: are resolved; lets an event loop be woken once per batch instead of once per future.
         self.after_batch: Callable[[], None] | None = None
 
     def start(self) -> None:
