@@ -32,7 +32,7 @@ from pythonjsonlogger.json import JsonFormatter
 from chatbot import jsontext
 from chatbot.errors import ConfigError
 from chatbot.logread import LogLine, read_log_records
-from chatbot.logwriter import BatchFileHandler, HandOver, WriterThread
+from chatbot.logwriter import EVENT_FIELDS, BatchFileHandler, EventRecord, HandOver, WriterThread
 
 __all__ = [
     "EVENT_FIELDS",
@@ -56,15 +56,16 @@ SECRET_FIELDS = frozenset({"password", "secret", "token", "resume"})
 CONSOLE_MODES = ("text", "json", "none")
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
-# EventLog hands its fields over in this one record attribute rather than as separate
+# EventLog hands its fields over in one record attribute, EVENT_FIELDS, rather than as separate
 # `extra=` keys: a field may then be called `name` or `args`, which logging reserves.
-EVENT_FIELDS = "event_fields"
+_LEVEL_NAMES = {level: logging.getLevelName(level).lower() for level in range(0, 60, 10)}
 
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
     | {"message", "asctime", "taskName", EVENT_FIELDS}
 )
 _PROJECT_LOGGER = "chatbot"
+_PROJECT_PREFIX = _PROJECT_LOGGER + "."
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -109,13 +110,45 @@ class EventLog:
             if value is None:
                 fields = {key: value for key, value in fields.items() if value is not None}
                 break
+        logger = self.logger
+        if exc_info is None:
+            hand_over = _sole_hand_over(logger, level)
+            if hand_over is not None and hand_over.event_line is not None:
+                # setup_logging's handlers only: no LogRecord, and the line made at once.
+                if not SECRET_FIELDS.isdisjoint(fields):
+                    _redact(fields)
+                created = time.time()
+                line = hand_over.event_line(logger.name, level, name, fields, created)
+                hand_over.queue_event(EventRecord(logger.name, level, name, fields, created, line))
+                return
         if exc_info is True:
             exc_info = sys.exc_info()
         # makeRecord + handle skip logging's walk up the stack for the caller's file and line,
         # which the JSON lines do not show and which costs more than the rest of the call.
-        logger = self.logger
         logger.handle(logger.makeRecord(logger.name, level, "", 0, name, (), exc_info,
                                         extra={EVENT_FIELDS: fields}))
+
+
+def _sole_hand_over(logger: logging.Logger, level: int) -> HandOver | None:
+    """The HandOver of setup_logging if a record of `logger` would reach it and nothing else.
+
+    Anything else on the way (a filter, another handler such as pytest's caplog) needs a real
+    LogRecord, which EventLog then makes.
+    """
+    if logger.disabled or logger.filters:
+        return None
+    node = logger
+    while node.parent is not None:
+        if node.handlers or not node.propagate:
+            return None
+        node = node.parent
+    handlers = node.handlers
+    if len(handlers) != 1:
+        return None
+    handler = handlers[0]
+    if type(handler) is not HandOver or handler.filters or level < handler.level:
+        return None
+    return handler
 
 
 class RedactFilter(logging.Filter):
@@ -141,6 +174,9 @@ def _redact(fields: dict[str, Any]) -> None:
             fields[key] = REDACTED
 
 
+_MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 class _UtcClock:
     """ISO 8601 UTC text with milliseconds; the part up to the second is reused within a second."""
 
@@ -154,7 +190,8 @@ class _UtcClock:
         if second != last_second:
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._last = (second, prefix)
-        return f"{prefix}.{int((created - second) * 1000):03d}Z"
+        # min: a fraction a hair below 1 can round up to 1000 ms.
+        return prefix + _MILLISECONDS[min(int((created - second) * 1000), 999)]
 
 
 class JsonLineFormatter(JsonFormatter):
@@ -174,17 +211,29 @@ class JsonLineFormatter(JsonFormatter):
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         return jsontext.dumps(log_data, default=self._fallback)
 
+    def _leading_keys(self, created: float, level: str, event: str, pid: int,
+                      logger_name: str) -> dict[str, Any]:
+        log_data = {"ts": self._clock.iso(created), "level": level, "event": event, "pid": pid}
+        if self.process_name:
+            log_data["process"] = self.process_name
+        if not _is_project_logger(logger_name):
+            log_data["logger"] = logger_name
+        return log_data
+
+    def event_line(self, logger_name: str, level: int, event: str, fields: dict[str, Any],
+                   created: float) -> str:
+        """The line `format` makes of an EventLog record with these fields, without the record."""
+        log_data = self._leading_keys(created, _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower(),
+                                      event, os.getpid(), logger_name)
+        for key, value in fields.items():
+            log_data[key + "_" if key in log_data else key] = value
+        return self.jsonify_log_record(log_data)
+
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
-        log_data["ts"] = self._clock.iso(record.created)
-        log_data["level"] = record.levelname.lower()
-        log_data["event"] = record.message
-        log_data["pid"] = record.process or os.getpid()
-        if self.process_name:
-            log_data["process"] = self.process_name
-        if not _is_project_logger(record.name):
-            log_data["logger"] = record.name
+        log_data.update(self._leading_keys(record.created, record.levelname.lower(), record.message,
+                                           record.process or os.getpid(), record.name))
         # A record of EventLog carries its fields in one attribute: no need to look through the rest.
         fields = record.__dict__.get(EVENT_FIELDS)
         for key, value in (fields.items() if fields is not None else record_fields(record).items()):
@@ -228,7 +277,7 @@ class TextFormatter(logging.Formatter):
 
 
 def _is_project_logger(name: str) -> bool:
-    return name == _PROJECT_LOGGER or name.startswith(_PROJECT_LOGGER + ".")
+    return name == _PROJECT_LOGGER or name.startswith(_PROJECT_PREFIX)
 
 
 @dataclass
@@ -324,6 +373,7 @@ def setup_logging(
     hand_over = HandOver(records)
     hand_over.writer = writer
     hand_over.file_handler = file_handler
+    hand_over.event_line = json_formatter.event_line
     root.addHandler(hand_over)
     root.setLevel(level_no)
     # Records carry no thread or process names (setup_logging is for the application, which

@@ -1,7 +1,8 @@
 """Writing log records off the caller's thread, in batches, to a file shared by processes.
 
 The caller's thread (a server's event loop) only makes each record's JSON line and queues
-it; a writer thread takes what is queued in batches and appends each batch to the file under
+it (an event of `chatbot.logs.EventLog` is queued as an :class:`EventRecord`, without the
+cost of a `logging.LogRecord`); a writer thread takes what is queued in batches and appends each batch to the file under
 one acquisition of the file lock that lets several processes share it
 (`concurrent_log_handler`). `chatbot.logs.setup_logging` puts this together.
 """
@@ -14,11 +15,39 @@ import queue
 import threading
 import time
 from logging.handlers import QueueHandler
+from typing import Callable
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler
 
 #: The record attribute carrying its JSON line, made when the record was queued.
 JSON_LINE = "_json_line"
+#: The record attribute carrying the fields of an event (see `chatbot.logs.EventLog`).
+EVENT_FIELDS = "event_fields"
+
+
+class EventRecord:
+    """An event queued with its JSON line made: what the file needs, in a fraction of a LogRecord.
+
+    Handlers other than the file (the console) get a LogRecord made from it on the writer thread.
+    """
+
+    __slots__ = ("logger_name", "levelno", "event", "fields", "created", "line")
+
+    def __init__(self, logger_name: str, levelno: int, event: str, fields: dict,
+                 created: float, line: str | None) -> None:
+        self.logger_name = logger_name
+        self.levelno = levelno
+        self.event = event
+        self.fields = fields
+        self.created = created
+        self.line = line
+
+    def to_record(self) -> logging.LogRecord:
+        record = logging.LogRecord(self.logger_name, self.levelno, "", 0, self.event, (), None)
+        record.created = self.created
+        record.msecs = (self.created - int(self.created)) * 1000
+        record.__dict__[EVENT_FIELDS] = self.fields
+        return record
 
 
 class BatchFileHandler(ConcurrentRotatingFileHandler):
@@ -29,10 +58,13 @@ class BatchFileHandler(ConcurrentRotatingFileHandler):
     at a time would have rotated them.
     """
 
-    def emit_batch(self, records: list[logging.LogRecord]) -> None:
+    def emit_batch(self, records: list[logging.LogRecord | EventRecord]) -> None:
         lines = []
         for record in records:
-            if JSON_LINE in record.__dict__:  # made and filtered when it was queued
+            if type(record) is EventRecord:
+                if record.line is not None:
+                    lines.append(record.line)
+            elif JSON_LINE in record.__dict__:  # made and filtered when it was queued
                 line = record.__dict__[JSON_LINE]
                 if line is not None:
                     lines.append(line)
@@ -82,6 +114,12 @@ class HandOver(QueueHandler):
 
     writer: "WriterThread | None" = None
     file_handler: "BatchFileHandler | None" = None
+    #: Makes the file's JSON line of an event: (logger name, level, event, fields, created).
+    #: Set when the file takes every level and the fields need no filter but redaction.
+    event_line: "Callable[[str, int, str, dict, float], str] | None" = None
+
+    def queue_event(self, record: EventRecord) -> None:
+        self.queue.put_nowait(record)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         handler = self.file_handler
@@ -129,9 +167,9 @@ class WriterThread:
         behind = False
         while True:
             batch, item = [], self.records.get()
-            if isinstance(item, logging.LogRecord) and self.GATHER and not behind:
+            if isinstance(item, _RECORDS) and self.GATHER and not behind:
                 time.sleep(self.GATHER)
-            while isinstance(item, logging.LogRecord):
+            while isinstance(item, _RECORDS):
                 batch.append(item)
                 if len(batch) >= self.MAX_BATCH:
                     item = False
@@ -149,11 +187,14 @@ class WriterThread:
             if isinstance(item, threading.Event):
                 item.set()
 
-    def _write(self, batch: list[logging.LogRecord]) -> None:
+    def _write(self, batch: list[logging.LogRecord | EventRecord]) -> None:
         for handler in self.handlers:
             records = [record for record in batch if record.levelno >= handler.level]
             if isinstance(handler, BatchFileHandler):
                 handler.emit_batch(records)
             else:
                 for record in records:
-                    handler.handle(record)
+                    handler.handle(record.to_record() if type(record) is EventRecord else record)
+
+
+_RECORDS = (logging.LogRecord, EventRecord)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from chatbot import logs
 from chatbot.errors import ConfigError
 from chatbot.logs import EventLog, LogLine, read_log_records, record_fields, setup_logging
 
@@ -28,11 +29,19 @@ def log_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def setup(log_dir: Path):
-    """setup_logging with console off by default; every handle is closed after the test."""
+def setup(log_dir: Path, request, monkeypatch):
+    """setup_logging with console off by default; every handle is closed after the test.
+
+    A test that takes `either_path` runs twice: once with setup_logging's handler alone on the
+    root, where EventLog makes each line itself, and once with pytest's capturing handlers
+    there too, where it makes a LogRecord for them all.
+    """
     handles = []
 
     def make(**options):
+        if "either_path" in request.fixturenames and request.getfixturevalue("either_path") == "direct":
+            # pytest adds its handlers at the start of the test's call: set them aside here.
+            monkeypatch.setattr(logging.getLogger(), "handlers", [])
         options.setdefault("console", "none")
         handle = setup_logging(log_dir=log_dir, **options)
         handles.append(handle)
@@ -41,6 +50,11 @@ def setup(log_dir: Path):
     yield make
     for handle in handles:
         handle.close()
+
+
+@pytest.fixture(params=["direct", "through a LogRecord"])
+def either_path(request) -> str:
+    return request.param
 
 
 @pytest.fixture
@@ -64,7 +78,7 @@ def records(log_dir: Path) -> list[dict]:
 # ----------------------------------------------------------------------------- record shape
 
 
-def test_record_starts_with_ts_level_event_pid_then_fields(setup, log, log_dir):
+def test_record_starts_with_ts_level_event_pid_then_fields(either_path, setup, log, log_dir):
     setup()
     before = dt.datetime.now(dt.timezone.utc)
     log.event("message.in", session="ab12", conn="c1", id=3, text="hi")
@@ -101,7 +115,7 @@ def test_warning_and_error_levels_and_exception_text(setup, log, log_dir):
         assert not {"message", "msg", "asctime", "exc_info", "levelname", "name"} & set(record)
 
 
-def test_none_fields_are_left_out_and_reserved_names_are_fields(setup, log, log_dir):
+def test_none_fields_are_left_out_and_reserved_names_are_fields(either_path, setup, log, log_dir):
     setup()
     log.event("action.in", session="s1", conn=None, id=1, name="yes", args=[1])
     [record] = records(log_dir)
@@ -121,7 +135,7 @@ def test_plain_logger_extra_fields_and_foreign_logger_name(setup, log_dir):
     assert foreign["logger"] == "tornado.access"
 
 
-def test_field_named_like_a_leading_key_keeps_its_value(setup, log, log_dir):
+def test_field_named_like_a_leading_key_keeps_its_value(either_path, setup, log, log_dir):
     setup()
     log.event("effect", session="s1", level=3, ts="now")
     [record] = records(log_dir)
@@ -139,7 +153,7 @@ def test_values_json_cannot_encode_are_written_as_text(setup, log, log_dir):
     assert "naïve ☕" in (log_dir / "chatbot.log").read_text(encoding="utf-8")
 
 
-def test_level_setting_filters_and_process_name_is_written(setup, log, log_dir):
+def test_level_setting_filters_and_process_name_is_written(either_path, setup, log, log_dir):
     setup(level="warning", process_name="web-2")
     log.event("message.in", session="s1")
     logging.getLogger("chatbot.test").debug("noise")
@@ -159,10 +173,38 @@ def test_captured_records_carry_the_event_and_its_fields(log, caplog):
     assert record_fields(record) == {"session": "s1", "slot": "size", "value": "large"}
 
 
+@pytest.mark.parametrize("process_name", [None, "w1"])
+def test_an_event_is_written_alike_with_and_without_another_handler(setup, log_dir, process_name,
+                                                                   monkeypatch):
+    """With only setup_logging's handler, EventLog makes the line itself, without a LogRecord;
+    with another handler on the way (here a second one on the root) it makes a LogRecord."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # pytest's own capturing handlers
+    setup(process_name=process_name)
+    events = EventLog(logging.getLogger("tornado.general"))  # a foreign logger gets `logger`
+    assert logs._sole_hand_over(events.logger, logging.INFO) is not None
+    fields = {"session": "s1", "level": 2, "token": "hunter2", "empty": None, "text": "naïve ☕",
+              "db": Path("/srv/db.sqlite"), "n": 10**30}
+    events.event("effect", **dict(fields))
+    extra = logging.NullHandler()
+    root.addHandler(extra)
+    assert logs._sole_hand_over(events.logger, logging.INFO) is None
+    try:
+        events.event("effect", **dict(fields))
+    finally:
+        logging.getLogger().removeHandler(extra)
+    direct, through_record = records(log_dir)
+    assert direct.pop("ts") and through_record.pop("ts")
+    assert direct == through_record
+    assert list(direct) == list(through_record)
+    assert direct["token"] == "[redacted]" and direct["level_"] == 2 and direct["logger"] == "tornado.general"
+    assert direct.get("process") == process_name and direct["n"] == 10**30
+
+
 # ----------------------------------------------------------------------------- redaction
 
 
-def test_secret_fields_are_redacted_in_file_and_console(setup, log, log_dir, capsys):
+def test_secret_fields_are_redacted_in_file_and_console(either_path, setup, log, log_dir, capsys):
     setup(console="text")
     log.event(
         "message.in", session="s1", password="hunter2", token="t0k", resume="r3s", secret=True
@@ -184,7 +226,7 @@ def test_secret_fields_are_redacted_in_file_and_console(setup, log, log_dir, cap
 # ----------------------------------------------------------------------------- console
 
 
-def test_console_text_is_one_short_line_in_utc(setup, log, log_dir, capsys):
+def test_console_text_is_one_short_line_in_utc(either_path, setup, log, log_dir, capsys):
     setup(console="text")
     log.event("message.in", session="ab12", user="ann", text="hi")
     log.warning("conn.close", conn="c1", reason="going away")
@@ -212,7 +254,7 @@ def test_console_text_shortens_long_values_and_shows_tracebacks(setup, log, caps
     assert rest[-1] == "KeyError: 'lost'"
 
 
-def test_console_json_repeats_the_file_line(setup, log, log_dir, capsys):
+def test_console_json_repeats_the_file_line(either_path, setup, log, log_dir, capsys):
     setup(console="json")
     log.event("session.created", session="s1", conn="c1", lang="en")
     [line] = (flush(), capsys.readouterr())[1].err.splitlines()
