@@ -304,6 +304,49 @@ class TestStore:
         assert store.write_stats.failures == 1
         store.save_turn(turn("s0", 2, entry(2))).result(30)  # the writer lives on
 
+    def test_turns_of_one_batch_land_in_order_and_the_bad_ones_fail_alone(self, backend, open_store, monkeypatch):
+        store = open_store(history_limit=4, processed_limit=2, trim_every=2)
+        together = []  # SQLite runs the statements of a batch's turns together, and alone after a failure
+        apply_turns = store._apply_turns
+        monkeypatch.setattr(store, "_apply_turns", lambda turns: together.append(len(turns)) or apply_turns(turns))
+        store.create_user("ann", "ann", "hash")
+        resolve_all([store.create_session(session(f"s{n}")) for n in range(4)])
+        store.save_turn(turn("s3", 2, entry(1), entry(2, "bot"), client_id="c1")).result()
+        with backend.hold_write_lock():  # everything below queues up and is taken as one batch
+            futures = {
+                # s0: three turns in a row, checked against the seq each expects, one rotating the token
+                "s0 first": store.save_turn(replace(turn("s0", 2, entry(1), entry(2, "bot"), client_id="a"),
+                                                    expected_seq=0)),
+                "s0 second": store.save_turn(replace(turn("s0", 4, entry(3), entry(4, "bot"), client_id="b",
+                                                          user="ann", token_hash="t" * 64), expected_seq=2)),
+                "s0 third": store.save_turn(replace(turn("s0", 6, entry(5), entry(6, "bot"), client_id="c",
+                                                         user="ann", state="main:third"), expected_seq=4)),
+                "s1 stale": store.save_turn(replace(turn("s1", 2, entry(1)), expected_seq=7)),
+                "s2 plain": store.save_turn(turn("s2", 1, entry(1))),
+                "s3 repeated id": store.save_turn(turn("s3", 4, entry(3), entry(4, "bot"), client_id="c1")),
+                "ghost": store.save_turn(turn("ghost", 1, entry(1))),
+            }
+        errors = {}
+        for name, future in futures.items():
+            try:
+                future.result(30)
+            except StorageError as error:
+                errors[name] = str(error)
+        assert errors == {
+            "s1 stale": "storage: session 's1' is no longer at seq 7",
+            "s3 repeated id": "storage: message 'c1' of session 's3' was already processed",
+            "ghost": "storage: unknown session 'ghost'",
+        }
+        s0 = store.load_session("s0")
+        assert (s0.seq, s0.state, s0.user, s0.token_hash) == (6, "main:third", "ann", "t" * 64)
+        assert seqs(store.history("s0")) == [3, 4, 5, 6]  # trimmed to the limit
+        assert store.processed("s0", "c") == (6, 6) and store.processed("s0", "a") is None
+        assert (store.load_session("s1").seq, store.history("s1")) == (0, [])
+        assert seqs(store.history("s2")) == [1]
+        assert (store.load_session("s3").seq, seqs(store.history("s3"))) == (2, [1, 2])
+        # (the writer may have taken the first turn alone, before the others were queued)
+        assert together in ([[7], [6]] if backend.name == "sqlite" else [[]])
+
     def test_concurrent_turns_all_land_while_readers_read(self, store):
         sessions, turns = 8, 25
         resolve_all([store.create_session(session(f"s{n}")) for n in range(sessions)])

@@ -189,7 +189,10 @@ class Store:
 
     def save_turn(self, turn: TurnWrite) -> Future:
         """Update the session, add its history and record the client message id, atomically."""
-        return self._submit(lambda: self._apply_turn(turn), f"save_turn of session '{turn.session_id}'")
+        # SQLite: the turns of one batch share their statements (see _apply_turns).
+        many = (self._apply_turns, turn) if isinstance(self._database, peewee.SqliteDatabase) else None
+        return self._open_writer().submit(lambda: self._apply_turn(turn), f"save_turn of session '{turn.session_id}'",
+                                          many=many)
 
     def load_session(self, session_id: str) -> SessionRecord | None:
         return self._one_session(self._models_open().Session.id == session_id)
@@ -330,15 +333,6 @@ class Store:
             raise SessionGone(f"storage: unknown session '{turn.session_id}'")
         if turn.entries:
             sql.add_entries(cursor, turn)
-        # Trimming is a DELETE a turn need not pay each time: it runs when the seq passes a
-        # multiple of trim_every, so a session holds up to trim_every entries (and ids) more.
-        previous_seq = turn.seq - len(turn.entries)
-        trim = turn.seq // self._trim_every != previous_seq // self._trim_every
-        # Seqs are handed out one by one, so the newest history_limit entries
-        # are those above turn.seq - history_limit.
-        oldest_kept = turn.seq - self._history_limit + 1
-        if trim and oldest_kept > 1:
-            sql.trim_history(cursor, turn.session_id, oldest_kept)
         if turn.client_id is not None:
             try:
                 with peewee.__exception_wrapper__:
@@ -347,15 +341,59 @@ class Store:
                 raise SessionConflict(
                     f"storage: message '{turn.client_id}' of session '{turn.session_id}' was already processed"
                 ) from error
-            # Each processed message took at least one seq of its own, so a
-            # session cannot have more of them than turn.seq.
-            if trim and turn.seq > self._processed_limit:
-                sql.trim_processed_ids(cursor, turn.session_id, self._processed_limit)
+        self._trim(cursor, turn)
 
         if turn.notify is not None:
             if not isinstance(self._database, peewee.PostgresqlDatabase):
                 raise StorageError("storage: turn notifications need postgresql")
             self._database.execute_sql("SELECT pg_notify(%s, %s)", (self._notify_channel, turn.notify))
+
+    def _apply_turns(self, turns: list[TurnWrite]) -> list[None]:
+        """The statements of several turns, each kind run once for them all (SQLite).
+
+        A turn that would fail alone (a conflict, a session gone, an id already processed) fails
+        the call: the writer then applies the turns one by one, and that turn gets its error.
+        """
+        if any(turn.notify is not None for turn in turns):
+            raise StorageError("storage: turn notifications need postgresql")
+        sql = self._turn_sql
+        with peewee.__exception_wrapper__:
+            cursor = self._database.cursor()
+            start = 0
+            while start < len(turns):  # the turns of each run share one UPDATE statement
+                kind, end = sql.update_kind(turns[start]), start + 1
+                while end < len(turns) and sql.update_kind(turns[end]) == kind:
+                    end += 1
+                run = turns[start:end]
+                changed = sql.update_sessions(cursor, run, [self._user_id(turn.user) for turn in run])
+                if changed != len(run):
+                    raise StorageError(f"storage: {len(run)} turns changed {changed} sessions")
+                start = end
+            entries = [row for turn in turns for row in sql.entry_rows(turn)]
+            if entries:
+                cursor.executemany(sql.insert_entry, entries)
+            processed = [sql.processed_row(turn) for turn in turns if turn.client_id is not None]
+            if processed:
+                cursor.executemany(sql.insert_processed, processed)
+            for turn in turns:
+                self._trim(cursor, turn)
+        return [None] * len(turns)
+
+    def _trim(self, cursor, turn: TurnWrite) -> None:
+        # Trimming is a DELETE a turn need not pay each time: it runs when the seq passes a
+        # multiple of trim_every, so a session holds up to trim_every entries (and ids) more.
+        previous_seq = turn.seq - len(turn.entries)
+        if turn.seq // self._trim_every == previous_seq // self._trim_every:
+            return
+        # Seqs are handed out one by one, so the newest history_limit entries
+        # are those above turn.seq - history_limit.
+        oldest_kept = turn.seq - self._history_limit + 1
+        if oldest_kept > 1:
+            self._turn_sql.trim_history(cursor, turn.session_id, oldest_kept)
+        # Each processed message took at least one seq of its own, so a
+        # session cannot have more of them than turn.seq.
+        if turn.client_id is not None and turn.seq > self._processed_limit:
+            self._turn_sql.trim_processed_ids(cursor, turn.session_id, self._processed_limit)
 
     def _user_id(self, username: str | None) -> int | None:
         """The id of a user (remembered: users are never renamed, and only the writer asks)."""

@@ -77,6 +77,22 @@ class TurnStatements:
 
     def update_session(self, cursor, turn: TurnWrite, user_id: int | None) -> int:
         """Update the session row (if it is still at `turn.expected_seq`, when given); return rows changed."""
+        cursor.execute(self.updates[self.update_kind(turn)], self.update_params(turn, user_id))
+        return cursor.rowcount
+
+    def update_sessions(self, cursor, turns: list[TurnWrite], user_ids: list[int | None]) -> int:
+        """`update_session` for turns of one `update_kind`, in one statement; return rows changed in all."""
+        cursor.executemany(self.updates[self.update_kind(turns[0])],
+                           [self.update_params(turn, user_id) for turn, user_id in zip(turns, user_ids)])
+        return cursor.rowcount
+
+    @staticmethod
+    def update_kind(turn: TurnWrite) -> tuple[bool, bool]:
+        """Which UPDATE a turn needs: (sets a new token, checks the expected seq)."""
+        return turn.token_hash is not None, turn.expected_seq is not None
+
+    @staticmethod
+    def update_params(turn: TurnWrite, user_id: int | None) -> list:
         params = [turn.flow, turn.state, to_json(turn.slots), turn.lang, user_id, turn.flow_version, turn.seq,
                   turn.updated_at]
         if turn.token_hash is not None:
@@ -84,19 +100,25 @@ class TurnStatements:
         params.append(turn.session_id)
         if turn.expected_seq is not None:
             params.append(turn.expected_seq)
-        cursor.execute(self.updates[turn.token_hash is not None, turn.expected_seq is not None], params)
-        return cursor.rowcount
+        return params
 
     def add_entries(self, cursor, turn: TurnWrite) -> None:
-        cursor.executemany(self.insert_entry, [
-            (turn.session_id, e.seq, e.role, e.text, to_json(e.meta), e.created_at) for e in turn.entries])
+        cursor.executemany(self.insert_entry, self.entry_rows(turn))
+
+    @staticmethod
+    def entry_rows(turn: TurnWrite) -> list[tuple]:
+        return [(turn.session_id, e.seq, e.role, e.text, to_json(e.meta), e.created_at) for e in turn.entries]
 
     def trim_history(self, cursor, session_id: str, oldest_kept: int) -> None:
         cursor.execute(self.trim_entries, (session_id, oldest_kept))
 
     def add_processed(self, cursor, turn: TurnWrite) -> None:
+        cursor.execute(self.insert_processed, self.processed_row(turn))
+
+    @staticmethod
+    def processed_row(turn: TurnWrite) -> tuple:
         first, last = turn.reply_seq_range
-        cursor.execute(self.insert_processed, (turn.session_id, turn.client_id, first, last, turn.updated_at))
+        return turn.session_id, turn.client_id, first, last, turn.updated_at
 
     def trim_processed_ids(self, cursor, session_id: str, keep: int) -> None:
         cursor.execute(self.trim_processed, (session_id, session_id, keep))

@@ -51,6 +51,9 @@ class _Write:
     apply: Callable[[], Any] | None  # None marks a flush barrier
     label: str
     future: Future
+    #: Applies several writes of one kind together, with their items, in the order given (see submit).
+    apply_many: Callable[[list[Any]], list[Any]] | None = None
+    item: Any = None
 
 
 _STOP = None
@@ -87,12 +90,18 @@ class GroupCommitWriter:
         if self._loop is None:
             self._thread.start()
 
-    def submit(self, apply: Callable[[], Any], label: str) -> Future:
+    def submit(self, apply: Callable[[], Any], label: str, *,
+               many: tuple[Callable[[list[Any]], list[Any]], Any] | None = None) -> Future:
         """Run ``apply()`` in a transaction of the writer (on its thread, or on its loop).
 
         ``label`` names the write in error texts ("save_turn of session 'x'").
+        ``many=(apply_many, item)``: writes queued one after another with the same
+        ``apply_many`` may instead be applied by one ``apply_many([item, …])``, which returns
+        their results (for instance one statement for them all instead of one each). If it
+        raises, the batch is retried a write at a time with ``apply()``, as any failed batch is.
         """
-        return self._put(_Write(apply, label, Future()))
+        apply_many, item = many if many is not None else (None, None)
+        return self._put(_Write(apply, label, Future(), apply_many, item))
 
     def barrier(self) -> Future:
         """A future resolved once every write submitted before it is done."""
@@ -260,13 +269,13 @@ class GroupCommitWriter:
                 # write lock; the writer waits by trying again later instead (see _should_wait).
                 self._database.execute_sql("PRAGMA busy_timeout = 0")
             with self._database.atomic():
-                results = [write.apply() for write in writes]
+                results = _apply_in_order(writes)
         else:
             # A connection from the pool per transaction: one that broke (a
             # restarted PostgreSQL) is dropped by the pool instead of failing
             # every later write.
             with self._database.connection_context(), self._database.atomic():
-                results = [write.apply() for write in writes]
+                results = _apply_in_order(writes)
         self._transactions += 1
         return results
 
@@ -277,3 +286,21 @@ class GroupCommitWriter:
             wrapped.__cause__ = error
             error = wrapped
         write.future.set_exception(error)
+
+
+def _apply_in_order(writes: list[_Write]) -> list[Any]:
+    """Each write's result; a run of two or more writes with the same apply_many goes in one call."""
+    results: list[Any] = []
+    start = 0
+    while start < len(writes):
+        apply_many = writes[start].apply_many
+        end = start + 1
+        if apply_many is not None:
+            while end < len(writes) and writes[end].apply_many == apply_many:
+                end += 1
+        if end - start > 1:
+            results.extend(apply_many([write.item for write in writes[start:end]]))
+        else:
+            results.append(writes[start].apply())
+        start = end
+    return results
