@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from chatbot import jsontext
 from chatbot.errors import ProtocolError
 
@@ -27,6 +29,7 @@ _FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "ping": {},
 }
 TYPE_NAMES = {str: "a string", int: "an integer"}
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 
 
 def parse_frame(raw: str | bytes, *, max_text_chars: int) -> dict[str, Any]:
@@ -36,15 +39,9 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> dict[str, Any]:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as err:
             raise ProtocolError("bad_utf8", f"frame is not valid UTF-8 (byte {err.start})") from None
-    try:
-        frame = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ProtocolError("bad_json", f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") \
-            from None
-    except ValueError as err:  # e.g. an integer of more digits than Python converts
-        raise ProtocolError("bad_json", f"not valid JSON: {err}") from None
-    except RecursionError:
-        raise ProtocolError("bad_json", "not valid JSON: nested too deeply") from None
+    frame = _loads_plain(raw)
+    if frame is None:
+        frame = _loads_checked(raw)
     if not isinstance(frame, dict):
         raise ProtocolError("not_object", f"a frame must be a JSON object, got {_json_type(frame)}")
     in_reply_to = frame.get("id") if isinstance(frame.get("id"), str) else None
@@ -66,6 +63,41 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> dict[str, Any]:
         if isinstance(value, str):
             _check_text(name, value, in_reply_to)
     _check_limits(kind, frame, max_text_chars, in_reply_to)
+    return frame
+
+
+def _loads_plain(raw: str) -> dict | None:
+    """orjson's parse of a frame it reads exactly as the standard library would, else None.
+
+    orjson takes a fraction of the time, but refuses what the standard library takes (NaN,
+    lone surrogates, nesting beyond 1024) and reads integers beyond 64 bits as floats. So only
+    an object of strings, integers, booleans and nulls is taken from it (a float there may have
+    been such an integer); anything else, bad JSON included, goes to `_loads_checked`, and every
+    error and every value is the standard library's.
+    """
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(frame) is not dict:
+        return None
+    for value in frame.values():
+        if type(value) not in _PLAIN_TYPES:
+            return None
+    return frame
+
+
+def _loads_checked(raw: str) -> Any:
+    """The standard library's parse, whose errors name what is wrong and where."""
+    try:
+        frame = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ProtocolError("bad_json", f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") \
+            from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise ProtocolError("bad_json", f"not valid JSON: {err}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "not valid JSON: nested too deeply") from None
     return frame
 
 

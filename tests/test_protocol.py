@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatbot.errors import ProtocolError
-from chatbot.protocol import parse_frame
+from chatbot.protocol import _loads_checked, _loads_plain, parse_frame
 
 
 @pytest.mark.parametrize(
@@ -47,3 +51,30 @@ def test_good_frames_and_the_id_is_echoed_in_errors():
     with pytest.raises(ProtocolError) as error:
         parse_frame('{"type": "message", "id": "c-9", "text": 1}', max_text_chars=10)
     assert error.value.in_reply_to == "c-9"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**62, max_value=2**70)
+    | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(fields=st.dictionaries(st.sampled_from(["type", "id", "text", "limit", "x", "é"]), json_values, max_size=4),
+       ensure_ascii=st.booleans())
+def test_frames_parse_to_what_the_standard_library_reads(fields, ensure_ascii):
+    """orjson reads the frames it can read exactly as json does; the rest go to json itself."""
+    raw = json.dumps(fields, ensure_ascii=ensure_ascii)
+    try:
+        expected = json.loads(raw)
+    except ValueError:
+        expected = None
+    try:
+        got = _loads_checked(raw) if (plain := _loads_plain(raw)) is None else plain
+    except ProtocolError:
+        got = None
+    if plain is not None:
+        assert [(key, type(value)) for key, value in plain.items()] == \
+            [(key, type(value)) for key, value in expected.items()]
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
