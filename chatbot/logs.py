@@ -56,10 +56,6 @@ SECRET_FIELDS = frozenset({"password", "secret", "token", "resume"})
 CONSOLE_MODES = ("text", "json", "none")
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
-# EventLog hands its fields over in one record attribute, EVENT_FIELDS, rather than as separate
-# `extra=` keys: a field may then be called `name` or `args`, which logging reserves.
-_LEVEL_NAMES = {level: logging.getLevelName(level).lower() for level in range(0, 60, 10)}
-
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
     | {"message", "asctime", "taskName", EVENT_FIELDS}
@@ -118,9 +114,13 @@ class EventLog:
                 if not SECRET_FIELDS.isdisjoint(fields):
                     _redact(fields)
                 created = time.time()
-                line = hand_over.event_line(logger.name, level, name, fields, created)
-                hand_over.queue_event(EventRecord(logger.name, level, name, fields, created, line))
-                return
+                try:
+                    line = hand_over.event_line(logger.name, level, name, fields, created)
+                except Exception:  # the LogRecord path below reports it through handleError
+                    pass
+                else:
+                    hand_over.queue_event(EventRecord(logger.name, level, name, fields, created, line))
+                    return
         if exc_info is True:
             exc_info = sys.exc_info()
         # makeRecord + handle skip logging's walk up the stack for the caller's file and line,
@@ -223,8 +223,8 @@ class JsonLineFormatter(JsonFormatter):
     def event_line(self, logger_name: str, level: int, event: str, fields: dict[str, Any],
                    created: float) -> str:
         """The line `format` makes of an EventLog record with these fields, without the record."""
-        log_data = self._leading_keys(created, _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower(),
-                                      event, os.getpid(), logger_name)
+        log_data = self._leading_keys(created, logging.getLevelName(level).lower(), event, os.getpid(),
+                                      logger_name)
         for key, value in fields.items():
             log_data[key + "_" if key in log_data else key] = value
         return self.jsonify_log_record(log_data)

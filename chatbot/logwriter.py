@@ -2,9 +2,9 @@
 
 The caller's thread (a server's event loop) only makes each record's JSON line and queues
 it (an event of `chatbot.logs.EventLog` is queued as an :class:`EventRecord`, without the
-cost of a `logging.LogRecord`); a writer thread takes what is queued in batches and appends each batch to the file under
-one acquisition of the file lock that lets several processes share it
-(`concurrent_log_handler`). `chatbot.logs.setup_logging` puts this together.
+cost of a `logging.LogRecord`); a writer thread takes what is queued in batches and appends
+each batch to the file under one acquisition of the file lock that lets several processes
+share it (`concurrent_log_handler`). `chatbot.logs.setup_logging` puts this together.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from concurrent_log_handler import ConcurrentRotatingFileHandler
 
 #: The record attribute carrying its JSON line, made when the record was queued.
 JSON_LINE = "_json_line"
-#: The record attribute carrying the fields of an event (see `chatbot.logs.EventLog`).
+#: The record attribute carrying the fields of an event (see `chatbot.logs.EventLog`): one
+#: attribute rather than separate `extra=` keys, so a field may be called `name` or `args`,
+#: which logging reserves.
 EVENT_FIELDS = "event_fields"
 
 
@@ -115,7 +117,8 @@ class HandOver(QueueHandler):
     writer: "WriterThread | None" = None
     file_handler: "BatchFileHandler | None" = None
     #: Makes the file's JSON line of an event: (logger name, level, event, fields, created).
-    #: Set when the file takes every level and the fields need no filter but redaction.
+    #: setup_logging sets it: its file handler takes every level and filters only by redacting
+    #: secrets, which EventLog then does itself (so its handlers are not to be changed later).
     event_line: "Callable[[str, int, str, dict, float], str] | None" = None
 
     def queue_event(self, record: EventRecord) -> None:

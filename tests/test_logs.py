@@ -153,6 +153,15 @@ def test_values_json_cannot_encode_are_written_as_text(setup, log, log_dir):
     assert "naïve ☕" in (log_dir / "chatbot.log").read_text(encoding="utf-8")
 
 
+def test_a_field_no_encoder_takes_is_reported_not_raised(either_path, setup, log, log_dir, capsys):
+    setup()
+    log.event("effect", session="s1", counts={(1, 2): 3})  # a dict key JSON cannot have
+    log.event("effect", session="s2")
+    [record] = records(log_dir)
+    assert record["session"] == "s2"
+    assert "--- Logging error ---" in capsys.readouterr().err
+
+
 def test_level_setting_filters_and_process_name_is_written(either_path, setup, log, log_dir):
     setup(level="warning", process_name="web-2")
     log.event("message.in", session="s1")
