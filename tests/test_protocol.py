@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatbot.errors import ProtocolError
+from chatbot import protocol
 from chatbot.protocol import _loads_checked, _loads_plain, parse_frame
 
 
@@ -78,3 +79,35 @@ def test_frames_parse_to_what_the_standard_library_reads(fields, ensure_ascii):
         assert [(key, type(value)) for key, value in plain.items()] == \
             [(key, type(value)) for key, value in expected.items()]
     assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def outcome(raw):
+    try:
+        return "ok", parse_frame(raw, max_text_chars=10)
+    except ProtocolError as error:
+        return "error", error.code, error.message
+
+
+@pytest.mark.parametrize("raw", ['{"type": "ping", "a": "x\ny"}', '\ufeff{"type": "ping"}',
+                                 '{"type": 1, "type": "ping"}', '{"type": "ping", "n": 01}', '{"type": "ping"} x',
+                                 ' {"type": "ping"}\n', '{"type": "hello", "last_seq": 18446744073709551616}',
+                                 '{"type": "hello", "last_seq": -9223372036854775809}', '{"type": "ping", "n": NaN}',
+                                 '{"type": "message", "text": "\\ud800"}'])
+def test_odd_frames_are_answered_as_by_the_standard_library_alone(raw, monkeypatch):
+    fast = outcome(raw)
+    monkeypatch.setattr(protocol, "_loads_plain", lambda raw: None)
+    assert fast == outcome(raw)
+
+
+# Near-JSON objects: numbers of any length, escapes, control characters, NaN, stray commas, a BOM.
+near_frames = st.from_regex(r'\ufeff?\s*\{(\s*"[a-z\\\x00]{0,4}"\s*:\s*(-?0?\d{1,25}(\.\d*)?|"[a-z\\\n\t\x00é]{0,4}"'
+                            r'|true|null|NaN|1e400|\[\])\s*,?)*\s*\}\s*.?', fullmatch=True)
+
+
+@given(raw=near_frames)
+def test_any_text_orjson_reads_is_read_alike_by_the_standard_library(raw):
+    plain = _loads_plain(raw)
+    if plain is not None:
+        expected = json.loads(raw)
+        assert [(key, type(value), value) for key, value in plain.items()] == \
+            [(key, type(value), value) for key, value in expected.items()]

@@ -347,6 +347,37 @@ class TestStore:
         # (the writer may have taken the first turn alone, before the others were queued)
         assert together in ([[7], [6]] if backend.name == "sqlite" else [[]])
 
+    def test_turns_of_one_batch_that_all_succeed_land_together(self, backend, open_store, monkeypatch):
+        store = open_store(history_limit=4, processed_limit=2, trim_every=2)
+        together = []
+        apply_turns = store._apply_turns
+        monkeypatch.setattr(store, "_apply_turns", lambda turns: together.append(len(turns)) or apply_turns(turns))
+        store.create_user("ann", "ann", "hash")
+        resolve_all([store.create_session(session(f"s{n}")) for n in range(3)])
+        with backend.hold_write_lock():
+            futures = [
+                store.save_turn(replace(turn("s0", 2, entry(1), entry(2, "bot"), client_id="a"), expected_seq=0)),
+                store.save_turn(replace(turn("s0", 4, entry(3), entry(4, "bot"), client_id="b", user="ann",
+                                             token_hash="t" * 64), expected_seq=2)),
+                store.save_turn(replace(turn("s0", 6, entry(5), entry(6, "bot"), client_id="c", user="ann",
+                                             state="main:third"), expected_seq=4)),
+                store.save_turn(turn("s1", 1, entry(1))),
+                store.save_turn(turn("s2", 2, entry(1), entry(2, "bot"), client_id="z", user="ann")),
+            ]
+        assert resolve_all(futures) == [None] * 5
+        if backend.name == "sqlite":  # (the writer may have taken the first turn alone)
+            assert together in ([5], [4])
+        else:
+            assert together == []
+        s0 = store.load_session("s0")
+        assert (s0.seq, s0.state, s0.user, s0.token_hash) == (6, "main:third", "ann", "t" * 64)
+        assert seqs(store.history("s0")) == [3, 4, 5, 6]  # trimmed to the limit
+        assert store.processed("s0", "c") == (6, 6) and store.processed("s0", "b") == (4, 4)
+        assert store.processed("s0", "a") is None  # beyond processed_limit
+        assert seqs(store.history("s1")) == [1] and store.load_session("s1").state == "main:ask"
+        assert store.load_session("s2").user == "ann" and store.processed("s2", "z") == (2, 2)
+        assert store.write_stats.failures == 0
+
     def test_concurrent_turns_all_land_while_readers_read(self, store):
         sessions, turns = 8, 25
         resolve_all([store.create_session(session(f"s{n}")) for n in range(sessions)])
