@@ -15,6 +15,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import Future
+from itertools import groupby
 
 import peewee
 
@@ -359,16 +360,11 @@ class Store:
         sql = self._turn_sql
         with peewee.__exception_wrapper__:
             cursor = self._database.cursor()
-            start = 0
-            while start < len(turns):  # the turns of each run share one UPDATE statement
-                kind, end = sql.update_kind(turns[start]), start + 1
-                while end < len(turns) and sql.update_kind(turns[end]) == kind:
-                    end += 1
-                run = turns[start:end]
+            for _, run in groupby(turns, key=sql.update_kind):  # each run shares one UPDATE statement
+                run = list(run)
                 changed = sql.update_sessions(cursor, run, [self._user_id(turn.user) for turn in run])
                 if changed != len(run):
                     raise StorageError(f"storage: {len(run)} turns changed {changed} sessions")
-                start = end
             entries = [row for turn in turns for row in sql.entry_rows(turn)]
             if entries:
                 cursor.executemany(sql.insert_entry, entries)

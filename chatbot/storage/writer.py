@@ -31,6 +31,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any, Callable
 
 import peewee
@@ -291,16 +292,10 @@ class GroupCommitWriter:
 def _apply_in_order(writes: list[_Write]) -> list[Any]:
     """Each write's result; a run of two or more writes with the same apply_many goes in one call."""
     results: list[Any] = []
-    start = 0
-    while start < len(writes):
-        apply_many = writes[start].apply_many
-        end = start + 1
-        if apply_many is not None:
-            while end < len(writes) and writes[end].apply_many == apply_many:
-                end += 1
-        if end - start > 1:
-            results.extend(apply_many([write.item for write in writes[start:end]]))
+    for apply_many, run in groupby(writes, key=lambda write: write.apply_many):
+        run = list(run)
+        if apply_many is not None and len(run) > 1:
+            results.extend(apply_many([write.item for write in run]))
         else:
-            results.append(writes[start].apply())
-        start = end
+            results.extend(write.apply() for write in run)
     return results
