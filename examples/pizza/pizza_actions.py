@@ -35,17 +35,22 @@ def size_on_menu(ctx, arg=None) -> bool:
     return menu_size(str(ctx.slots.get("size", ""))) is not None
 
 
+def pizza_count(ctx) -> int | None:
+    """`count` as a whole number from 1 to MAX_PIZZAS; None for anything else ('2.5', '', 'many')."""
+    text = str(ctx.slots.get("count", ""))
+    return int(text) if text.isdigit() and 1 <= int(text) <= MAX_PIZZAS else None
+
+
 @condition()
 def count_in_range(ctx, arg=None) -> bool:
     """`count` was captured as a number ('3', '2.5'): a whole one from 1 to MAX_PIZZAS."""
-    text = str(ctx.slots.get("count", ""))
-    return text.isdigit() and 1 <= int(text) <= MAX_PIZZAS
+    return pizza_count(ctx) is not None
 
 
 @action(sets=("total",))
 def price_order(ctx, arg=None) -> None:
     size = menu_size(str(ctx.slots.get("size", ""))) or "medium"
-    ctx.set_slot("total", PRICES[size] * int(ctx.slots.get("count", 1)))
+    ctx.set_slot("total", PRICES[size] * (pizza_count(ctx) or 1))
 
 
 @action(sets=("order_number",))
