@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,15 @@ def test_profile_leaves_out_threads_waiting_for_work(tmp_path, monkeypatch):
     summary = summarise(raw)
     assert summary.startswith("10 samples of busy threads (40 more of threads waiting")
     assert "event loop thread 100%" in summary
+
+
+def test_turn_benchmark_prints_cpu_per_turn_with_and_without_parts():
+    for without in ([], ["--without", "logging", "--without", "storage"]):
+        done = subprocess.run([sys.executable, "-m", "bench.bench_turn", "--sessions", "3", "--turns", "60",
+                               "--repeats", "1", *without], cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert done.returncode == 0, done.stderr[-3000:]
+        # "label   median[ unit] [min–max]"
+        figures = {match[1]: float(match[2]) for match in re.finditer(r"^(.+?)\s{2,}([\d.]+)", done.stdout, re.M)}
+        assert set(figures) == {"turns/s", "event loop thread CPU per turn", "process CPU per turn (all threads)"}
+        assert all(value > 0 for value in figures.values()), done.stdout
