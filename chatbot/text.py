@@ -10,6 +10,7 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import NamedTuple
 
 from rapidfuzz import fuzz, process
@@ -68,6 +69,13 @@ class Match:
 
 _TYPO_MIN_CHARS = 4  # below this one letter turns a word into another ('all'/'call', 'top'/'stop')
 _INDEX_CACHE_SIZE = 256  # candidate sets come from flow states, so few distinct keys are expected
+# Answers remembered per index: short texts ("hi", "thanks", "yes") come back again and again,
+# long ones hardly ever, so only texts up to _REMEMBERED_CHARS are kept, and at most
+# _REMEMBERED_TEXTS of them (all forgotten at once when full, like the indexes).
+_REMEMBERED_TEXTS = 512
+_REMEMBERED_CHARS = 64
+# A remembered Match is handed to every turn that sends its text: its slots are read-only.
+_NO_SLOTS: Mapping[str, str] = MappingProxyType({})
 
 
 class _Intent(NamedTuple):
@@ -101,6 +109,8 @@ class _Index:
         # threshold, and for keywords the words in the phrase (compared with as many of the text)
         self.typos: dict[tuple[int, float], tuple[list[str], list[_Entry]]] = {}
         self.examples: dict[float, tuple[list[str], list[_Entry]]] = {}
+        #: text -> the match found for it (or None): a match depends on nothing else.
+        self.answers: dict[str, Match | None] = {}
 
     def add_pattern(self, pattern: re.Pattern[str], entry: _Entry) -> None:
         self.patterns.append((pattern, entry))
@@ -170,12 +180,24 @@ class IntentMatcher:
 
         Pass ``normalised`` when the caller already has ``normalise(text)``.
         """
-        norm = normalise(text) if normalised is None else normalised
         index = self._index(candidates, lang)
+        if normalised is not None:  # the caller's word for it: nothing to remember by the text
+            return self._search(index, text, normalised)
+        answers = index.answers
+        if text in answers:
+            return answers[text]
+        found = self._search(index, text, normalise(text))
+        if len(text) <= _REMEMBERED_CHARS:
+            if len(answers) >= _REMEMBERED_TEXTS:
+                answers.clear()
+            answers[text] = found
+        return found
+
+    def _search(self, index: _Index, text: str, norm: str) -> Match | None:
         for regex, entry in index.patterns:
             found = regex.search(norm)
             if found:
-                return Match(entry.intent, 100.0, "pattern", _slots(found, text, norm))
+                return Match(entry.intent, 100.0, "pattern", MappingProxyType(_slots(found, text, norm)))
         if not norm:
             return None
         tokens = norm.split(" ")
@@ -189,7 +211,7 @@ class IntentMatcher:
             if symbol in norm and (exact is None or entry.rank < exact.rank):
                 exact = entry
         if exact is not None:
-            return Match(exact.intent, 100.0, "keyword", {})
+            return Match(exact.intent, 100.0, "keyword", _NO_SLOTS)
 
         best_key: tuple[float, int, int] = (-1.0, 0, 0)
         best: _Entry | None = None
@@ -215,7 +237,7 @@ class IntentMatcher:
                     best_key, best = key, entry
         if best is None:
             return None
-        return Match(best.intent, best_key[0], "keyword" if best_key[1] else "example", {})
+        return Match(best.intent, best_key[0], "keyword" if best_key[1] else "example", _NO_SLOTS)
 
     def _index(self, candidates: Collection[str] | None, lang: str) -> _Index:
         names = None if candidates is None else frozenset(candidates)

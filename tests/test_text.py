@@ -306,3 +306,40 @@ def test_extract_rejects_bad_arguments(kind, kwargs, message):
     with pytest.raises(ValueError) as caught:
         extract(kind, "x", **kwargs)
     assert str(caught.value) == message
+
+
+def test_a_text_seen_before_gets_the_same_answer_and_it_cannot_be_changed(matcher):
+    first = matcher.match("Call me Ann-Marie!", "en")
+    again = matcher.match("Call me Ann-Marie!", "en")
+    assert again == first and again.slots == {"nickname": "Ann-Marie"}
+    with pytest.raises(TypeError):
+        again.slots["nickname"] = "someone else"  # an action holding turn.intent must not change the next turn's
+    assert matcher.match("hello", "en").slots == {} and matcher.match("qwrtzx plmk", "en") is None
+    assert matcher.match("qwrtzx plmk", "en") is None
+    # Another candidate set or language is asked afresh.
+    assert matcher.match("hello", "en", candidates={"password"}) is None
+    assert matcher.match("hello", "en", candidates={"greet"}).intent == "greet"
+
+
+def test_many_different_texts_are_all_answered_as_when_first_seen():
+    specs = [IntentSpec("greet", keywords={"en": ["hello"]}),
+             IntentSpec("order", patterns={"en": [r"order (?P<count>\d+)"]})]
+    remembering, fresh = IntentMatcher(specs), lambda: IntentMatcher(specs)
+    texts = [f"order {n}" for n in range(1500)] + ["hello", "hello " * 20, "helo"]
+    for _ in range(2):
+        for text in texts:
+            assert remembering.match(text, "en") == fresh().match(text, "en"), text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["hello", "helo", "what can you do", "call me Ann", "call me Bo", "bye",
+                                 "reset pasword", "привет", "", "x"]), min_size=1, max_size=30))
+def test_answers_do_not_depend_on_what_was_asked_before(texts):
+    specs = [IntentSpec("greet", keywords={"en": ["hello"], "ru": ["привет"]}),
+             IntentSpec("bye", keywords={"en": ["bye"]}),
+             IntentSpec("help", examples={"en": ["what can you do"]}),
+             IntentSpec("password", keywords={"en": ["reset password"]}),
+             IntentSpec("name", patterns={"en": [r"call me (?P<nickname>\w+)"]})]
+    remembering = IntentMatcher(specs)
+    for text in texts:
+        assert remembering.match(text, "en") == IntentMatcher(specs).match(text, "en")
