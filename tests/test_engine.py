@@ -313,3 +313,15 @@ def test_an_entry_admits_whom_its_access_says(tmp_path, access, anonymous, logge
     chat.register()
     chat.press("flow:drinks")
     assert chat.texts[0] == logged_in
+
+
+def test_a_copied_session_state_has_every_field_and_its_own_dicts():
+    from chatbot.dialogs import SessionState
+
+    values = {"flow": "chat", "state": "idle", "slots": {"nickname": "Ann"}, "lang": "ru", "user": "ann",
+              "flow_version": "v2", "secrets": {"password": "x"}}
+    assert {f.name for f in dataclasses.fields(SessionState)} == set(values), "a new field: copy() must take it"
+    state = SessionState(**values)
+    copied = state.copy()
+    assert copied == state
+    assert copied.slots is not state.slots and copied.secrets is not state.secrets

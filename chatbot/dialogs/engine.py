@@ -15,7 +15,6 @@ and user text never becomes a trigger name: it is analysed into an intent.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Iterator, Mapping
 
 from transitions import Machine, State
@@ -424,7 +423,7 @@ class Engine:
         input_kind = turn.state_spec.input
         if input_kind != "password":
             session.secrets.clear()  # a secret lives only until the step that needs it is over
-        replies = [replace(reply, input=input_kind) for reply in turn.replies]
+        replies = [Reply(reply.text, reply.buttons, input_kind) for reply in turn.replies]
         return TurnResult(
             state=session,
             replies=replies,

@@ -9,7 +9,7 @@ that actions and conditions receive.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from chatbot.dialogs.environment import Recorder
@@ -38,7 +38,9 @@ class SessionState:
     secrets: dict[str, str] = field(default_factory=dict)
 
     def copy(self) -> "SessionState":
-        return replace(self, slots=dict(self.slots), secrets=dict(self.secrets))
+        # Spelt out: dataclasses.replace looks the fields up again on every call, once a turn.
+        return SessionState(self.flow, self.state, dict(self.slots), self.lang, self.user, self.flow_version,
+                            dict(self.secrets))
 
 
 @dataclass(frozen=True)
