@@ -1,7 +1,8 @@
 """Text analysis for dialogs: normalisation, intent matching and slot extraction.
 
-Everything here is pure and synchronous: no I/O, no logging, no state shared between calls
-except what an :class:`IntentMatcher` precomputes from its own intents.
+Everything here is pure and synchronous: no I/O, no logging. The only state shared between
+calls is what an :class:`IntentMatcher` keeps to answer faster (its indexes, and its answers to
+short texts), which never changes an answer.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import NamedTuple
 
 from rapidfuzz import fuzz, process
@@ -74,8 +74,7 @@ _INDEX_CACHE_SIZE = 256  # candidate sets come from flow states, so few distinct
 # _REMEMBERED_TEXTS of them (all forgotten at once when full, like the indexes).
 _REMEMBERED_TEXTS = 512
 _REMEMBERED_CHARS = 64
-# A remembered Match is handed to every turn that sends its text: its slots are read-only.
-_NO_SLOTS: Mapping[str, str] = MappingProxyType({})
+_NOT_REMEMBERED = object()
 
 
 class _Intent(NamedTuple):
@@ -184,20 +183,23 @@ class IntentMatcher:
         if normalised is not None:  # the caller's word for it: nothing to remember by the text
             return self._search(index, text, normalised)
         answers = index.answers
-        if text in answers:
-            return answers[text]
-        found = self._search(index, text, normalise(text))
-        if len(text) <= _REMEMBERED_CHARS:
+        # One lookup: another thread (a turn on the blocking executor) may clear the answers.
+        known = answers.get(text, _NOT_REMEMBERED)
+        if known is _NOT_REMEMBERED:
+            known = self._search(index, text, normalise(text))
+            if len(text) > _REMEMBERED_CHARS:
+                return known
             if len(answers) >= _REMEMBERED_TEXTS:
                 answers.clear()
-            answers[text] = found
-        return found
+            answers[text] = known
+        # Slots of its own: an action may change turn.intent's, and the next turn must not see it.
+        return None if known is None else Match(known.intent, known.score, known.via, dict(known.slots))
 
     def _search(self, index: _Index, text: str, norm: str) -> Match | None:
         for regex, entry in index.patterns:
             found = regex.search(norm)
             if found:
-                return Match(entry.intent, 100.0, "pattern", MappingProxyType(_slots(found, text, norm)))
+                return Match(entry.intent, 100.0, "pattern", _slots(found, text, norm))
         if not norm:
             return None
         tokens = norm.split(" ")
@@ -211,7 +213,7 @@ class IntentMatcher:
             if symbol in norm and (exact is None or entry.rank < exact.rank):
                 exact = entry
         if exact is not None:
-            return Match(exact.intent, 100.0, "keyword", _NO_SLOTS)
+            return Match(exact.intent, 100.0, "keyword", {})
 
         best_key: tuple[float, int, int] = (-1.0, 0, 0)
         best: _Entry | None = None
@@ -237,7 +239,7 @@ class IntentMatcher:
                     best_key, best = key, entry
         if best is None:
             return None
-        return Match(best.intent, best_key[0], "keyword" if best_key[1] else "example", _NO_SLOTS)
+        return Match(best.intent, best_key[0], "keyword" if best_key[1] else "example", {})
 
     def _index(self, candidates: Collection[str] | None, lang: str) -> _Index:
         names = None if candidates is None else frozenset(candidates)
