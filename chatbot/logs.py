@@ -175,10 +175,6 @@ def _redact(fields: dict[str, Any]) -> None:
             fields[key] = REDACTED
 
 
-_LEVEL_NAMES = {level: logging.getLevelName(level).lower() for level in
-                (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)}
-#: The keys a line starts with; a field of the same name is written with a trailing underscore.
-_LEADING_KEYS = frozenset({"ts", "level", "event", "pid", "process", "logger"})
 _MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
@@ -216,6 +212,9 @@ class JsonLineFormatter(JsonFormatter):
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         return jsontext.dumps(log_data, default=self._fallback)
 
+    #: Every key `_leading_keys` may write; a field of the same name gets a trailing underscore.
+    LEADING_KEYS = frozenset({"ts", "level", "event", "pid", "process", "logger"})
+
     def _leading_keys(self, created: float, level: str, event: str, pid: int,
                       logger_name: str) -> dict[str, Any]:
         log_data = {"ts": self._clock.iso(created), "level": level, "event": event, "pid": pid}
@@ -228,9 +227,9 @@ class JsonLineFormatter(JsonFormatter):
     def event_line(self, logger_name: str, level: int, event: str, fields: dict[str, Any],
                    created: float) -> str:
         """The line `format` makes of an EventLog record with these fields, without the record."""
-        level_name = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
-        log_data = self._leading_keys(created, level_name, event, os.getpid(), logger_name)
-        if _LEADING_KEYS.isdisjoint(fields):  # as good as always: no renaming, one C-level update
+        log_data = self._leading_keys(created, logging.getLevelName(level).lower(), event, os.getpid(),
+                                      logger_name)
+        if self.LEADING_KEYS.isdisjoint(fields):  # as good as always: no renaming, one C-level update
             log_data.update(fields)
         else:
             for key, value in fields.items():

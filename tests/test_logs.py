@@ -539,3 +539,10 @@ def test_values_orjson_refuses_are_written_by_the_standard_library(setup, log, l
     assert record["text"] == "lone \udc80 surrogate"
     line = (log_dir / "chatbot.log").read_text(encoding="utf-8").splitlines()[-1]
     assert line.startswith('{"ts":"') and ", " not in line.split('"text"')[0]
+
+
+def test_leading_keys_lists_every_key_a_line_may_start_with():
+    # A field named like a key missing from LEADING_KEYS would overwrite it instead of being renamed.
+    formatter = logs.JsonLineFormatter(process_name="w1")
+    written = formatter._leading_keys(time.time(), "info", "x", 1, "tornado.access")
+    assert set(written) == logs.JsonLineFormatter.LEADING_KEYS
