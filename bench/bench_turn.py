@@ -99,12 +99,13 @@ async def chat(server: ChatServer, sessions: list, turns: int, seed: int) -> tup
     figures = time.perf_counter() - wall, time.thread_time() - thread, time.process_time() - process
     acked = sum(peer.acks for peer, _ in sessions) - acks_before
     if acked != turns:
-        raise SystemExit(f"bench_turn: {acked} of {turns} turns were acknowledged")
+        raise SystemExit(f"bench_turn: only {acked} of {turns} turns were acknowledged")
     return figures
 
 
 async def run(args: argparse.Namespace, folder: Path) -> None:
-    settings = load_settings({"data_dir": str(folder), "port": 0, "log_format": "none"})
+    # environ={}: no CHATBOT_* variable may change what is measured (another database, other flows).
+    settings = load_settings({"data_dir": str(folder), "port": 0, "log_format": "none"}, environ={})
     registry = load_registry(settings.action_modules)
     engine = Engine(load_checked_flows(settings.flows_dir, registry), registry)
     events = logging.getLogger("chatbot.events")
@@ -150,6 +151,9 @@ def main() -> None:
                         help="leave a part out, to measure its cost by difference (may be repeated)")
     parser.add_argument("--profile", metavar="FILE", help="also write a cProfile of one more run to FILE")
     args = parser.parse_args()
+    for name in ("sessions", "turns", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}: must be at least 1, got {getattr(args, name)}")
     with tempfile.TemporaryDirectory(prefix="bench-turn-") as folder:
         handle = setup_logging(log_dir=Path(folder) / "logs", console="none")  # as `chatbot serve` does
         try:

@@ -325,3 +325,10 @@ def test_a_copied_session_state_has_every_field_and_its_own_dicts():
     copied = state.copy()
     assert copied == state
     assert copied.slots is not state.slots and copied.secrets is not state.secrets
+
+
+def test_replies_are_copied_with_every_field():
+    from chatbot.dialogs import Reply
+
+    # The engine copies each reply with its state's input kind: a new field must be copied there too.
+    assert [f.name for f in dataclasses.fields(Reply)] == ["text", "buttons", "input"]
