@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +75,9 @@ def _expand_rotated(path: Path) -> list[Path]:
 def _read_file(path: Path) -> Iterator[LogLine]:
     shown = str(path)
     line_no = 0
+    previous: bytes | None = None
     try:
         with _open_binary(path) as stream:
-            previous: bytes | None = None
             # One line of look-ahead: only the last line may be a torn, unfinished write.
             for raw in stream:
                 if previous is not None:
@@ -88,9 +89,16 @@ def _read_file(path: Path) -> Iterator[LogLine]:
             if previous is not None:
                 line_no += 1
                 line = _parse_line(shown, line_no, previous, last=True)
+                previous = None
                 if line:
                     yield line
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:  # a damaged or cut-off .gz, a file that went away
+        # The look-ahead line was read whole before the damage: it is not lost with the rest.
+        if previous is not None and previous.endswith(b"\n"):
+            line_no += 1
+            line = _parse_line(shown, line_no, previous, last=False)
+            if line:
+                yield line
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         yield LogLine(shown, line_no, None, f"{shown}: cannot read: {reason}")
 
@@ -107,11 +115,18 @@ def _parse_line(shown: str, line_no: int, raw: bytes, *, last: bool) -> LogLine 
     where = f"{shown}:{line_no}"
     torn = " (unfinished last line)" if last and not raw.endswith(b"\n") else ""
     try:
-        record = json.loads(raw)
+        # Strict UTF-8 (json.loads of bytes would also take UTF-16 and encoded surrogates).
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         return LogLine(shown, line_no, None, f"{where}: not valid UTF-8{torn}: {error.reason}")
+    try:
+        record = json.loads(text)
     except json.JSONDecodeError as error:
         return LogLine(shown, line_no, None, f"{where}: not valid JSON{torn}: {error.msg}")
+    except ValueError as error:  # an integer beyond the interpreter's digit limit
+        return LogLine(shown, line_no, None, f"{where}: not readable JSON: {error}")
+    except RecursionError:
+        return LogLine(shown, line_no, None, f"{where}: not readable JSON: nested too deeply")
     if not isinstance(record, dict):
         kind = type(record).__name__
         return LogLine(shown, line_no, None, f"{where}: not a JSON object, got {kind}")

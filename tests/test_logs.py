@@ -546,3 +546,34 @@ def test_leading_keys_lists_every_key_a_line_may_start_with():
     formatter = logs.JsonLineFormatter(process_name="w1")
     written = formatter._leading_keys(time.time(), "info", "x", 1, "tornado.access")
     assert set(written) == logs.JsonLineFormatter.LEADING_KEYS
+
+
+def test_reader_keeps_every_whole_line_of_a_cut_or_damaged_gzip_file(tmp_path):
+    import zlib
+
+    data = gzip.compress(b"".join(b'{"n": %d}\n' % n for n in range(2000)))
+    cut = tmp_path / "chatbot.log.1.gz"
+    cut.write_bytes(data[:len(data) // 2])
+    # What a reader can get out of that half: every line that ends in it.
+    readable = zlib.decompressobj(wbits=31).decompress(data[:len(data) // 2])
+    whole = readable[:readable.rindex(b"\n") + 1].count(b"\n")
+    lines = list(read_log_records([cut]))
+    assert [line.record["n"] for line in lines[:-1]] == list(range(whole))
+    assert lines[-1].error.startswith(f"{cut}: cannot read: ")
+
+    damaged = tmp_path / "chatbot.log.2.gz"
+    damaged.write_bytes(data[:200] + bytes(b ^ 0xFF for b in data[200:260]) + data[260:])
+    lines = list(read_log_records([damaged]))  # zlib's own error, reported like the others
+    assert lines[-1].record is None and lines[-1].error.startswith(f"{damaged}: cannot read: ")
+    assert all(line.record is not None for line in lines[:-1])
+
+
+def test_reader_reports_json_the_interpreter_cannot_hold_as_a_bad_line(tmp_path):
+    path = tmp_path / "chatbot.log"
+    path.write_bytes(b"[" * 100_000 + b"\n" + b'{"a": ' + b"9" * 5000 + b"}\n" + b'{"n": 1}\n'
+                     + b'{"t": "\xed\xa0\x80"}\n')
+    lines = list(read_log_records([path]))
+    assert lines[0].error == f"{path}:1: not readable JSON: nested too deeply"
+    assert lines[1].error.startswith(f"{path}:2: not readable JSON: Exceeds the limit")
+    assert lines[2].record == {"n": 1}
+    assert lines[3].error == f"{path}:4: not valid UTF-8: invalid continuation byte"
