@@ -17,6 +17,7 @@ The event names and their fields are listed in ``docs/logging.md``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
 from chatbot import jsontext
 from chatbot.errors import ConfigError
@@ -40,6 +41,7 @@ __all__ = [
     "LOG_FILE_NAME",
     "REDACTED",
     "SECRET_FIELDS",
+    "as_read_back",
     "EventLog",
     "JsonLineFormatter",
     "LogLine",
@@ -195,6 +197,15 @@ class _UtcClock:
         return prefix + _MILLISECONDS[min(int((created - second) * 1000), 999)]
 
 
+_FALLBACK = JsonEncoder().default
+
+
+def as_read_back(value: Any) -> Any:
+    """A field's value as a log line gives it back: a tuple as a list, a datetime as ISO text,
+    NaN as null, other objects as python-json-logger writes them."""
+    return json.loads(jsontext.dumps([value], default=_FALLBACK))[0]
+
+
 class JsonLineFormatter(JsonFormatter):
     """One JSON object per record: ts, level, event, pid, [process, logger], fields, [exc, stack].
 
@@ -207,7 +218,7 @@ class JsonLineFormatter(JsonFormatter):
         self.process_name = process_name
         self._clock = _UtcClock()
         # python-json-logger's encoder still decides how values JSON has no form for are written.
-        self._fallback = self.json_encoder().default
+        self._fallback = _FALLBACK if self.json_encoder is JsonEncoder else self.json_encoder().default
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         return jsontext.dumps(log_data, default=self._fallback)

@@ -335,6 +335,107 @@ def test_a_lost_input_line_leaves_only_its_session_incomplete(recording, tmp_pat
     assert f"{log}:{wrong + 1}: not valid JSON" in err
 
 
+def test_odd_lines_of_every_kind_are_warnings_and_never_stop_the_reading(recording, tmp_path):
+    log, lines = copy_log(recording, tmp_path)
+    odd = [
+        "[" * 100_000 + "\n",
+        '{"a": ' + "9" * 5000 + "}\n",
+        '{"event": ["message.in"], "session": "x"}\n',
+        '{"ts": 5, "level": "info", "event": "server.start", "pid": 1}\n',
+        '{"ts": "", "event": "reply.out", "session": "x2", "seq": 1, "text": "hi", "buttons": "b"}\n',
+        '{"ts": "", "event": "message.in", "session": "x3", "text": "hi", "user": {"name": "ann"}}\n',
+    ]
+    lines[3:3] = odd
+    data = "".join(lines).encode("utf-8")
+    first = data.index(b"\n", data.index(b"\n") + 1) + 1  # after the second line
+    data = data[:first] + b'{"event": "message.in", "text": "\xed\xa0\x80"}\n' + data[first:]
+    log.write_bytes(data)
+    code, out, err = cli(log)
+    assert code == 0, out + err
+    assert "3 same, 0 diverged, 0 incomplete" in out
+    assert f"warning: {log}:3: not valid UTF-8: invalid continuation byte" in err
+    assert f"warning: {log}:5: not readable JSON: nested too deeply" in err
+    assert f"warning: {log}:6: not readable JSON: " in err
+    assert f"warning: {log}:7: not a chatbot event record (no 'event' field)" in err
+    assert f"warning: {log}:8: server.start: 'ts' must be a string, got 5, taken as unknown" in err
+    assert f"warning: {log}:9: reply.out: 'buttons' must be a list or null, got 'b', skipped" in err
+    assert f"warning: {log}:10: message.in: 'user' must be a string or null, got {{'name': 'ann'}}, skipped" in err
+    code, out, _ = cli(log, "--transcript", recording.ids["ann"])
+    assert code == 0 and "who am I" in out
+
+
+def test_a_user_text_with_a_lone_surrogate_is_printed_escaped(recording, tmp_path):
+    log, lines = copy_log(recording, tmp_path)
+    thanks = next(i for i, line in enumerate(lines) if '"message.in"' in line and '"text":"thanks"' in line)
+    lines[thanks] = lines[thanks].replace('"text":"thanks"', '"text":"thanks \\ud800"')
+    log.write_text("".join(lines), encoding="utf-8")
+    code, out, err = cli(log, "--transcript", recording.ids["login"])
+    assert code == 0, err
+    assert "thanks \\ud800" in out
+
+
+def lines_of(lines: list[str], session: str, event: str) -> list[int]:
+    return [i for i, line in enumerate(lines) if f'"{session}"' in line and f'"event":"{event}"' in line]
+
+
+def test_a_lost_reply_line_leaves_its_session_incomplete_not_diverged(recording, tmp_path):
+    log, lines = copy_log(recording, tmp_path)
+    login, bob = recording.ids["login"], recording.ids["bob"]
+    lines[lines_of(lines, login, "reply.out")[3]] = "{garbled\n"  # a turn that logged transitions too
+    lines[lines_of(lines, bob, "reply.out")[0]] = "{garbled\n"  # the greeting's
+    log.write_text("".join(lines), encoding="utf-8")
+    code, out, _ = cli(log)
+    assert code == 0, out
+    assert re.search(r"incomplete  step 3 .*the log lacks", status_line(out, login)), out
+    assert re.search(r"incomplete  step 0 .*the log lacks the replies of this turn", status_line(out, bob))
+    assert "1 same, 0 diverged, 2 incomplete" in out
+
+
+def test_a_turn_missing_from_the_log_is_found_by_its_seqs(recording, tmp_path):
+    log, lines = copy_log(recording, tmp_path)
+    ann = recording.ids["ann"]
+    # Every line of one turn ("tell me a joke"): its input, what it did, its replies.
+    start = next(i for i, line in enumerate(lines) if f'"{ann}"' in line and '"text":"tell me a joke"' in line
+                 and '"message.in"' in line)
+    end = next(i for i in range(start + 1, len(lines)) if f'"{ann}"' in lines[i] and '"message.in"' in lines[i])
+    del lines[start:end]
+    log.write_text("".join(lines), encoding="utf-8")
+    code, out, _ = cli(log)
+    assert code == 0, out
+    assert re.search(r"incomplete  step 6 .*its first reply is seq \d+, not \d+: the log lacks a turn or a reply "
+                     r"before it", status_line(out, ann)), out
+
+
+def test_a_slot_value_json_has_no_form_for_compares_as_the_log_wrote_it():
+    import dataclasses
+    import enum
+    from datetime import timezone
+
+    from chatbot.logs import JsonLineFormatter
+    from chatbot.replay.runner import jsonable
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    formatter = JsonLineFormatter()
+    for value in (datetime(2026, 11, 25, 16, 40, tzinfo=timezone.utc), Colour.RED, Point(1), b"ab",
+                  float("nan"), float("inf"), (1, "two"), {"when": datetime(2026, 1, 1)}, 2 ** 70, 1.5, None):
+        line = formatter.event_line("chatbot.events", 20, "slot.set", {"value": value}, time.time())
+        assert json.loads(line)["value"] == jsonable(value) or value != value, value
+
+
+def test_a_live_url_that_is_not_a_websocket_and_an_impossible_path_exit_2(recording, tmp_path):
+    for url in ("foo", "http://127.0.0.1:1/", ""):
+        code, _, err = cli(recording.log_dir, "--live", url)
+        assert code == 2 and err == f"replay: {url}: not a WebSocket URL (expected ws://HOST:PORT/ws or wss://…)\n"
+    code, _, err = cli(tmp_path / ("a" * 300))
+    assert code == 2 and err.endswith(": file name too long\n"), err
+
+
 def test_a_missing_recorded_answer_is_a_divergence_that_says_what_was_asked(recording, tmp_path):
     log, lines = copy_log(recording, tmp_path)
     ann = recording.ids["ann"]

@@ -42,11 +42,21 @@ class ReplayOptions:
 
 def run_replay(options: ReplayOptions, *, echo=click.echo) -> int:
     """Do what the options say, printing through `echo`; return the exit status."""
+    printable = _printable(echo)
     try:
-        return _run(options, echo)
+        return _run(options, printable)
     except UnusableInput as problem:
-        echo(f"replay: {problem}", err=True)
+        printable(f"replay: {problem}", err=True)
         return 2
+
+
+def _printable(echo):
+    """`echo` for text that may hold lone surrogates: a logged user text can, and no stream takes them."""
+    def printable(text: str = "", **options) -> None:
+        if isinstance(text, str) and not text.isascii():
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        echo(text, **options)
+    return printable
 
 
 def _run(options: ReplayOptions, echo) -> int:
@@ -66,7 +76,7 @@ def _run(options: ReplayOptions, echo) -> int:
         raise UnusableInput(f"no chat sessions in {', '.join(logs.files)} (no session.created, message.in or "
                             "reply.out records)")
     engine = _engine(options.flows_dir, options.actions)
-    if options.live:
+    if options.live is not None:
         from chatbot.replay.live import replay_live
 
         outcomes = asyncio.run(replay_live(engine, chosen, options.live, speed=options.speed,
@@ -74,7 +84,7 @@ def _run(options: ReplayOptions, echo) -> int:
     else:
         outcomes = [replay_session(engine, session) for session in chosen]
     summary = summarize(outcomes, seconds=time.perf_counter() - started, warnings=logs.warning_count,
-                        mode="live" if options.live else "offline")
+                        mode="offline" if options.live is None else "live")
     if options.output_format == "json":
         echo(render_json(outcomes, summary, files=logs.files, warnings=logs.warnings), nl=False)
     else:
@@ -84,12 +94,16 @@ def _run(options: ReplayOptions, echo) -> int:
 
 def _check_paths(paths: tuple[Path, ...]) -> None:
     """A path that names nothing is a mistake, not an empty log (a base file may be mid-rotation)."""
-    for path in log_paths(paths):
-        if path.exists():
-            continue
-        siblings = list(path.parent.glob(path.name + ".*")) if path.parent.is_dir() else []
-        if not siblings:
-            raise UnusableInput(f"{path}: no such file")
+    try:
+        for path in log_paths(paths):
+            if path.exists():
+                continue
+            siblings = list(path.parent.glob(path.name + ".*")) if path.parent.is_dir() else []
+            if not siblings:
+                raise UnusableInput(f"{path}: no such file")
+    except OSError as error:  # a name too long for the file system, a folder not allowed to be read
+        where = error.filename or ", ".join(str(path) for path in paths)
+        raise UnusableInput(f"{where}: {(error.strerror or str(error)).lower()}") from None
 
 
 def _show_warnings(logs: LogSet, echo) -> None:

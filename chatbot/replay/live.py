@@ -18,6 +18,7 @@ import asyncio
 import json
 import time
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
@@ -27,7 +28,8 @@ from chatbot.accounts import username_key
 from chatbot.dialogs import Engine
 from chatbot.replay.expect import CannotReplay, Expectation, Passwords
 from chatbot.replay.reader import Mark, RecordedSession, Step, UnusableInput
-from chatbot.replay.runner import DIVERGED, INCOMPLETE, SAME, Aspect, Divergence, Outcome, Replayer
+from chatbot.replay.runner import (DIVERGED, INCOMPLETE, SAME, Aspect, Divergence, Outcome, Replayer,
+                                   incomplete_reason)
 
 __all__ = ["replay_live"]
 
@@ -78,6 +80,8 @@ async def replay_live(engine: Engine, sessions: list[RecordedSession], url: str,
 
 
 async def _probe_server(url: str, timeout: float) -> None:
+    if urlsplit(url).scheme not in ("ws", "wss"):
+        raise UnusableInput(f"{url}: not a WebSocket URL (expected ws://HOST:PORT/ws or wss://…)")
     try:
         conn = await asyncio.wait_for(websocket_connect(HTTPRequest(url, connect_timeout=timeout)), timeout)
     except (OSError, HTTPClientError, StreamClosedError, asyncio.TimeoutError, ValueError) as error:
@@ -124,6 +128,7 @@ class _Player:
 
     async def play(self) -> Outcome:
         step: Step | None = None
+        last_seq = 0
         try:
             for item in self.session.timeline:
                 if isinstance(item, Mark):
@@ -131,9 +136,9 @@ class _Player:
                         await self.reconnect(item)
                     continue
                 step = item
-                if item.kind == "unknown":
-                    return self._incomplete(f"step {item.number} ({item.where}): the log lacks the input of "
-                                            "this turn, see the warnings")
+                reason = incomplete_reason(item, last_seq)
+                if reason is not None:
+                    return self._incomplete(reason)
                 if not item.finished:
                     self.outcome.notes.append(f"step {item.number} ({item.where}) has no reply in the log and "
                                               "was skipped")
@@ -141,6 +146,7 @@ class _Player:
                 if self.resume_failed is not None:
                     raise _Broken(f"the server did not resume the session at the reconnect of "
                                   f"{self.resume_failed.where}; it started a new one")
+                last_seq = item.replies[-1]["seq"]
                 if not await self.play_step(item):
                     return self.outcome
         except CannotReplay as why:

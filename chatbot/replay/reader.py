@@ -45,6 +45,18 @@ REQUIRED_FIELDS = {
     "account.logout": ("session",),
     "reply.out": ("session", "seq", "text"),
 }
+#: What the fields replay reads must hold, when a record has them: (types, in words).
+_TEXT = ((str,), "a string")
+_OPTIONAL_TEXT = ((str, type(None)), "a string or null")
+FIELD_TYPES = {
+    "session": _TEXT, "text": _TEXT, "name": _TEXT, "flow": _OPTIONAL_TEXT,
+    "state": _OPTIONAL_TEXT, "from": _TEXT, "to": _TEXT, "trigger": _TEXT, "slot": _TEXT,
+    "user": _OPTIONAL_TEXT, "conn": _OPTIONAL_TEXT, "lang": _OPTIONAL_TEXT, "input": _OPTIONAL_TEXT,
+    "id": _OPTIONAL_TEXT, "in_reply_to": _OPTIONAL_TEXT,
+    "seq": ((int,), "a whole number"), "buttons": ((list, type(None)), "a list or null"),
+}
+#: A seq beyond this cannot be told apart from its neighbours once turns are put in order.
+MAX_SEQ = 2 ** 52
 #: At most this many warnings are kept word for word; the rest are only counted.
 MAX_WARNINGS = 200
 
@@ -80,6 +92,13 @@ class Step:
     @property
     def finished(self) -> bool:
         return bool(self.replies)
+
+    @property
+    def lost_replies(self) -> bool:
+        """The turn logged what it did but no reply: a reply's line is missing (a turn's records
+        are written together, after its commit, and every committed turn replies)."""
+        return not self.replies and (self.kind == "greeting" or bool(self.effects or self.transitions
+                                                                     or self.slots or self.accounts))
 
 
 @dataclass(slots=True, eq=False)
@@ -176,6 +195,27 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _bad_field(record: dict) -> str | None:
+    """What is wrong with the first field of a record that replay could not use, if any."""
+    for name, value in record.items():
+        expected = FIELD_TYPES.get(name)
+        if expected is None:
+            continue
+        types, in_words = expected
+        if type(value) is bool or not isinstance(value, types):
+            return f"'{name}' must be {in_words}, got {_shown(value)}"
+        if name == "seq" and not 0 <= value <= MAX_SEQ:
+            return f"'seq' must be from 0 to {MAX_SEQ}, got {_shown(value)}"
+        if name == "buttons" and value and not all(isinstance(button, dict) for button in value):
+            return f"'buttons' must be a list of objects, got {_shown(value)}"
+    return None
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 class _Builder:
     """Groups records into sessions and turns; `path` and `line_no` say where the current record is."""
 
@@ -205,25 +245,30 @@ class _Builder:
         if "logger" in record:
             return  # a record of another library (tornado, transitions)
         event = record.get("event")
-        required = REQUIRED_FIELDS.get(event)  # type: ignore[arg-type]
+        if not isinstance(event, str):
+            self.logs.warn(f"{self.where}: not a chatbot event record (no 'event' field): an older log format?")
+            return
+        if type(record.get("ts", "")) is not str:  # only shown, never replayed: the record stays usable
+            self.logs.warn(f"{self.where}: {event}: 'ts' must be a string, got {_shown(record['ts'])}, "
+                           "taken as unknown")
+            record["ts"] = ""
+        problem = _bad_field(record)
+        if problem is not None:
+            self.logs.warn(f"{self.where}: {event}: {problem}, skipped")
+            return
+        required = REQUIRED_FIELDS.get(event)
         if required is not None:
             for name in required:
                 if name not in record:
                     missing = ", ".join(repr(m) for m in required if m not in record)
                     self.logs.warn(f"{self.where}: {event} without {missing}, skipped: an older log format?")
                     return
-            if type(record["session"]) is not str:
-                self.logs.warn(f"{self.where}: {event}: 'session' must be a string, got {record['session']!r}, "
-                               "skipped")
-                return
             if event in TURN_EVENTS:
                 self._turn_record(event, record)
                 return
-        handler = self.handlers.get(event)  # type: ignore[arg-type]
+        handler = self.handlers.get(event)
         if handler is not None:
             handler(event, record)
-        elif not isinstance(event, str):
-            self.logs.warn(f"{self.where}: not a chatbot event record (no 'event' field): an older log format?")
         elif event not in IGNORED_EVENTS:
             self.logs.warn(f"{self.where}: unknown event {event!r}, skipped")
 
@@ -285,11 +330,11 @@ class _Builder:
 
     @staticmethod
     def _continues(step: Step, event: str, record: dict) -> bool:
-        """Whether a record continues a turn that has replies: only its next reply, numbered in a row."""
-        if event != "reply.out":
+        """Whether a record continues a turn that has replies: only its next reply, numbered in a row,
+        answering the same message (a turn whose input line was lost may have logged only replies)."""
+        if event != "reply.out" or record.get("in_reply_to") != step.client_id:
             return False
-        last = step.replies[-1].get("seq")
-        return not isinstance(last, int) or record["seq"] == last + 1
+        return record["seq"] == step.replies[-1]["seq"] + 1
 
     def _mark(self, event: str, record: dict) -> None:
         session = self._session(record)

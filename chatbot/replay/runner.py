@@ -11,14 +11,14 @@ recorded one.
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from chatbot.dialogs import Action, Engine, SessionState, Text, TurnResult
 from chatbot.dialogs.environment import ScriptedEnvironment, ScriptMismatch
-from chatbot.logs import REDACTED
+from chatbot.logs import REDACTED, as_read_back
 from chatbot.replay.reader import Mark, RecordedSession, Step
 
 __all__ = ["Aspect", "Divergence", "Outcome", "Replayer", "replay_session", "replay_sessions"]
@@ -81,10 +81,10 @@ def slot_form(record: dict) -> dict:
 
 
 def jsonable(value: Any) -> Any:
-    """A value as it reads back from the log (tuples become lists, other objects text)."""
-    if value is None or isinstance(value, (str, int, float, bool)):
+    """A value as it reads back from the log, encoded as the server's log lines encode it."""
+    if value is None or isinstance(value, (str, int, bool)) or (isinstance(value, float) and math.isfinite(value)):
         return value
-    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+    return as_read_back(value)
 
 
 def _slots_equal(expected: list[dict], actual: list[dict]) -> bool:
@@ -185,25 +185,45 @@ class Replayer:
         return result, None
 
 
+def incomplete_reason(step: Step, last_seq: int) -> str | None:
+    """Why a session cannot be replayed from `step` on, when lines it needs are not in the log.
+
+    `last_seq` is the seq of the last reply before it. A session's seqs run without gaps: a
+    committed turn takes one for a typed message and one for each reply.
+    """
+    if step.kind == "unknown" or step.lost_replies:
+        lacking = "the input" if step.kind == "unknown" else "the replies"
+        return f"step {step.number} ({step.where}): the log lacks {lacking} of this turn, see the warnings"
+    if step.finished:
+        first = step.replies[0]["seq"]
+        expected = last_seq + (2 if step.kind == "message" else 1)
+        if first != expected:
+            return (f"step {step.number} ({step.where}): its first reply is seq {first}, not {expected}: "
+                    "the log lacks a turn or a reply before it, see the warnings")
+    return None
+
+
 def replay_session(engine: Engine, session: RecordedSession) -> Outcome:
     if not session.started:
         return Outcome(session, INCOMPLETE, reason="the log does not hold its start (session.created): "
                                                    "it may be in a rotated file that was deleted")
     replayer = Replayer(engine, session)
     outcome = Outcome(session, SAME)
+    last_seq = 0
     for item in session.timeline:
         if isinstance(item, Mark):
             replayer.apply(item)
             continue
-        if item.kind == "unknown":
+        reason = incomplete_reason(item, last_seq)
+        if reason is not None:
             outcome.status = INCOMPLETE
-            outcome.reason = (f"step {item.number} ({item.where}): the log lacks the input of this turn, "
-                              "see the warnings")
+            outcome.reason = reason
             return outcome
         if not item.finished:
             # No reply was logged: the turn failed or the server stopped before committing it.
             outcome.notes.append(f"step {item.number} ({item.where}) has no reply in the log and was skipped")
             continue
+        last_seq = item.replies[-1]["seq"]
         _, divergence = replayer.check(item)
         outcome.steps += 1
         if divergence is not None:
