@@ -112,7 +112,8 @@ def _check_text(name: str, value: str, in_reply_to: str | None) -> None:
 
 
 def _check_limits(kind: str, frame: dict, max_text_chars: int, in_reply_to: str | None) -> None:
-    if "id" in frame and not 1 <= len(frame["id"]) <= MAX_ID_CHARS:
+    # Only messages and actions have an id; on other frames it is an unknown field, ignored.
+    if "id" in _FIELDS[kind] and "id" in frame and not 1 <= len(frame["id"]) <= MAX_ID_CHARS:
         raise _error("bad_field", f"id: must be 1 to {MAX_ID_CHARS} characters", None)
     if kind == "message":
         text = frame["text"]
@@ -123,13 +124,14 @@ def _check_limits(kind: str, frame: dict, max_text_chars: int, in_reply_to: str 
             raise _error("bad_field", "text: must not be empty", in_reply_to)
     if kind == "action" and not 1 <= len(frame["name"]) <= MAX_NAME_CHARS:
         raise _error("bad_field", f"name: must be 1 to {MAX_NAME_CHARS} characters", in_reply_to)
+    declared = _FIELDS[kind]  # what another kind of frame would check is an unknown field here
     for name in ("last_seq", "history", "before_seq", "limit"):
-        if name in frame and frame[name] < 0:
+        if name in declared and name in frame and frame[name] < 0:
             raise _error("bad_field", f"{name}: must not be negative", in_reply_to)
-        if name in frame and frame[name] > MAX_INTEGER:
+        if name in declared and name in frame and frame[name] > MAX_INTEGER:
             raise _error("bad_field", f"{name}: must be at most {MAX_INTEGER}", in_reply_to)
     for name in ("history", "limit"):
-        if name in frame and frame[name] > MAX_HISTORY:
+        if name in declared and name in frame and frame[name] > MAX_HISTORY:
             frame[name] = MAX_HISTORY
 
 

@@ -228,7 +228,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
                                      session=self.live.id if self.live else None)
             self.server.metrics.errors.labels(code="internal_error").inc()
             self.send({"type": "error", "code": "internal_error", "message": "the server failed to handle "
-                       "this frame; it was not processed", **({"in_reply_to": frame["id"]} if "id" in frame else {})})
+                       "this frame; it was not processed", **({"in_reply_to": frame["id"]} if isinstance(frame.get("id"), str) else {})})
 
     async def _dispatch(self, frame: dict) -> None:
         kind = frame["type"]

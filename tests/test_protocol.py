@@ -111,3 +111,19 @@ def test_any_text_orjson_reads_is_read_alike_by_the_standard_library(raw):
         expected = json.loads(raw)
         assert [(key, type(value), value) for key, value in plain.items()] == \
             [(key, type(value), value) for key, value in expected.items()]
+
+
+@pytest.mark.parametrize("frame_type", ["ping", "hello", "history"])
+@pytest.mark.parametrize("odd_id", [5, None, True, [], {}, "", "x" * 100])
+def test_an_id_on_a_frame_that_has_none_is_an_unknown_field_and_ignored(frame_type, odd_id):
+    assert parse_frame(json.dumps({"type": frame_type, "id": odd_id}), max_text_chars=10)["type"] == frame_type
+
+
+@given(fields=st.dictionaries(st.sampled_from(["id", "text", "name", "resume", "last_seq", "lang", "history",
+                                               "before_seq", "limit", "x"]), json_values, max_size=5),
+       frame_type=st.sampled_from(["hello", "message", "action", "history", "ping"]))
+def test_any_frame_is_parsed_or_refused_with_a_protocol_error(fields, frame_type):
+    try:
+        parse_frame(json.dumps({**fields, "type": frame_type}), max_text_chars=100)
+    except ProtocolError:
+        pass

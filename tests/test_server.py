@@ -446,3 +446,17 @@ async def test_frames_of_every_length_arrive_whole_with_and_without_deflate(tmp_
             assert len(json.dumps(history)) > 120_000
             first.close()
             second.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_fields_of_other_frame_types_are_ignored_and_the_connection_stays(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.send({"type": "hello", "id": True, "before_seq": None})
+        assert (await client.recv())["type"] == "welcome"
+        await client.recv()  # the greeting
+        for frame in ({"type": "ping", "id": 5}, {"type": "history", "id": None, "last_seq": "x"},
+                      {"type": "ping", "id": "x" * 100, "limit": -1}):
+            await client.send(frame)
+            assert (await client.recv())["type"] in ("pong", "history")
+        assert [f["type"] for f in await client.say("hi")][-1] == "ack"
