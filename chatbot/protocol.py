@@ -66,6 +66,16 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> dict[str, Any]:
     return frame
 
 
+def frame_id(raw: str | bytes) -> str | None:
+    """The `id` of a frame that is not otherwise checked (one refused by the rate limiter), if usable."""
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    value = frame.get("id") if type(frame) is dict else None
+    return value if isinstance(value, str) and 1 <= len(value) <= MAX_ID_CHARS else None
+
+
 def _loads_plain(raw: str) -> dict | None:
     """orjson's parse of a frame it reads exactly as the standard library would, else None.
 

@@ -34,7 +34,7 @@ from chatbot.dialogs import Engine, LocalEnvironment
 from chatbot.errors import ProtocolError
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
-from chatbot.protocol import encode, error_frame, parse_frame
+from chatbot.protocol import encode, error_frame, frame_id, parse_frame
 from chatbot.live import LiveSession
 from chatbot.sessions import SessionManager
 from chatbot.storage import Store
@@ -214,7 +214,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if self not in self.server.connections:
             return
         if not self.limiter.allow():
-            self._rate_limited()
+            self._rate_limited(frame_id(message))
             return
         try:
             frame = parse_frame(message, max_text_chars=self.settings_.max_text_chars)
@@ -262,7 +262,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
                                    code=err.code, detail=err.message)
         self.send(error_frame(err))
 
-    def _rate_limited(self) -> None:
+    def _rate_limited(self, refused_id: str | None) -> None:
         self.strikes += 1
         self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.ip, kind="frames",
                                    strikes=self.strikes)
@@ -270,9 +270,10 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if self.strikes >= self.settings_.rate_strikes:
             self.close(POLICY, "rate limit exceeded")
             return
+        # With the frame's id, a client knows which frame to send again later.
         self.send({"type": "error", "code": "rate_limited",
                    "message": f"too many frames: at most {self.settings_.rate_limit:g} a second on average; "
-                              "this frame was dropped"})
+                              "this frame was dropped", **({"in_reply_to": refused_id} if refused_id else {})})
 
 
 class HealthHandler(tornado.web.RequestHandler):

@@ -437,12 +437,10 @@ class SessionManager:
             return 0
         rows = await self._run(self.store.history, live.id, after_seq=last_seq, before_seq=live.seq + 1,
                                limit=self.history_limit)
-        sent = 0
+        # What other tabs typed meanwhile too: a page shows it once, matching it by seq and id.
         for row in rows:
-            if row.role == "bot":
-                peer.send(self._frame(row))
-                sent += 1
-        return sent
+            peer.send(self._frame(row))
+        return sum(1 for row in rows if row.role == "bot")
 
     # --- housekeeping --------------------------------------------------------------------
     def sweep(self) -> int:

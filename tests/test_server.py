@@ -91,7 +91,7 @@ async def test_two_tabs_share_a_session_and_both_see_every_reply(tmp_path):
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_resume_with_last_seq_returns_exactly_the_missed_replies(tmp_path):
+async def test_resume_with_last_seq_returns_exactly_what_was_missed_in_order(tmp_path):
     async with running_server(tmp_path) as server:
         client = await Client.connect(server.port)
         welcome = await client.hello()
@@ -102,15 +102,19 @@ async def test_resume_with_last_seq_returns_exactly_the_missed_replies(tmp_path)
         await other.hello(resume=welcome["resume"])
         missed = []
         for text in ["hi", "register", "zed"]:
-            missed += [f for f in await other.say(text) if f["type"] == "reply"]
+            frames = await other.say(text)
+            ack = next(f for f in frames if f["type"] == "ack")
+            missed.append({"type": "user", "seq": ack["seq"], "text": text, "id": ack["id"]})
+            missed += [f for f in frames if f["type"] == "reply"]
         back = await Client.connect(server.port)
         resumed = await back.hello(resume=welcome["resume"], last_seq=seen)
         assert resumed["resumed"] is True and resumed["last_seq"] == missed[-1]["seq"]
         resent = [await back.recv() for _ in missed]
-        assert [f["seq"] for f in resent] == [f["seq"] for f in missed]
+        assert [(f["type"], f["seq"]) for f in resent] == [(f["type"], f["seq"]) for f in missed]
         assert [f["text"] for f in resent] == [f["text"] for f in missed]
+        assert [f.get("id") for f in resent if f["type"] == "user"] == [f["id"] for f in missed if f["type"] == "user"]
         await back.send({"type": "ping"})
-        assert await back.recv() == {"type": "pong"}, "nothing more than the missed replies was resent"
+        assert await back.recv() == {"type": "pong"}, "nothing more than what was missed was resent"
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -256,6 +260,24 @@ async def test_rate_limit_errors_then_closes_with_1008(tmp_path):
             kinds.append(frame.get("code", frame["type"]))
         assert kinds == ["pong", "pong", "pong", "rate_limited", "rate_limited"]
         assert client.conn.close_code == 1008
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_rate_limited_frame_is_named_by_its_id_so_it_can_be_sent_again(tmp_path):
+    async with running_server(tmp_path, rate_limit=1, rate_burst=2, rate_strikes=10) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        for frame in ({"type": "message", "id": "m-1", "text": "hi"}, {"type": "message", "id": "m-2", "text": "hi"},
+                      {"type": "action", "id": "a-3", "name": "help"}, "not json"):
+            await (client.conn.write_message(frame) if isinstance(frame, str) else client.send(frame))
+        refused = []  # the hello and m-1 took the burst
+        while len(refused) < 3:
+            frame = await client.recv()
+            assert frame is not None, refused
+            if frame.get("code") == "rate_limited":
+                refused.append(frame)
+        assert [f.get("in_reply_to") for f in refused] == ["m-2", "a-3", None]
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -151,6 +151,40 @@ def test_reload_restores_history_and_dialog_state(open_chat):
     assert len(texts) == len(before) + 2
 
 
+# Lets a test lose the page's `history` requests and drop its socket, as a bad network would.
+FLAKY_NETWORK = """
+window.__sockets = [];
+window.__loseHistory = false;
+const Original = window.WebSocket;
+window.WebSocket = class extends Original {
+  constructor(...args) { super(...args); window.__sockets.push(this); }
+  send(data) { if (!(window.__loseHistory && data.includes('"type":"history"'))) super.send(data); }
+};
+"""
+
+
+def test_show_earlier_messages_can_be_asked_again_after_a_drop_lost_its_answer(open_chat):
+    chat = open_chat()
+    for n in range(52):  # more entries than a reloaded page is given at first (100)
+        before = chat.bot_texts.count()
+        chat.type_message(f"message {n}")
+        expect(chat.bot_texts).to_have_count(before + 1)
+    chat.page.add_init_script(FLAKY_NETWORK)
+    chat.reload()
+    earlier = chat.page.locator("#earlier")
+    expect(earlier).to_be_visible()
+    shown = len(chat.entries())
+    chat.page.evaluate("() => { window.__loseHistory = true; }")
+    earlier.click()
+    expect(earlier).to_be_disabled()
+    chat.page.evaluate("() => { window.__loseHistory = false; window.__sockets.at(-1).close(); }")
+    expect(earlier).to_be_enabled()
+    chat.expect_connected()
+    earlier.click()
+    chat.page.wait_for_function("n => document.querySelectorAll('.msg').length > n", arg=shown)
+    assert len(chat.entries()) > shown
+
+
 # --- 3. server restart -------------------------------------------------------------------------
 @pytest.mark.parametrize("stop", ["terminate", "kill"])
 def test_server_restart_mid_dialog_delivers_the_waiting_message_once(open_chat, server, stop):

@@ -191,6 +191,7 @@ function disconnected() {
   clearTimeout(state.pongTimer);
   state.connected = false;
   state.loadingEarlier = false;
+  ui.earlier.disabled = false;  // its answer will not come: let it be asked again
   failUnqueuedMessages();
   refreshControls();
   if (!state.leaving) scheduleReconnect();
