@@ -185,6 +185,28 @@ def test_show_earlier_messages_can_be_asked_again_after_a_drop_lost_its_answer(o
     assert len(chat.entries()) > shown
 
 
+def test_a_message_over_the_servers_frame_limit_is_not_sent_again_and_again(browser, tmp_path):
+    small = ServerProcess(tmp_path / "data", "--max-frame-bytes", "1024")
+    small.start()
+    context = browser.new_context(locale="en-US")
+    try:
+        page = context.new_page()
+        page.add_init_script(FLAKY_NETWORK)
+        chat = ChatPage(page, f"http://127.0.0.1:{small.port}/").open()
+        chat.type_message("x" * 2000)  # the server closes the connection with 1009
+        expect(page.locator(".msg.failed .msg-status")).to_have_text("not sent: too long for this server")
+        chat.expect_connected()
+        before = chat.bot_texts.count()
+        chat.type_message("hi")
+        expect(chat.bot_texts).to_have_count(before + 1)
+        assert page.evaluate("window.__sockets.length") == 2, "one reconnect, not a loop"
+        assert chat.local_storage().get("chatbot.outbox") is None
+        assert chat.errors == []
+    finally:
+        context.close()
+        small.terminate()
+
+
 # --- 3. server restart -------------------------------------------------------------------------
 @pytest.mark.parametrize("stop", ["terminate", "kill"])
 def test_server_restart_mid_dialog_delivers_the_waiting_message_once(open_chat, server, stop):

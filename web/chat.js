@@ -14,6 +14,7 @@ const OFFLINE_AFTER_FAILURES = 4;
 const PING_EVERY_MS = 25000;
 const PONG_TIMEOUT_MS = 10000;
 const RATE_LIMIT_RETRY_MS = 3000;
+const CLOSE_TOO_LARGE = 1009;
 const HISTORY_ON_LOAD = 100;
 const HISTORY_PAGE = 50;
 const STICK_TO_BOTTOM_PX = 48;
@@ -31,6 +32,7 @@ const STRINGS = {
     passwordPlaceholder: 'Password (hidden)',
     passwordHint: 'What you type here is hidden and never shown in the chat.',
     passwordOffline: 'A password can only be sent while connected.',
+    tooLarge: 'too long for this server',
   },
   ru: {
     title: 'Чат', conversation: 'Разговор', language: 'Язык',
@@ -43,6 +45,7 @@ const STRINGS = {
     passwordPlaceholder: 'Пароль (скрыт)',
     passwordHint: 'То, что вы вводите здесь, скрыто и не показывается в чате.',
     passwordOffline: 'Пароль можно отправить только при связи с сервером.',
+    tooLarge: 'слишком длинное для этого сервера',
   },
 };
 
@@ -131,6 +134,18 @@ function outboxAdd(frame) {
   save(KEYS.outbox, JSON.stringify([...outboxRead(), frame]));
 }
 
+// A frame over the server's size limit closes the connection (1009): sending it again after
+// every reconnect would only repeat that, so the largest queued frame is given up instead.
+function dropLargestQueued() {
+  const queued = outboxRead();
+  if (!queued.length) return;
+  const size = (frame) => JSON.stringify(frame).length;
+  const largest = queued.reduce((a, b) => (size(b) > size(a) ? b : a));
+  outboxRemove(largest.id);
+  const bubble = byId.get(largest.id);
+  if (bubble) markNotSent(bubble, t('tooLarge'));
+}
+
 function outboxRemove(id) {
   const list = outboxRead();
   const rest = list.filter((frame) => frame.id !== id);
@@ -159,7 +174,11 @@ function connect() {
   state.ws = ws;
   ws.onopen = () => sendHello();
   ws.onmessage = (event) => onFrame(event.data);
-  ws.onclose = () => { if (state.ws === ws) disconnected(); };
+  ws.onclose = (event) => {
+    if (state.ws !== ws) return;
+    if (event.code === CLOSE_TOO_LARGE) dropLargestQueued();
+    disconnected();
+  };
   showStatus();
 }
 
