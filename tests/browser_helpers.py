@@ -138,6 +138,9 @@ class ChatPage:
     def local_storage(self) -> dict[str, str]:
         return self.page.evaluate("() => ({...localStorage})")
 
+    def session_storage(self) -> dict[str, str]:
+        return self.page.evaluate("() => ({...sessionStorage})")
+
     def layout_problems(self) -> list[str]:
         return self.page.evaluate(LAYOUT)
 
@@ -170,7 +173,7 @@ class ChatPage:
             expect(self.bot_texts.nth(before + offset)).to_have_text(expected)
         # Every ack is in (it follows the replies it caused), so no further reply is on its way.
         expect(self.pending).to_have_count(0)
-        self.page.wait_for_function("() => !localStorage.getItem('chatbot.outbox')")
+        self.page.wait_for_function("() => !sessionStorage.getItem('chatbot.outbox')")
         expect(self.bot_texts).to_have_count(before + len(replies))
 
     def expect_anonymous(self) -> None:

@@ -200,7 +200,7 @@ def test_a_message_over_the_servers_frame_limit_is_not_sent_again_and_again(brow
         chat.type_message("hi")
         expect(chat.bot_texts).to_have_count(before + 1)
         assert page.evaluate("window.__sockets.length") == 2, "one reconnect, not a loop"
-        assert chat.local_storage().get("chatbot.outbox") is None
+        assert chat.session_storage().get("chatbot.outbox") is None
         assert chat.errors == []
     finally:
         context.close()
@@ -223,7 +223,7 @@ def test_server_restart_mid_dialog_delivers_the_waiting_message_once(open_chat, 
     expect(waiting).to_have_count(1)
     expect(waiting.locator(".msg-text")).to_have_text("call me Cyrus")
     expect(waiting.locator(".msg-status")).to_have_text("sending…")
-    assert "Cyrus" in chat.local_storage()["chatbot.outbox"]
+    assert "Cyrus" in chat.session_storage()["chatbot.outbox"]
 
     server.start()
     chat.expect_connected(timeout=20_000)
@@ -238,7 +238,7 @@ def test_server_restart_mid_dialog_delivers_the_waiting_message_once(open_chat, 
     chat.exchange("what is my name", "You asked me to call you Cyrus.")
     expect(chat.user_texts.filter(has_text=exactly("call me Cyrus"))).to_have_count(1)
     expect(chat.bot_texts.filter(has_text=exactly(nice))).to_have_count(1)
-    assert "chatbot.outbox" not in chat.local_storage()
+    assert "chatbot.outbox" not in chat.session_storage()
 
     stored = server_history(server.port, chat.local_storage()["chatbot.resume"])
     assert [e["text"] for e in stored].count("call me Cyrus") == 1
@@ -402,3 +402,26 @@ def test_keyboard_only_use(open_chat):
     page.keyboard.press("Enter")
     expect(chat.bot_texts.last).to_have_text(ASK_NEW_USERNAME)
     expect(chat.input).to_be_focused()
+
+
+def test_two_tabs_of_a_session_each_deliver_their_own_waiting_message_after_a_restart(browser, server):
+    context = browser.new_context(locale="en-US")  # one profile: the tabs share the session
+    try:
+        url = f"http://127.0.0.1:{server.port}/"
+        first = ChatPage(context.new_page(), url).open()
+        second = ChatPage(context.new_page(), url).open()
+        server.terminate()
+        for chat in (first, second):
+            expect(chat.status).to_have_attribute("data-state", re.compile("^(reconnecting|offline)$"))
+        first.type_message("first tab here")
+        second.type_message("second tab here")
+        server.start()
+        for chat in (first, second):
+            chat.expect_connected(timeout=20_000)
+            expect(chat.pending).to_have_count(0, timeout=15_000)  # each got the ack of its own
+            for text in ("first tab here", "second tab here"):  # and sees what the other typed, once
+                expect(chat.user_texts.filter(has_text=exactly(text))).to_have_count(1)
+            assert chat.session_storage().get("chatbot.outbox") is None
+            assert chat.errors == []
+    finally:
+        context.close()

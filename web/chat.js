@@ -1,6 +1,7 @@
 // The chat page: one WebSocket to ./ws speaking the protocol of docs/protocol.md.
-// Only what must survive a reload lives in localStorage (token, last_seq, lang, outbox);
-// the conversation itself is always rebuilt from the server's history.
+// Only what must survive a reload is stored: in localStorage, shared by the tabs, the token,
+// last_seq and lang; in sessionStorage, the tab's own, its outbox. The conversation itself is
+// always rebuilt from the server's history.
 
 const KEYS = {
   resume: 'chatbot.resume',
@@ -120,18 +121,29 @@ const isSeq = (value) => Number.isInteger(value) && value > 0;
 const asText = (value) => (typeof value === 'string' ? value : '');
 
 // ---------- outbox: frames sent but not yet acknowledged ----------
-// Read and written through localStorage every time, so tabs sharing the session (and
-// the storage) share it too; a frame resent by two tabs is harmless, the server dedupes ids.
+// In the tab's own sessionStorage (it survives a reload): each tab resends only what it sent.
+// A tab that resent another's frames would get their acks, and the tab that wrote them would
+// wait for acks that never come.
+function loadOwn(key) {
+  try { return sessionStorage.getItem(key); } catch { return null; }
+}
+
+function saveOwn(key, value) {
+  try {
+    if (value === null) sessionStorage.removeItem(key);
+    else sessionStorage.setItem(key, value);
+  } catch { /* as in save() */ }
+}
 
 function outboxRead() {
   try {
-    const list = JSON.parse(load(KEYS.outbox) || '[]');
+    const list = JSON.parse(loadOwn(KEYS.outbox) || '[]');
     return Array.isArray(list) ? list.filter((f) => f && typeof f.id === 'string') : [];
   } catch { return []; }
 }
 
 function outboxAdd(frame) {
-  save(KEYS.outbox, JSON.stringify([...outboxRead(), frame]));
+  saveOwn(KEYS.outbox, JSON.stringify([...outboxRead(), frame]));
 }
 
 // A frame over the server's size limit closes the connection (1009): sending it again after
@@ -149,7 +161,7 @@ function dropLargestQueued() {
 function outboxRemove(id) {
   const list = outboxRead();
   const rest = list.filter((frame) => frame.id !== id);
-  if (rest.length !== list.length) save(KEYS.outbox, rest.length ? JSON.stringify(rest) : null);
+  if (rest.length !== list.length) saveOwn(KEYS.outbox, rest.length ? JSON.stringify(rest) : null);
 }
 
 // ---------- connection ----------
