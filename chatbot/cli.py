@@ -106,11 +106,21 @@ def flows_draw(name: str, output: Path | None, flows_dir: Path | None, actions: 
         if not draw.graphviz_available():
             raise click.ClickException("cannot write SVG: Graphviz's 'dot' is not installed "
                                        "(apt-get install graphviz); without -o the Mermaid text is printed")
-        output.write_bytes(draw.svg(flow))
-        click.echo(f"wrote {output}")
+        write_drawing(output, draw.svg(flow))
     else:
-        output.write_text(draw.mermaid(flow), encoding="utf-8")
-        click.echo(f"wrote {output}")
+        write_drawing(output, draw.mermaid(flow).encode("utf-8"))
+
+
+def write_drawing(output: Path, data: bytes) -> None:
+    """Write what `flows draw` made; a path that cannot take it is reported, not a traceback."""
+    if not output.parent.is_dir():
+        raise ChatbotError(f"flows draw: {output.parent}: no such folder")
+    try:
+        output.write_bytes(data)
+    except OSError as err:
+        reason = err.strerror.lower() if err.strerror else str(err)
+        raise ChatbotError(f"flows draw: {output}: cannot write: {reason}") from None
+    click.echo(f"wrote {output}")
 
 
 def _settings_options(command):

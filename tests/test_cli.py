@@ -178,3 +178,19 @@ def test_serve_reports_a_bad_setting_with_its_source_and_exit_2(here, capsys, mo
     monkeypatch.setenv("CHATBOT_PORT", "eighty")
     assert run(["serve"]) == 2
     assert capsys.readouterr().err.strip() == "error: CHATBOT_PORT: port: expected int, got 'eighty'"
+
+
+@pytest.mark.parametrize("name", ["hub.mmd", pytest.param("hub.svg", marks=pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz's dot is not installed (apt-get install graphviz)"))])
+def test_flows_draw_into_a_missing_folder_is_a_clear_error(here, capsys, name):
+    assert run(["flows", "draw", "hub", "-o", f"missing/{name}"]) == 1
+    assert capsys.readouterr().err == "error: flows draw: missing: no such folder\n"
+
+
+def test_the_first_example_in_the_docs_passes_flows_check(here, capsys):
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "flows.md").read_text(encoding="utf-8")
+    example = re.search(r"## A first look\n\n```yaml\n(.*?)```", doc, re.DOTALL).group(1)
+    (here / "flows").mkdir()
+    (here / "flows" / "greeter.yaml").write_text(example, encoding="utf-8")
+    assert run(["flows", "check", "flows"]) == 0
+    assert "ok  greeter" in capsys.readouterr().out

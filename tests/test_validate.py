@@ -322,6 +322,87 @@ CASES = {
          "data/flows/pizza.yaml:2: entry.access: unknown access 'everyone' (expected one of: users, guests, "
          "anyone)"],
     ),
+    "a control character": (
+        {"pizza.yaml": GOOD.replace('"Which size?"', '"Which\x0c size?"')},
+        ["data/flows/pizza.yaml:7: yaml syntax: unacceptable character #x000c: special characters are not allowed"],
+    ),
+    "a nul character in a comment": (
+        {"pizza.yaml": GOOD + "# \x00\n"},
+        ["data/flows/pizza.yaml:16: yaml syntax: unacceptable character #x0000: special characters are not allowed"],
+    ),
+    "nesting too deep": (
+        {"pizza.yaml": GOOD + "description: " + "[" * 300 + "]" * 300 + "\n"},
+        ["data/flows/pizza.yaml:16: yaml syntax: nested more than 50 levels deep"],
+    ),
+    "nesting too deep through a chain of aliases": (
+        {"pizza.yaml": GOOD + "description: [&a0 [x], "
+         + ", ".join(f"&a{level} [*a{level - 1}]" for level in range(1, 60)) + "]\n"},
+        ["data/flows/pizza.yaml:16: yaml syntax: nested more than 50 levels deep"],
+    ),
+    "an ordered map tag": (
+        {"pizza.yaml": GOOD + "intents: !!omap\n  - big: {keywords: [big]}\n"},
+        ["data/flows/pizza.yaml:16: yaml syntax: !!omap is not supported: write a plain list or mapping"],
+    ),
+    "a pairs tag": (
+        {"pizza.yaml": GOOD.replace('    say: "Which size?"', '    say: !!pairs [en: "Which size?"]')},
+        ["data/flows/pizza.yaml:7: yaml syntax: !!pairs is not supported: write a plain list or mapping"],
+    ),
+    "a set tag": (
+        {"pizza.yaml": GOOD.replace("languages: [en]", "languages: !!set {en}")},
+        ["data/flows/pizza.yaml:3: yaml syntax: !!set is not supported: write a plain list or mapping"],
+    ),
+    "a button label left empty": (
+        {"pizza.yaml": GOOD.replace("    capture: {slot: size, kind: word}",
+                                    "    capture: {slot: size, kind: word}\n    buttons:\n"
+                                    "      - {label: null, action: help}")},
+        ["data/flows/pizza.yaml:10: states[0].buttons[0].label: expected a text or a mapping of language to text, "
+         "got nothing"],
+    ),
+    "initial left empty": (
+        {"pizza.yaml": GOOD.replace("initial: ask_size", "initial:")},
+        ["data/flows/pizza.yaml:4: initial: expected a state name, got nothing"],
+    ),
+    "states left empty": (
+        {"pizza.yaml": GOOD.replace(GOOD[GOOD.index("  - name: ask_size"):GOOD.index("transitions:")], "")},
+        ["data/flows/pizza.yaml:5: states: expected a list of states, got nothing"],
+    ),
+    "an intent named text": (
+        {"pizza.yaml": GOOD + "intents:\n  text:\n    keywords: [pizza]\n"},
+        ["data/flows/pizza.yaml:17: intents.text: 'text' is the trigger of typed text, not an intent name"],
+    ),
+    "a capture into a slot named user": (
+        {"pizza.yaml": GOOD.replace("{slot: size, kind: word}", "{slot: user, kind: word}")
+         .replace("{size}", "{user}")},
+        ["data/flows/pizza.yaml:8: states[0].capture.slot: slot name 'user' is reserved: '{user}' shows "
+         "the logged-in user"],
+    ),
+    "a pattern group named lang": (
+        {"pizza.yaml": GOOD + "intents:\n  size:\n    patterns:\n      - '(?P<lang>en|ru)'\n"},
+        ["data/flows/pizza.yaml:19: intents.size.patterns.en[0]: slot name 'lang' is reserved: '{lang}' shows "
+         "the session's language"],
+    ),
+    "a transition from an empty list of states": (
+        {"pizza.yaml": GOOD.replace("    source: ask_size", "    source: []")},
+        ["data/flows/pizza.yaml:14: transitions[0].source: expected a state, a list of states or '*', "
+         "got an empty list"],
+    ),
+    "a transition with its source left empty": (
+        {"pizza.yaml": GOOD.replace("    source: ask_size", "    source:")},
+        ["data/flows/pizza.yaml:14: transitions[0].source: expected a state, a list of states or '*', got nothing"],
+    ),
+    "a fallback state that is a list": (
+        {"pizza.yaml": GOOD + "fallback_state: [done]\n"},
+        ["data/flows/pizza.yaml:16: fallback_state: expected a state name, got a list"],
+    ),
+    "a fallback state that is a number": (
+        {"pizza.yaml": GOOD + "fallback_state: 2\n"},
+        ["data/flows/pizza.yaml:16: fallback_state: expected a state name, got a number"],
+    ),
+    "placeholder of a password input's secret": (
+        {"pizza.yaml": GOOD.replace('    say: "Which size?"', '    say: "Which size?"\n    input: password')},
+        ["data/flows/pizza.yaml:11: states[1].say: placeholder '{size}' names the secret of a password input, "
+         "which is never shown"],
+    ),
 }
 
 
@@ -375,6 +456,13 @@ def test_a_flow_with_the_name_of_a_built_in_replaces_it(here):
     chat.register()
     assert chat.where == "chat:ask_size"
     assert chat.texts[-1] == "Which size?"
+
+
+def test_hidden_files_and_other_extensions_in_the_folder_are_not_flows(here):
+    flows = write(here, {"pizza.yaml": GOOD, "pizza.yaml.html": "<html>", ".pizza.yaml": "name: [broken"})
+    (flows / ".#pizza.yaml").symlink_to("ann@host.1234:1700000000")  # an editor's lock: a link to nowhere
+    assert list(load_flows(Path("data/flows"), Registry.with_builtins())) == [
+        "chat", "hub", "login", "registration", "pizza"]
 
 
 def test_a_missing_folder_is_one_clear_problem(here):

@@ -44,9 +44,18 @@ class FolderLoad:
     incomplete: set[str] = field(default_factory=set)
 
 
+def flow_files(folder: Path) -> list[Path]:
+    """The `*.yaml` and `*.yml` files of a folder, but not hidden ones.
+
+    Editors leave their lock files there (`.#chat.yaml`, often a link to nowhere).
+    """
+    return sorted(path for path in folder.iterdir()
+                  if path.suffix in (".yaml", ".yml") and not path.name.startswith("."))
+
+
 def load_folder(folder: Path) -> FolderLoad:
     result = FolderLoad()
-    for path in sorted(folder.glob("*.y*ml")):
+    for path in flow_files(folder):
         shown = display_path(path)
         try:
             text = path.read_text(encoding="utf-8")

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from chatbot.dialogs.model import (
     ACCESS_KINDS,
     INPUT_KINDS,
+    TEXT_TRIGGER,
     Button,
     Capture,
     Entry,
@@ -67,13 +68,14 @@ def _parse_document(reader: Reader, doc: LineDict, stem: str, version: str) -> F
     if reader.typed(name, str, doc.line_of("name"), "name", "a text") and not NAME_RE.match(name):
         reader.problem(doc.line_of("name"), "name", f"invalid flow name '{name}' (letters, digits, _)")
     languages = _languages(reader, doc)
-    for required in ("initial", "states"):
-        if required not in doc:
-            reader.problem(doc.line, required, "required key is missing")
+    _required(reader, doc, "initial", "a state name")
+    _required(reader, doc, "states", "a list of states")
     initial = doc.get("initial")
     if initial is not None:
         reader.typed(initial, str, doc.line_of("initial"), "initial", "a state name")
     fallback_state = doc.get("fallback_state", initial)
+    if "fallback_state" in doc:
+        reader.typed(fallback_state, str, doc.line_of("fallback_state"), "fallback_state", "a state name")
     states = _states(reader, doc.get("states"), doc.line_of("states"), languages)
     transitions = _transitions(reader, doc.get("transitions", LineList()), doc.line_of("transitions"),
                                languages)
@@ -98,6 +100,14 @@ def _parse_document(reader: Reader, doc: LineDict, stem: str, version: str) -> F
         entry=_entry(reader, doc.get("entry"), line("entry"), languages),
         lines=key_lines(doc),
     )
+
+
+def _required(reader: Reader, doc: LineDict, key: str, expected: str) -> None:
+    """A required key left empty (`initial:`) is as good as missing."""
+    if key not in doc:
+        reader.problem(doc.line, key, "required key is missing")
+    elif doc[key] is None:
+        reader.problem(doc.line_of(key), key, f"expected {expected}, got nothing")
 
 
 def _languages(reader: Reader, doc: LineDict) -> tuple[str, ...]:
@@ -206,6 +216,9 @@ def _buttons(reader: Reader, value: Any, line: int, key: str, languages) -> tupl
         label = reader.message(item.get("label"), item.line_of("label"), f"{where}.label", languages)
         if "label" not in item:
             reader.problem(item.line, f"{where}.label", "required key is missing")
+        elif item["label"] is None:
+            reader.problem(item.line_of("label"), f"{where}.label",
+                           "expected a text or a mapping of language to text, got nothing")
         buttons.append(Button(label=label or {}, action=action, line=item.line))
     return tuple(buttons)
 
@@ -298,12 +311,16 @@ def _transitions(reader: Reader, value: Any, line: int, languages) -> tuple[Tran
         trigger = item.get("trigger")
         if missing or not reader.typed(trigger, str, at("trigger"), f"{where}.trigger", "a trigger name"):
             continue
+        source = item["source"]
+        if source is None or source == []:  # a transition from no state could never fire
+            reader.problem(at("source"), f"{where}.source", "expected a state, a list of states or '*', got "
+                                                            + ("nothing" if source is None else "an empty list"))
         dest = item.get("dest")
         if dest is not None and not reader.typed(dest, str, at("dest"), f"{where}.dest", "a state name"):
             dest = None
         transitions.append(TransitionSpec(
             trigger=trigger,
-            sources=reader.names(item["source"], at("source"), f"{where}.source"),
+            sources=reader.names(source, at("source"), f"{where}.source"),
             dest=dest,
             conditions=reader.names(item.get("conditions"), at("conditions"), f"{where}.conditions"),
             unless=reader.names(item.get("unless"), at("unless"), f"{where}.unless"),
@@ -327,6 +344,10 @@ def _intents(reader: Reader, value: Any, line: int, languages) -> dict[str, Inte
         at = value.line_of(name)
         if not isinstance(name, str) or not NAME_RE.match(name):
             reader.problem(at, where, f"invalid intent name {name!r} (letters, digits, _)")
+            continue
+        if name == TEXT_TRIGGER:
+            # An intent fires its trigger, and 'text' would skip the state's capture.
+            reader.problem(at, where, "'text' is the trigger of typed text, not an intent name")
             continue
         if not reader.typed(spec, dict, at, where, "a mapping"):
             continue

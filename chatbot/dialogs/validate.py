@@ -26,8 +26,8 @@ from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message
 from chatbot.dialogs.registry import Registry, split_ref
 from chatbot.errors import FlowError
 
-#: Names every message may use without any flow setting them.
-BUILTIN_PLACEHOLDERS = frozenset({"user", "lang"})
+#: Names every message may use without any flow setting them, and what they show.
+BUILTIN_PLACEHOLDERS = {"user": "the logged-in user", "lang": "the session's language"}
 #: Trigger names that would shadow what the machine's model (a Turn) already has, or what
 #: `transitions` adds to a model ('trigger', `to_*`, `may_*`, `is_*`).  'text' is the one
 #: exception: it is the trigger of typed text, read by the engine, never looked up on the model.
@@ -48,11 +48,12 @@ def validate_flows(flows: Mapping[str, FlowSpec], registry: Registry, *,
     unreachable or stuck there may only be missing.
     """
     problems: list[FlowError] = []
-    slots = _slots_set_anywhere(flows, registry) | BUILTIN_PLACEHOLDERS
+    slots = _slots_set_anywhere(flows, registry) | BUILTIN_PLACEHOLDERS.keys()
+    secrets = _secrets(flows) - slots
     languages = frozenset(lang for flow in flows.values() for lang in flow.languages)
     goto_targets = _goto_targets(flows)
     for flow in flows.values():
-        checker = _Checker(flow, flows, registry, slots, languages, unparsed, problems)
+        checker = _Checker(flow, flows, registry, slots, secrets, languages, unparsed, problems)
         checker.run(check_graph=flow.name not in incomplete, entered_from_elsewhere=goto_targets[flow.name])
     _entry_commands(flows, problems)
     _goto_cycles(flows, problems)
@@ -139,7 +140,7 @@ def _slots_set_anywhere(flows: Mapping[str, FlowSpec], registry: Registry) -> se
         slots.update(callback.sets)
     for flow in flows.values():
         for state in flow.states.values():
-            if state.capture:
+            if state.capture and state.input != "password":
                 slots.add(state.capture.slot)
         for intent in flow.intents.values():
             for patterns in intent.patterns.values():
@@ -148,15 +149,22 @@ def _slots_set_anywhere(flows: Mapping[str, FlowSpec], registry: Registry) -> se
     return slots
 
 
+def _secrets(flows: Mapping[str, FlowSpec]) -> set[str]:
+    """What password inputs keep: secrets, never slots, so a placeholder cannot show them."""
+    return {state.capture.slot for flow in flows.values() for state in flow.states.values()
+            if state.capture and state.input == "password"}
+
+
 class _Checker:
     """Checks one flow against the whole set; problems name the key path and its line."""
 
-    def __init__(self, flow: FlowSpec, flows, registry: Registry, slots: set[str], languages: frozenset[str],
-                 unparsed: frozenset[str], problems: list) -> None:
+    def __init__(self, flow: FlowSpec, flows, registry: Registry, slots: set[str], secrets: set[str],
+                 languages: frozenset[str], unparsed: frozenset[str], problems: list) -> None:
         self.flow = flow
         self.flows = flows
         self.registry = registry
         self.slots = slots
+        self.secrets = secrets
         self.languages = languages
         self.unparsed = unparsed
         self.problems = problems
@@ -165,8 +173,9 @@ class _Checker:
         #: An unknown source, dest or initial already explains why the graph looks wrong.
         self.graph_broken = False
 
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(FlowError(self.flow.path, self.flow.line_of(key), key, message))
+    def problem(self, key: str, message: str, *, line_key: str | None = None) -> None:
+        """`line_key` is where the line is found when the file wrote `key` in a shorter form."""
+        self.problems.append(FlowError(self.flow.path, self.flow.line_of(line_key or key), key, message))
 
     def run(self, *, check_graph: bool, entered_from_elsewhere: set[str]) -> None:
         flow = self.flow
@@ -179,6 +188,8 @@ class _Checker:
             self._state(state)
         for transition in flow.transitions:
             self._transition(transition)
+        for intent in flow.intents.values():
+            self._intent_slots(intent)
         if flow.entry is not None:
             self._message(flow.entry.title, "entry.title")
         self._message(flow.fallback, "fallback")
@@ -195,6 +206,8 @@ class _Checker:
         self._callables("action", state.on_enter, f"{where}.on_enter")
         if state.capture:
             capture = state.capture
+            if capture.slot in BUILTIN_PLACEHOLDERS:
+                self.problem(f"{where}.capture.slot", self._reserved_slot(capture.slot))
             if capture.validate:
                 self._callables("condition", (capture.validate,), f"{where}.capture.validate")
             self._message(capture.invalid, f"{where}.capture.invalid")
@@ -202,6 +215,23 @@ class _Checker:
             self.problem(f"{where}.input", "a password input needs 'capture' to name the secret it keeps")
         if state.goto:
             self._goto(state.goto, f"{where}.goto")
+
+    @staticmethod
+    def _reserved_slot(name: str) -> str:
+        # a slot of that name would show instead of the built-in value
+        return f"slot name '{name}' is reserved: '{{{name}}}' shows {BUILTIN_PLACEHOLDERS[name]}"
+
+    def _intent_slots(self, intent) -> None:
+        """A pattern's named groups become slots: none may hide a built-in placeholder."""
+        for lang, patterns in intent.patterns.items():
+            for index, pattern in enumerate(patterns):
+                for group in CAPTURE_GROUP_RE.findall(pattern):
+                    if group in BUILTIN_PLACEHOLDERS:
+                        # one language's list may be written without its language key
+                        key = f"intents.{intent.name}.patterns.{lang}[{index}]"
+                        short = f"intents.{intent.name}.patterns[{index}]"
+                        self.problem(key, self._reserved_slot(group),
+                                     line_key=short if short in self.flow.lines else key)
 
     def _button_action(self, state: str, action: str, key: str) -> None:
         if action.startswith(LANG_PREFIX):
@@ -281,10 +311,15 @@ class _Checker:
             for text in variants:
                 for match in PLACEHOLDER_RE.finditer(text):
                     name = match.group(1)
-                    if name is not None and name not in self.slots:
-                        self.problem(f"{key}.{lang}" if f"{key}.{lang}" in self.flow.lines else key,
-                                     f"placeholder '{{{name}}}' names a slot that is never set"
-                                     f"{did_you_mean(name, self.slots)}")
+                    if name is None or name in self.slots:
+                        continue
+                    at = f"{key}.{lang}" if f"{key}.{lang}" in self.flow.lines else key
+                    if name in self.secrets:
+                        self.problem(at, f"placeholder '{{{name}}}' names the secret of a password input, "
+                                         f"which is never shown")
+                    else:
+                        self.problem(at, f"placeholder '{{{name}}}' names a slot that is never set"
+                                         f"{did_you_mean(name, self.slots)}")
 
     def _graph(self, entered_from_elsewhere: set[str]) -> None:
         flow = self.flow

@@ -6,6 +6,10 @@ keys, which PyYAML silently merges, are reported instead.
 
 Only `true` and `false` are booleans (as in YAML 1.2): flows name intents and
 buttons `yes`, `no`, `on` and `off`, which YAML 1.1 would turn into booleans.
+
+Whatever a file holds is reported, never raised: control characters, nesting
+deep enough to exhaust Python's recursion, and the tags that would build
+values without lines (`!!omap`, `!!pairs`, `!!set`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from typing import Any
 import yaml
 
 from chatbot.errors import FlowError
+
+#: Far deeper than any flow needs, and shallow enough that building and walking a
+#: document (construction, key paths, checks) stays well inside Python's recursion limit.
+MAX_DEPTH = 50
+#: What YAML counts as a line break, to turn a character position into a line.
+LINE_BREAK_RE = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")
 
 
 class LineDict(dict):
@@ -61,6 +71,49 @@ def yaml_kind(value: Any) -> str:
 class _Loader(yaml.SafeLoader):
     """A safe loader building LineDict/LineList and collecting duplicate keys."""
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        #: The height of each composed node, counting what its aliases bring in.
+        self.heights: dict[int, int] = {}
+
+    def compose_node(self, parent, index):
+        """Refuse nesting deeper than MAX_DEPTH, written out or built up through aliases.
+
+        The written depth is checked on the way down, before the recursion gets
+        deep; the height on the way up, because a chain of anchors, each used in
+        the next, nests deeply in a file that is itself flat.
+        """
+        alias = self.check_event(yaml.AliasEvent)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                self._too_deep(self.peek_event().start_mark)
+            node = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+        if alias or isinstance(node, yaml.ScalarNode):  # a scalar's height is 1
+            return node
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = [child for pair in node.value for child in pair]
+        height = 1 + max((self.heights.get(id(child), 1) for child in children), default=0)
+        if height > MAX_DEPTH:
+            self._too_deep(node.start_mark)
+        self.heights[id(node)] = height
+        return node
+
+    @staticmethod
+    def _too_deep(mark) -> None:
+        raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+
+    def construct_unsupported(self, node: yaml.Node):
+        """`!!omap`, `!!pairs` and `!!set` build lists and sets that know no lines."""
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        raise yaml.constructor.ConstructorError(None, None, f"{tag} is not supported: write a plain list or mapping",
+                                                node.start_mark)
+
     def construct_line_mapping(self, node: yaml.MappingNode) -> LineDict:
         self.flatten_mapping(node)
         mapping = LineDict()
@@ -96,6 +149,8 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_line_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader.construct_line_sequence)
+for _unsupported in ("omap", "pairs", "set"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_unsupported}", _Loader.construct_unsupported)
 
 
 def _rejected_keys(value: Any, path: str, prefix: str = "", seen: set[int] | None = None) -> list[FlowError]:
@@ -128,7 +183,12 @@ def load_yaml(text: str, path: str) -> tuple[Any, list[FlowError]]:
     A syntax error is returned as the only problem (with the document None)
     rather than raised, so that a folder of flows is reported in one pass.
     """
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # PyYAML checks the characters of a whole text up front
+    except yaml.reader.ReaderError as err:
+        line = len(LINE_BREAK_RE.findall(text, 0, err.position)) + 1
+        return None, [FlowError(path, line, "", f"yaml syntax: unacceptable character #x{err.character:04x}: "
+                                                f"{err.reason}")]
     try:
         document = loader.get_single_data()
     except yaml.MarkedYAMLError as err:
