@@ -147,7 +147,7 @@ def test_chat_debug_register_talk_and_log_out(here, capsys, monkeypatch):
     assert "  · registration: ask_confirm --text--> done" in out
     assert "bot> You are logged in as ann." in out
     assert "  · chat: listening --whoami--> listening intent=whoami score=100.0" in out
-    assert "bot> You are logged out. See you soon!" in out
+    assert "bot> You are logged out. Bye!" in out  # typed, /logout is the chat's own logout button
     assert out.rstrip().endswith("  · state=hub:welcome user=None lang=en slots={}\nyou>")
 
 

@@ -332,3 +332,46 @@ def test_replies_are_copied_with_every_field():
 
     # The engine copies each reply with its state's input kind: a new field must be copied there too.
     assert [f.name for f in dataclasses.fields(Reply)] == ["text", "buttons", "input"]
+
+
+def test_an_entry_title_is_listed_with_its_placeholders_filled(tmp_path):
+    (tmp_path / "shop.yaml").write_text(
+        "name: shop\nlanguages: [en]\ninitial: ask\n"
+        "entry: {command: /shop, access: anyone, title: 'shop for {user} ({{lang}}: {lang})'}\n"
+        "states:\n  - name: ask\n    say: 'What to buy?'\n    final: true\n", encoding="utf-8")
+    chat = Conversation(make_engine(tmp_path))
+    chat.register()
+    chat.say("/help")
+    assert "You can also start: /shop — shop for ann ({lang}: en)." in chat.texts
+
+
+def test_a_typed_command_is_handled_by_the_flow_first_as_its_button_is(tmp_path):
+    (tmp_path / "shop.yaml").write_text(
+        "name: shop\nlanguages: [en]\ninitial: ask\nentry: {command: /shop, access: anyone}\n"
+        "states:\n  - name: ask\n    say: 'What to buy?'\n    buttons: [{label: Help, action: help}]\n"
+        "    final: true\n"
+        "transitions:\n  - {trigger: help, source: ask, dest: null, say: 'Hint: name a fruit.'}\n",
+        encoding="utf-8")
+    chat = Conversation(make_engine(tmp_path))
+    chat.say("/shop")
+    chat.press("help")
+    assert chat.texts == ["Hint: name a fruit."]
+    chat.say("/help")
+    assert chat.texts == ["Hint: name a fruit."]
+    assert chat.where == "shop:ask"
+    chat.say("/start")
+    assert chat.where == "hub:welcome", "an action the flow does not handle does what it always does"
+
+
+def test_switching_to_a_language_the_engine_has_no_text_in_names_that_language(tmp_path):
+    (tmp_path / "gruss.yaml").write_text(
+        "name: gruss\nlanguages: [de]\ninitial: hallo\nentry: {command: /gruss, access: anyone}\n"
+        "states:\n  - name: hallo\n    say: 'Hallo!'\n    final: true\n", encoding="utf-8")
+    chat = Conversation(make_engine(tmp_path))
+    chat.say("/lang de")
+    assert chat.texts[0] == "Language: de."
+    assert chat.state.lang == "de"
+    chat.say("/lang en")
+    assert chat.texts[0] == "I will speak English."
+    chat.say("/lang ru")
+    assert chat.texts[0] == "Буду говорить по-русски."

@@ -36,6 +36,30 @@ transitions:
     dest: done
 """
 
+# GOOD's questions written once and merged into another state with a YAML merge key.
+MERGED = """\
+name: pizza
+entry: {command: /pizza}
+languages: [en]
+initial: ask_size
+states:
+  - &ask
+    name: ask_size
+    say: "Which size?"
+    capture: {slot: size, kind: word}
+    buttons: [{label: Help, action: help}]
+  - <<: *ask
+    name: ask_count
+    say: "How many?"
+    capture: {slot: count, kind: number}
+  - name: done
+    say: "{count} × {size}, coming."
+    goto: chat
+transitions:
+  - {trigger: text, source: ask_size, dest: ask_count}
+  - {trigger: text, source: ask_count, dest: done}
+"""
+
 
 def write(folder: Path, files: dict[str, str]) -> Path:
     flows = folder / "data" / "flows"
@@ -106,6 +130,14 @@ CASES = {
         {"pizza.yaml": GOOD.replace('    say: "Which size?"\n', '    say: "Which size?"\n    say: "Size?"\n')},
         ["data/flows/pizza.yaml:8: states[0].say: duplicate key (first defined on line 7)"],
     ),
+    "a key written twice next to a merge key": (
+        {"pizza.yaml": MERGED.replace('    say: "How many?"\n', '    say: "How many?"\n    say: "Count?"\n')},
+        ["data/flows/pizza.yaml:14: states[1].say: duplicate key (first defined on line 13)"],
+    ),
+    "a key written twice in a mapping merged where it is written": (
+        {"pizza.yaml": MERGED.replace("  - <<: *ask\n", "  - <<: {final: false, final: true}\n")},
+        ["data/flows/pizza.yaml:11: states[1].final: duplicate key (first defined on line 11)"],
+    ),
     "wrong type of a flag": (
         {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: chat\n    final: 'no'")},
         ["data/flows/pizza.yaml:12: states[1].final: expected true or false, got a text"],
@@ -163,6 +195,17 @@ CASES = {
     "unknown action in a list": (
         {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: chat\n    on_enter:\n      - forget\n      - fogret")},
         ["data/flows/pizza.yaml:14: states[1].on_enter[1]: unknown action 'fogret' (did you mean 'forget'?)"],
+    ),
+    "unknown names after a bad item of a list": (
+        {"pizza.yaml": GOOD.replace("    goto: chat", "    goto: chat\n    on_enter: [5, tell_tme]")
+         .replace("    source: ask_size", "    source:\n      - 5\n      - ask_sise")
+         .replace("    dest: done", "    dest: done\n    after: [7, nope]")},
+        ["data/flows/pizza.yaml:12: states[1].on_enter[0]: expected a name, got a number",
+         "data/flows/pizza.yaml:16: transitions[0].source[0]: expected a name, got a number",
+         "data/flows/pizza.yaml:19: transitions[0].after[0]: expected a name, got a number",
+         "data/flows/pizza.yaml:12: states[1].on_enter[1]: unknown action 'tell_tme' (did you mean 'tell_time'?)",
+         "data/flows/pizza.yaml:17: transitions[0].source[1]: unknown state 'ask_sise' (did you mean 'ask_size'?)",
+         "data/flows/pizza.yaml:19: transitions[0].after[1]: unknown action 'nope'"],
     ),
     "unknown condition": (
         {"pizza.yaml": GOOD.replace("    dest: done", "    dest: done\n    conditions: 'hass:size'")},
@@ -246,6 +289,12 @@ CASES = {
     "placeholder of a slot never set": (
         {"pizza.yaml": GOOD.replace("A {size} pizza", "A {sise} pizza")},
         ["data/flows/pizza.yaml:10: states[1].say: placeholder '{sise}' names a slot that is never set "
+         "(did you mean 'size'?)"],
+    ),
+    "placeholder of a slot never set, in several variants": (
+        {"pizza.yaml": GOOD.replace('    say: "A {size} pizza, coming."', '    say:\n      - "Coming."\n'
+                                    '      - "A {sise} pizza, coming."\n      - "{sise}, {sise}: coming."')},
+        ["data/flows/pizza.yaml:12: states[1].say: placeholder '{sise}' names a slot that is never set "
          "(did you mean 'size'?)"],
     ),
     "trigger clashing with the model": (
@@ -410,6 +459,18 @@ CASES = {
 def test_each_kind_of_problem_is_reported_exactly(here, files, expected):
     write(here, files)
     assert problems_of(Path("data/flows")) == expected
+
+
+def test_keys_written_next_to_a_merge_key_override_the_merged_ones(here):
+    write(here, {"pizza.yaml": MERGED})
+    chat = Conversation(make_engine(Path("data/flows")))
+    chat.register()
+    chat.say("/pizza")
+    chat.say("large")
+    assert chat.texts == ["How many?"]
+    assert chat.result.replies[0].buttons == (("Help", "help"),), "what is not overridden is merged"
+    chat.say("2")
+    assert chat.texts[0] == "2 × large, coming."
 
 
 def test_every_problem_of_a_folder_is_listed_at_once_even_when_a_file_does_not_parse(here):

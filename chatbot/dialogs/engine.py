@@ -298,8 +298,8 @@ class Engine:
         action = COMMANDS.get(word)
         if action == "lang":
             self._set_language(turn, rest.strip().lower())
-        elif action is not None:
-            self._global(turn, action)
+        elif action is not None:  # what the page's button of that action does, flow's own handling first
+            self._on_action(turn, action)
         elif word in self.entry_commands:
             self._enter(turn, self.entry_commands[word], word)
         else:
@@ -343,7 +343,7 @@ class Engine:
             self._switch(turn, flow_name, trigger)
 
     def _list_entries(self, turn: Turn) -> None:
-        entries = [f"{flow.entry.command} — {self.pick(flow.entry.title, turn, flow)}"
+        entries = [f"{flow.entry.command} — {turn.render(self.pick(flow.entry.title, turn, flow))}"
                    for flow in self.flows.values()
                    if flow.entry and flow.entry.command and flow.entry.title and flow.entry.admits(turn.user)]
         if entries:

@@ -99,6 +99,7 @@ def _parse_document(reader: Reader, doc: LineDict, stem: str, version: str) -> F
             doc.get("description", ""), str, line("description"), "description", "a text") else "",
         entry=_entry(reader, doc.get("entry"), line("entry"), languages),
         lines=key_lines(doc),
+        positions=reader.positions,
     )
 
 
@@ -389,7 +390,7 @@ def _phrases(reader: Reader, spec: LineDict, kind: str, where: str, languages,
         if not isinstance(items, list):
             reader.problem(lines[lang], sub, f"expected a list, got {yaml_kind(items)}")
             continue
-        good = []
+        good, indexes = [], []
         for index, item in enumerate(items):
             item_line = items.line_of(index)
             if not reader.typed(item, str, item_line, f"{sub}[{index}]", "a text"):
@@ -397,5 +398,7 @@ def _phrases(reader: Reader, spec: LineDict, kind: str, where: str, languages,
             if check is not None and check(reader, item, item_line, f"{sub}[{index}]") is None:
                 continue
             good.append(item)
+            indexes.append(index)
+        reader.kept(sub, indexes, len(items))
         phrases[lang] = tuple(good)
     return phrases

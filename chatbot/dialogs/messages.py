@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+#: The text for a language the engine has none in, where the English one would not do.
+ANY_LANGUAGE = "*"
+
 ENGINE_MESSAGES: dict[str, dict[str, str]] = {
     "fallback": {
         "en": "Sorry, I did not understand that. Type /help to see what I can do.",
@@ -26,6 +29,7 @@ ENGINE_MESSAGES: dict[str, dict[str, str]] = {
     "language_set": {
         "en": "I will speak English.",
         "ru": "Буду говорить по-русски.",
+        ANY_LANGUAGE: "Language: {lang}.",  # 'I will speak English.' would be wrong for the rest
     },
     "already_logged_in": {
         "en": "You are already logged in as {user}. Log out first to switch accounts.",

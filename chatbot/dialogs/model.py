@@ -99,6 +99,9 @@ class FlowSpec:
     entry: Entry | None = None
     #: The line of every key path (`states[1].say.en`), for problems found after parsing.
     lines: Mapping[str, int] = field(default_factory=dict)
+    #: For a list that lost items to shape problems (`on_enter: [5, tell_time]`), the index each
+    #: item kept had in the file: later problems name the item as written.
+    positions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def line_of(self, key: str) -> int:
         """The line of a key path, or of the nearest enclosing key that has one."""
@@ -107,6 +110,11 @@ class FlowSpec:
                 return self.lines[key]
             key = key[:max(key.rfind("."), key.rfind("["), 0)]
         return 1
+
+    def item_key(self, key: str, index: int) -> str:
+        """The key path of the `index`th item kept from the list at `key`, as the file numbers it."""
+        kept = self.positions.get(key)
+        return f"{key}[{kept[index] if kept else index}]"
 
     @property
     def fallback_language(self) -> str:

@@ -51,9 +51,16 @@ class Reader:
     def __init__(self, path: str) -> None:
         self.path = path
         self.problems: list[FlowError] = []
+        #: See FlowSpec.positions.
+        self.positions: dict[str, tuple[int, ...]] = {}
 
     def problem(self, line: int | None, key: str, message: str) -> None:
         self.problems.append(FlowError(self.path, line, key, message))
+
+    def kept(self, key: str, indexes: list[int], total: int) -> None:
+        """Remember where the items kept from the list at `key` were, when some were left out."""
+        if len(indexes) < total:
+            self.positions[key] = tuple(indexes)
 
     def check_keys(self, mapping: LineDict, allowed: tuple[str, ...], where: str) -> None:
         for key in mapping:
@@ -72,12 +79,14 @@ class Reader:
         if value is None:
             return ()
         items = value if isinstance(value, list) else [value]
-        names = []
+        names, indexes = [], []
         for index, item in enumerate(items):
             item_line = value.line_of(index) if isinstance(value, LineList) else line
             item_key = f"{key}[{index}]" if isinstance(value, list) else key
             if self.typed(item, str, item_line, item_key, "a name"):
                 names.append(item)
+                indexes.append(index)
+        self.kept(key, indexes, len(items))
         return tuple(names)
 
     def message(self, value: Any, line: int, key: str, languages: tuple[str, ...]) -> Message | None:
@@ -111,10 +120,12 @@ class Reader:
         if isinstance(value, str):
             return (value,)
         if isinstance(value, list) and value:
-            texts = []
+            texts, indexes = [], []
             for index, item in enumerate(value):
                 if self.typed(item, str, value.line_of(index), f"{key}[{index}]", "a text"):
                     texts.append(item)
+                    indexes.append(index)
+            self.kept(key, indexes, len(value))
             return tuple(texts)
         self.problem(line, key, "expected a text or a non-empty list of variants")
         return ()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from chatbot.dialogs.environment import Recorder
-from chatbot.dialogs.messages import ENGINE_MESSAGES
+from chatbot.dialogs.messages import ANY_LANGUAGE, ENGINE_MESSAGES
 from chatbot.dialogs.model import FlowSpec, Message, StateSpec
 from chatbot.text import Match
 
@@ -133,7 +133,7 @@ class Turn:
 
     def say_engine(self, key: str, **values: Any) -> None:
         texts = ENGINE_MESSAGES[key]
-        self.say(texts.get(self.lang) or texts["en"], **values)
+        self.say(texts.get(self.lang) or texts.get(ANY_LANGUAGE) or texts["en"], **values)
 
     def render(self, text: str, values: Mapping[str, Any] = {}) -> str:
         def fill(match: re.Match) -> str:

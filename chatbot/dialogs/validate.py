@@ -228,8 +228,8 @@ class _Checker:
                 for group in CAPTURE_GROUP_RE.findall(pattern):
                     if group in BUILTIN_PLACEHOLDERS:
                         # one language's list may be written without its language key
-                        key = f"intents.{intent.name}.patterns.{lang}[{index}]"
-                        short = f"intents.{intent.name}.patterns[{index}]"
+                        key = self.flow.item_key(f"intents.{intent.name}.patterns.{lang}", index)
+                        short = f"intents.{intent.name}.patterns{key[key.rindex('['):]}"
                         self.problem(key, self._reserved_slot(group),
                                      line_key=short if short in self.flow.lines else key)
 
@@ -279,11 +279,10 @@ class _Checker:
             self.problem(f"{where}.trigger", f"unknown intent '{trigger}' (not an intent, a button action or "
                                              f"'text'){did_you_mean(trigger, known)}")
         if transition.sources != ("*",):
-            many = len(transition.sources) > 1
             for index, source in enumerate(transition.sources):
                 if source not in flow.states:
-                    key = f"{where}.source[{index}]" if many else f"{where}.source"
-                    self.problem(key, f"unknown state '{source}'{did_you_mean(source, flow.states)}")
+                    self.problem(self._item_key(f"{where}.source", index),
+                                 f"unknown state '{source}'{did_you_mean(source, flow.states)}")
                     self.graph_broken = True
         if transition.dest is not None and transition.dest not in flow.states:
             self.problem(f"{where}.dest",
@@ -297,29 +296,35 @@ class _Checker:
 
     def _callables(self, kind: str, refs: tuple[str, ...], key: str) -> None:
         """`after: log_in` or `after: [a, b]`: each name must be registered."""
-        listed = f"{key}[0]" in self.flow.lines
         for index, ref in enumerate(refs):
             if self.registry.get(kind, ref) is None:
                 name, _ = split_ref(ref)
-                self.problem(f"{key}[{index}]" if listed else key,
+                self.problem(self._item_key(key, index),
                              f"unknown {kind} '{name}'{did_you_mean(name, self.registry.names(kind))}")
+
+    def _item_key(self, key: str, index: int) -> str:
+        """`source: a` is one name, `source: [a, b]` a list: name the item only where the file has a list."""
+        return self.flow.item_key(key, index) if f"{key}[0]" in self.flow.lines else key
 
     def _message(self, message: Message | None, key: str) -> None:
         if not message:
             return
         for lang, variants in message.items():
-            for text in variants:
+            # `say: {en: ...}`, or `say: ...` alone in a flow of one language
+            written = f"{key}.{lang}" if f"{key}.{lang}" in self.flow.lines else key
+            unknown: dict[str, str] = {}  # each placeholder once, at the first variant that has it
+            for index, text in enumerate(variants):
                 for match in PLACEHOLDER_RE.finditer(text):
                     name = match.group(1)
-                    if name is None or name in self.slots:
-                        continue
-                    at = f"{key}.{lang}" if f"{key}.{lang}" in self.flow.lines else key
-                    if name in self.secrets:
-                        self.problem(at, f"placeholder '{{{name}}}' names the secret of a password input, "
-                                         f"which is never shown")
-                    else:
-                        self.problem(at, f"placeholder '{{{name}}}' names a slot that is never set"
-                                         f"{did_you_mean(name, self.slots)}")
+                    if name is not None and name not in self.slots:
+                        unknown.setdefault(name, self.flow.item_key(written, index))
+            for name, variant in unknown.items():
+                if name in self.secrets:
+                    self.problem(written, f"placeholder '{{{name}}}' names the secret of a password input, "
+                                          f"which is never shown", line_key=variant)
+                else:
+                    self.problem(written, f"placeholder '{{{name}}}' names a slot that is never set"
+                                          f"{did_you_mean(name, self.slots)}", line_key=variant)
 
     def _graph(self, entered_from_elsewhere: set[str]) -> None:
         flow = self.flow

@@ -115,12 +115,17 @@ class _Loader(yaml.SafeLoader):
                                                 node.start_mark)
 
     def construct_line_mapping(self, node: yaml.MappingNode) -> LineDict:
-        self.flatten_mapping(node)
         mapping = LineDict()
         mapping.line = node.start_mark.line + 1
         mapping.key_lines = {}
         mapping.rejected = []
+        merged: list[LineDict] = []
         for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:
+                merged += self._merge_sources(node, value_node, mapping)
+                continue
+            if key_node.tag == VALUE_TAG:  # a plain `=` key, which PyYAML would otherwise refuse
+                key_node.tag = STR_TAG
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int, float, bool)) and key is not None:
@@ -132,7 +137,34 @@ class _Loader(yaml.SafeLoader):
                 continue
             mapping[key] = self.construct_object(value_node, deep=True)
             mapping.key_lines[key] = line
+        # As YAML has it, keys written here override merged ones, and an earlier merged mapping
+        # overrides a later one; none of that is a duplicate.
+        for source in merged:
+            for key, value in source.items():
+                if key not in mapping:
+                    mapping[key] = value
+                    mapping.key_lines[key] = source.line_of(key)
         return mapping
+
+    def _merge_sources(self, node: yaml.MappingNode, value_node: yaml.Node, mapping: LineDict) -> list[LineDict]:
+        """The mappings a `<<` key merges in: one mapping, or a list of them.
+
+        An anchored mapping was built, and its own problems kept, where it was written; one
+        written right after the `<<` is nowhere else, so its problems become the mapping's.
+        """
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        merged = []
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                expected = "a mapping" if source is not value_node else "a mapping or list of mappings"
+                raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                        f"expected {expected} for merging, but found {source.id}",
+                                                        source.start_mark)
+            inline = source not in self.constructed_objects
+            merged.append(self.construct_object(source, deep=True))
+            if inline:
+                mapping.rejected += merged[-1].rejected
+        return merged
 
     def construct_line_sequence(self, node: yaml.SequenceNode) -> LineList:
         sequence = LineList(self.construct_object(child, deep=True) for child in node.value)
@@ -142,6 +174,9 @@ class _Loader(yaml.SafeLoader):
 
 
 BOOL_TAG = "tag:yaml.org,2002:bool"
+MERGE_TAG = "tag:yaml.org,2002:merge"
+VALUE_TAG = "tag:yaml.org,2002:value"
+STR_TAG = "tag:yaml.org,2002:str"
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != BOOL_TAG]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
