@@ -762,3 +762,29 @@ def test_on_a_loop_a_locked_database_delays_writes_without_blocking_the_loop(tmp
             await loop.run_in_executor(None, store.close)
 
     asyncio.run(main())
+
+
+STORE_OPENER = """
+import sys, time
+from chatbot.storage import Store
+start = float(sys.argv[2])
+while time.time() < start:  # all at once, as workers starting together
+    time.sleep(0.001)
+store = Store(sys.argv[1])
+store.open()
+store.close()
+"""
+
+
+def test_processes_starting_together_on_an_empty_postgresql_database_all_open_it(postgres_url):
+    for _ in range(3):  # a race: it showed in every one of 10 tries before the schema lock
+        start = time.time() + 1.0
+        openers = [subprocess.Popen([sys.executable, "-c", STORE_OPENER, postgres_url, str(start)],
+                                    stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        errors = [opener.communicate(timeout=60)[1] for opener in openers]
+        assert [opener.returncode for opener in openers] == [0] * 6, "\n".join(errors)
+    database = open_database(postgres_url)
+    try:
+        assert schema_version(database) == LATEST_VERSION
+    finally:
+        database.close()

@@ -10,9 +10,11 @@ steps only and never edit an applied one. A step that adds a column must also
 freeze step 1 (a copy of the tables as they were, as peewee's migration docs
 advise), because step 1 would otherwise already create the new column.
 
-Several server processes may start at once: each step locks the version row
-first (BEGIN IMMEDIATE on SQLite, SELECT ... FOR UPDATE on PostgreSQL) and
-rereads it, so one process applies a step and the others skip it.
+Several server processes may start at once, on an empty database too: the
+version table is created under an advisory lock on PostgreSQL (SQLite has one
+writer at a time), and each step locks the version row first (BEGIN IMMEDIATE
+on SQLite, SELECT ... FOR UPDATE on PostgreSQL) and rereads it, so one process
+applies a step and the others skip it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ MIGRATIONS: tuple[Step, ...] = (
     _index_expiry_and_owner_lookups,
 )
 LATEST_VERSION = len(MIGRATIONS)
+#: The PostgreSQL advisory lock that processes creating the version table at once queue on.
+SCHEMA_LOCK_KEY = 0x63686174626F74  # "chatbot"
 
 
 def migrate(database: peewee.Database, models: Models, *, target: int = LATEST_VERSION) -> int:
@@ -61,8 +65,13 @@ def migrate(database: peewee.Database, models: Models, *, target: int = LATEST_V
 
     migrator = SchemaMigrator.from_database(database)
     with database.connection_context():
-        database.create_tables([SchemaVersion])
-        SchemaVersion.insert(id=1, version=0).on_conflict_ignore().execute()
+        with database.atomic():
+            if isinstance(database, peewee.PostgresqlDatabase):
+                # CREATE TABLE IF NOT EXISTS is not safe against itself on PostgreSQL: two
+                # processes creating the table at once collide in the catalog.
+                database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            database.create_tables([SchemaVersion])
+            SchemaVersion.insert(id=1, version=0).on_conflict_ignore().execute()
         version = _locked_version(database, SchemaVersion)
         if version > LATEST_VERSION:
             raise StorageError(
