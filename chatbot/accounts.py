@@ -87,6 +87,7 @@ class _Failures:
     count: int
     last: float  # clock time of the last failure
     blocked_until: float
+    pending: int = 0  # attempts begun and not yet ended
 
 
 class Throttle:
@@ -117,6 +118,48 @@ class Throttle:
             self._forget_old(now)
             blocked = [self._keys[key].blocked_until - now for key in keys if key in self._keys]
         return max([0.0, *blocked])
+
+    def begin(self, keys: Iterable[str]) -> float:
+        """Start an attempt with these keys: 0 when it may go ahead (then call `end`), else seconds to wait.
+
+        Attempts run on several threads at once, each checking a password for tens of
+        milliseconds: counted only when they fail, a burst would all pass a check made before
+        any of them failed. So an attempt in flight counts as a failure to come, and once the
+        next failure would block a key, its attempts go one at a time.
+        """
+        keys = list(keys)
+        now = self._clock()
+        policy = self.policy
+        with self._lock:
+            self._forget_old(now)
+            wait = 0.0
+            for key in keys:
+                entry = self._keys.get(key)
+                if entry is None:
+                    continue
+                if entry.blocked_until > now:
+                    wait = max(wait, entry.blocked_until - now)
+                elif entry.pending and entry.count + entry.pending >= policy.delay_after:
+                    wait = max(wait, policy.first_delay)
+            if wait > 0:
+                return wait
+            for key in keys:
+                entry = self._keys.get(key)
+                if entry is None:
+                    entry = self._keys[key] = _Failures(0, now, now)
+                entry.pending += 1
+        return 0.0
+
+    def end(self, keys: Iterable[str]) -> None:
+        """An attempt `begin` let through is over (after `failed` or `succeeded`, if either)."""
+        with self._lock:
+            for key in keys:
+                entry = self._keys.get(key)
+                if entry is None:
+                    continue
+                entry.pending = max(0, entry.pending - 1)
+                if entry.count == 0 and entry.pending == 0:
+                    del self._keys[key]
 
     def failed(self, keys: Iterable[str]) -> None:
         now = self._clock()
@@ -238,16 +281,18 @@ class Accounts:
         keys = [f"user:{key}"] if key else []
         if client_key:
             keys.append(f"client:{client_key}")
-        wait = self.throttle.retry_after(keys)
+        wait = self.throttle.begin(keys)
         if wait > 0:
             return AccountResult(False, reason="throttled", retry_after=wait)
-
-        user = self.store.find_user(key) if key else None
-        secret = _password_bytes(password)
-        matched = self._verify(user.password_hash if user else self._dummy_hash, secret)
-        if user is None or not matched:
-            self.throttle.failed(keys)
-            return AccountResult(False, reason="bad_credentials")
+        try:
+            user = self.store.find_user(key) if key else None
+            secret = _password_bytes(password)
+            matched = self._verify(user.password_hash if user else self._dummy_hash, secret)
+            if user is None or not matched:
+                self.throttle.failed(keys)
+                return AccountResult(False, reason="bad_credentials")
+        finally:
+            self.throttle.end(keys)
 
         # Only the account is cleared: a client that owns one account must not
         # be able to wipe its failures against others by logging in to it.

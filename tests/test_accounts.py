@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 import unicodedata
 
 import argon2
@@ -221,6 +222,27 @@ def test_a_client_guessing_many_accounts_is_throttled(accounts, clock):
     assert accounts.authenticate("user4", "guess", client_key="10.0.0.10").reason == "bad_credentials"
     clock.advance(1)
     assert accounts.authenticate("user4", "guess", client_key="10.0.0.9").reason == "bad_credentials"
+
+
+def test_guesses_made_at_once_on_several_threads_are_throttled_as_if_one_after_another(store, clock):
+    checked = []
+
+    class SlowHasher(argon2.PasswordHasher):
+        def verify(self, hash, password):  # as long as a real check, so the attempts overlap
+            checked.append(password)
+            time.sleep(0.02)
+            return super().verify(hash, password)
+
+    accounts = Accounts(store, clock=clock, hasher=SlowHasher(**CHEAP))
+    accounts.register("Alice", "long enough")
+    with ThreadPoolExecutor(4) as threads:  # as the server's blocking threads
+        results = list(threads.map(lambda n: accounts.authenticate("alice", f"guess {n}", client_key=f"c{n}"),
+                                   range(40)))
+    assert len(checked) == ThrottlePolicy().delay_after, "the clock did not move: no block ran out"
+    assert sum(result.reason == "bad_credentials" for result in results) == len(checked)
+    assert {result.reason for result in results} == {"bad_credentials", "throttled"}
+    # The account and the clients whose guesses were checked; refused ones leave nothing behind.
+    assert accounts.throttle.tracked_keys == 1 + len(checked)
 
 
 def test_throttle_forgets_old_failures_and_stays_bounded(clock):
