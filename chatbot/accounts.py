@@ -3,7 +3,8 @@
 Usernames
     3 to 32 characters, counted after NFKC normalisation: Unicode letters
     (with the combining marks some scripts need after a letter), decimal
-    digits, '_', '-' and '.'; no spaces. An account keeps its name as typed
+    digits, '_', '-' and '.'; no spaces, and none of the letters and marks
+    that show as nothing. An account keeps its name as typed
     (in NFC, so the same name typed two ways is stored one way) and is found
     by its key, NFKC + casefold: 'Bob', 'BOB' and 'ｂｏｂ' are one account.
 
@@ -41,6 +42,13 @@ from chatbot.storage import Store, UsernameTaken
 
 USERNAME_MIN, USERNAME_MAX = 3, 32
 USERNAME_PUNCTUATION = frozenset("_-.")
+#: Unicode's Default_Ignorable_Code_Point characters that a username's letter and mark rules
+#: would let in: they show as nothing, so 'ann' plus one of them would pass for 'ann'
+#: (Hangul fillers are letters; the grapheme joiner and variation selectors are marks).
+INVISIBLE = frozenset(chr(code) for first, last in (
+    (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x3164, 0x3164),
+    (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0x1D173, 0x1D17A), (0xE0100, 0xE01EF),
+) for code in range(first, last + 1))
 
 # OWASP Password Storage Cheat Sheet, Argon2id: m=19 MiB, t=2, p=1.
 OWASP_HASHER_PARAMETERS = dict(memory_cost=19 * 1024, time_cost=2, parallelism=1)
@@ -225,7 +233,7 @@ class Accounts:
             return "too_long"
         for position, char in enumerate(name):
             category = unicodedata.category(char)
-            allowed = (
+            allowed = char not in INVISIBLE and (
                 category[0] == "L"
                 or category == "Nd"
                 or char in USERNAME_PUNCTUATION

@@ -81,6 +81,11 @@ def accounts(store, clock) -> Accounts:
         ("😀bob", "bad_characters"),
         ("\u0301bob", "bad_characters"),  # a combining mark cannot start a name
         ("\ud800ab", "bad_characters"),  # a lone surrogate
+        ("\u3164\u3164\u3164", "bad_characters"),  # Hangul fillers: letters that show as nothing
+        ("ann\u3164", "bad_characters"),
+        ("ann\uffa0", "bad_characters"),  # the half-width filler
+        ("ann\u034f", "bad_characters"),  # a combining grapheme joiner
+        ("ann\ufe0f", "bad_characters"),  # a variation selector
     ],
 )
 def test_username_rules(accounts, username, problem):
