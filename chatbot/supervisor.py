@@ -14,10 +14,20 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from typing import Callable
+
+from chatbot.errors import ChatbotError, ConfigError
 
 RESTART_LIMIT = 20
 RESTART_WINDOW = 60.0
+# A worker that keeps failing (its database is down, say) is started again after a pause that
+# doubles with each restart within RESTART_WINDOW, so that it neither spins nor floods the log.
+# The longest pause still lets RESTART_LIMIT restarts fit in the window: one that can never start
+# is given up on, after about half a minute.
+BACKOFF_FIRST = 0.1
+BACKOFF_LONGEST = 2.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def supervise(count: int, run_worker: Callable[[int], int], *, announce=print) -> int:
@@ -26,19 +36,24 @@ def supervise(count: int, run_worker: Callable[[int], int], *, announce=print) -
     stopping = False
     restarts: list[float] = []
 
-    def spawn(index: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            code = 1
-            try:
-                code = run_worker(index)
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        children[pid] = index
+    def spawn(index: int, pause: float = 0.0) -> bool:
+        # Blocked, a stop signal waits until the new worker is in `children`, where `stop` finds it,
+        # and, in the worker, until it has its own handlers: the parent's `stop` would swallow it.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            if stopping:
+                return False
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    code = _worker(run_worker, index, pause, mask)
+                finally:
+                    os._exit(code)
+            children[pid] = index
+            return True
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def stop(signum, _frame) -> None:
         nonlocal stopping
@@ -66,18 +81,52 @@ def supervise(count: int, run_worker: Callable[[int], int], *, announce=print) -
             continue
         code = os.waitstatus_to_exitcode(status)
         if stopping or code == 0:
-            worst = max(worst, abs(code))
+            # A worker still starting, or waiting to start again, has no handler of its own yet.
+            if not (stopping and -code in STOP_SIGNALS):
+                worst = max(worst, abs(code))
             continue
         now = time.monotonic()
         restarts[:] = [t for t in restarts if now - t < RESTART_WINDOW] + [now]
         if len(restarts) > RESTART_LIMIT:
-            announce(f"worker {index} keeps dying (exit {code}); stopping the others")
+            announce(f"worker {index} keeps dying (exit {code}): more than {RESTART_LIMIT} restarts within "
+                     f"{RESTART_WINDOW:g} s; stopping the others")
             stop(signal.SIGTERM, None)
             worst = max(worst, 1)
             continue
-        announce(f"worker {index} (pid {pid}) exited with {code}; starting it again")
-        spawn(index)
+        pause = min(BACKOFF_LONGEST, BACKOFF_FIRST * 2 ** (len(restarts) - 1))
+        if spawn(index, pause):
+            announce(f"worker {index} (pid {pid}) exited with {code}; starting it again in {pause:g} s")
     return 1 if worst else 0
+
+
+def _worker(run_worker: Callable[[int], int], index: int, pause: float, mask) -> int:
+    """Run one worker in the forked child; its exit code, with why it failed said as `chatbot serve` says it."""
+    try:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        time.sleep(pause)
+        return run_worker(index)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ChatbotError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except SystemExit as exit_:
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0
+        print(exit_.code, file=sys.stderr)
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
 
 
 def listening_sockets(host: str, port: int) -> list[socket.socket]:

@@ -1,0 +1,234 @@
+"""`chatbot serve --workers N`'s supervisor as processes: stop signals always reach every worker; a failing
+worker says why and is restarted after a growing pause."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.process_helpers import LISTENING
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Group:
+    """A process started in a session of its own, so that every worker it forks can be found and killed."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+        self.lines: list[str] = []
+        # Read on a thread, so that a process that hangs silently fails the test instead of hanging it.
+        self.unread: queue.Queue[str | None] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.unread.put(line)
+        self.unread.put(None)
+
+    def read_until(self, pattern: str, timeout: float = 20.0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.unread.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+        raise AssertionError(f"no {pattern!r} in: {''.join(self.lines)}")
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout} s: {''.join(self.lines)}") from None
+
+    def rest(self) -> str:
+        self.reader.join(10)
+        while not self.unread.empty():
+            self.lines.append(self.unread.get() or "")
+        return "".join(self.lines)
+
+    def alive(self) -> bool:
+        """Whether any process of the group (the parent or a worker) still runs."""
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def gone(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self.alive()
+
+    def close(self) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.reader.join(10)
+        self.proc.stderr.close()
+
+
+def serve(tmp_path, *args: str) -> Group:
+    return Group([sys.executable, "-m", "chatbot", "serve", "--port", "0", "--data-dir", str(tmp_path),
+                  "--log-format", "none", *args])
+
+
+def supervised(*bodies: str) -> Group:
+    """`supervise` running the `run_worker` (and anything else) that `bodies` define."""
+    script = ("import os, signal, sys, time\nfrom chatbot import supervisor\n"
+              + "".join(map(textwrap.dedent, bodies))
+              + "\nsys.exit(supervisor.supervise(COUNT, run_worker, "
+              "announce=lambda line: print(line, file=sys.stderr, flush=True)))\n")
+    return Group([sys.executable, "-c", script])
+
+
+# A worker as `chatbot serve` runs one: it says it is up and stops cleanly on SIGTERM.
+SERVING = """
+def run_worker(index):
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"worker {index} up", file=sys.stderr, flush=True)
+    while True:
+        signal.pause()
+"""
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_a_sigterm_as_the_server_starts_stops_every_worker(tmp_path, postgres_url, workers):
+    for _ in range(8):
+        server = serve(tmp_path, "--workers", str(workers), "--db", postgres_url)
+        try:
+            server.read_until(LISTENING.pattern)
+            server.signal(signal.SIGTERM)
+            # The signal may come before the parent has its handlers: it dies of it then, before any fork.
+            assert server.wait(20) in (0, -signal.SIGTERM)
+            assert server.gone(), "a worker outlived its parent"
+        finally:
+            server.close()
+
+
+def test_a_sigterm_between_fork_and_recording_the_worker_reaches_it():
+    # The signal arrives in the parent after each fork, before the worker is recorded.
+    server = supervised("""
+        COUNT = 3
+        fork = os.fork
+        def forking():
+            pid = fork()
+            if pid:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return pid
+        os.fork = forking
+    """, SERVING)
+    try:
+        assert server.wait(20) == 0
+        assert server.gone(), "a worker outlived its parent"
+    finally:
+        server.close()
+
+
+def test_a_stop_signal_forwarded_to_a_worker_still_starting_stops_it():
+    # The worker is slow to take over from the parent's handlers; the signal arrives meanwhile.
+    server = supervised("""
+        COUNT = 1
+        fork = os.fork
+        def forking():
+            pid = fork()
+            if pid == 0:
+                print("forked", file=sys.stderr, flush=True)
+                time.sleep(1)
+            return pid
+        os.fork = forking
+    """, SERVING)
+    try:
+        server.read_until("forked")
+        server.signal(signal.SIGTERM)
+        assert server.wait(20) == 0
+        assert server.gone(), "the worker outlived its parent"
+    finally:
+        server.close()
+
+
+def nosuchdb(postgres_url: str) -> str:
+    parts = urlsplit(postgres_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/nosuchdb_for_chatbot_tests", "", ""))
+
+
+def test_a_worker_that_cannot_start_says_why_and_is_restarted_after_growing_pauses(tmp_path, postgres_url):
+    server = serve(tmp_path, "--workers", "2", "--db", nosuchdb(postgres_url))
+    try:
+        server.read_until(LISTENING.pattern)
+        started = time.monotonic()
+        pauses = [float(server.read_until(r"exited with 1; starting it again in ([\d.]+) s").group(1))
+                  for _ in range(7)]
+        assert time.monotonic() - started > 1.5, "restarted in a tight loop"
+        assert pauses == sorted(pauses) and pauses[-1] > pauses[0]
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0, "workers waiting to start again stop at once"
+        output = server.rest()
+    finally:
+        server.close()
+    assert "error: storage: cannot open" in output and 'database "nosuchdb_for_chatbot_tests" does not exist' in output
+    assert "keeps dying" not in output
+
+
+def test_a_worker_that_keeps_dying_is_given_up_on_with_the_rule_stated():
+    server = supervised("""
+        COUNT = 2
+        supervisor.RESTART_LIMIT = 4
+        supervisor.BACKOFF_FIRST = 0.02
+        from chatbot.errors import ConfigError
+        def run_worker(index):
+            if index == 0:
+                raise ConfigError("--thing: not usable")
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            while True:
+                signal.pause()
+    """)
+    try:
+        assert server.wait(20) == 1
+        output = server.rest()
+        assert server.gone()
+    finally:
+        server.close()
+    assert output.count("error: --thing: not usable\n") == 5
+    assert "worker 0 keeps dying (exit 2): more than 4 restarts within 60 s; stopping the others" in output
+    delays = re.findall(r"worker 0 \(pid \d+\) exited with 2; starting it again in ([\d.]+) s", output)
+    assert delays == ["0.02", "0.04", "0.08", "0.16"]
+
+
+def test_a_worker_failing_from_a_bug_shows_its_traceback():
+    server = supervised("""
+        COUNT = 1
+        def run_worker(index):
+            return {}["missing"]
+    """)
+    try:
+        server.read_until("Traceback")
+        server.read_until("KeyError: 'missing'")
+        server.read_until(r"worker 0 \(pid \d+\) exited with 1; starting it again")
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+        assert server.gone()
+    finally:
+        server.close()
