@@ -153,9 +153,12 @@ def serve(config_file: Path | None, **options) -> None:
     from chatbot.config import load_settings
     from chatbot.logs import EventLog, setup_logging
     from chatbot.server import ChatServer, serve as run_server
+    from chatbot.storage.db import check_database_url
 
     settings = load_settings(options, config_file=config_file)
-    if settings.workers > 1 and settings.database_url.startswith("sqlite"):
+    # Checked before anything starts: when a worker opened the store, an unusable URL would end
+    # only that worker, and the supervisor would start it again.
+    if check_database_url(settings.database_url) == "sqlite" and settings.workers > 1:
         raise ConfigError("--workers: more than one worker needs a shared database; SQLite is one file for one "
                           "process: use --db postgresql://USER@HOST:PORT/DB")
     registry = load_registry(settings.action_modules)
@@ -179,10 +182,13 @@ def serve(config_file: Path | None, **options) -> None:
 
     if settings.workers == 1:
         sys.exit(run(None))
-    from chatbot.server import listening_line
+    from chatbot.server import listen_error, listening_line
     from chatbot.supervisor import listening_sockets, supervise
 
-    sockets = listening_sockets(settings.host, settings.port)
+    try:
+        sockets = listening_sockets(settings.host, settings.port)
+    except OSError as error:
+        raise listen_error(settings.host, settings.port, error) from None
     announce(listening_line(settings.host, sockets[0].getsockname()[1], settings.workers))
     code = supervise(settings.workers, lambda index: run(index, sockets), announce=announce)
     announce("stopped")

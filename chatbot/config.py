@@ -9,6 +9,7 @@ win: defaults < config file < environment < command line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -20,20 +21,23 @@ from chatbot.errors import ConfigError
 ENV_PREFIX = "CHATBOT_"
 
 
-def setting(default: Any, help: str, *, minimum: float | None = None, choices: tuple[str, ...] = ()):
-    return field(default=default, metadata={"help": help, "minimum": minimum, "choices": choices})
+def setting(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
+            choices: tuple[str, ...] = (), listed: bool = False):
+    """`listed`: a comma-separated text, which a config file may also give as an array of strings."""
+    return field(default=default, metadata={"help": help, "minimum": minimum, "maximum": maximum,
+                                            "choices": choices, "listed": listed})
 
 
 @dataclass(frozen=True)
 class Settings:
     host: str = setting("127.0.0.1", "Address to listen on.")
-    port: int = setting(8888, "Port to listen on (0 picks a free one).", minimum=0)
+    port: int = setting(8888, "Port to listen on (0 picks a free one).", minimum=0, maximum=65535)
     data_dir: str = setting("data", "Folder for runtime data: database, logs, your flows.")
     db: str = setting("", "Database URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
                           "(default: sqlite:///DATA_DIR/chatbot.db).")
     flows: str = setting("", "Folder of your own flows (default: DATA_DIR/flows when it exists).")
     actions: str = setting("", "Comma-separated modules (dotted names or .py files) with your own "
-                               "actions and conditions.")
+                               "actions and conditions.", listed=True)
     workers: int = setting(1, "Server processes sharing the port (more than 1 needs PostgreSQL).", minimum=1)
     log_dir: str = setting("", "Folder of the JSON log files (default: DATA_DIR/logs).")
     log_max_bytes: int = setting(10 * 1024 * 1024, "Size at which a log file is rotated.", minimum=0)
@@ -52,7 +56,7 @@ class Settings:
     max_connections_per_ip: int = setting(200, "Open WebSocket connections allowed from one address.",
                                           minimum=1)
     allowed_origins: str = setting("", "Comma-separated Origins allowed to open a WebSocket "
-                                       "(default: the page's own host; '*' allows any).")
+                                       "(default: the page's own host; '*' allows any).", listed=True)
     trust_proxy_headers: bool = setting(False, "Take the client's address from X-Real-IP / X-Forwarded-For "
                                                "(only behind a proxy that sets them).")
     ping_interval: float = setting(20.0, "Seconds between WebSocket pings (0 turns them off).", minimum=0)
@@ -104,6 +108,12 @@ def convert(name: str, value: Any, source: str) -> Any:
     kind = spec.type if isinstance(spec.type, type) else {"str": str, "int": int, "float": float,
                                                           "bool": bool}[spec.type]
     where = f"{source}: {name}"
+    if isinstance(value, str) and value == "":
+        # As for the settings whose default is empty (db, flows...): `CHATBOT_HOST=` must not
+        # mean "every interface".
+        return spec.default
+    if spec.metadata["listed"] and isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = ",".join(value)
     try:
         if kind is bool:
             if isinstance(value, bool):
@@ -114,15 +124,29 @@ def convert(name: str, value: Any, source: str) -> Any:
                 result = False
             else:
                 raise ValueError
-        elif kind is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError
+        elif kind is str:
+            # str() would turn a TOML array or table into its Python repr.
+            if not isinstance(value, str):
+                raise TypeError
+            result = value
         else:
+            # int(True) is 1: a TOML `port = true` is a mistake, not port 1.
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise TypeError
+            if kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
             result = kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}") from None
+    # NaN compares false with every bound, and no setting means anything by infinity.
+    if kind is float and not math.isfinite(result):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     minimum = spec.metadata["minimum"]
     if minimum is not None and result < minimum:
         raise ConfigError(f"{where}: must be at least {minimum:g}, got {result!r}")
+    maximum = spec.metadata["maximum"]
+    if maximum is not None and result > maximum:
+        raise ConfigError(f"{where}: must be at most {maximum:g}, got {result!r}")
     choices = spec.metadata["choices"]
     if choices and result not in choices:
         raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {result!r}")
@@ -150,16 +174,46 @@ def _from_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                          f"{err.start})") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
-    section = data.get("server", data)
-    values = {}
+    if "server" in data:
+        section = data["server"]
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: server: expected a table, got {_toml_kind(section)}")
+        # Anything next to [server] would otherwise be ignored without a word.
+        for key, value in data.items():
+            if key == "server":
+                continue
+            if isinstance(value, dict):
+                raise ConfigError(f"{path}: {key}: unknown table (settings go in [server])")
+            if key.replace("-", "_") in FIELDS:
+                raise ConfigError(f"{path}: {key}: outside the [server] table (put every setting in "
+                                  "[server], or use no table)")
+            raise ConfigError(f"{path}: {key}: unknown setting")
+    else:
+        section = data
+    values: dict[str, Any] = {}
+    keys: dict[str, str] = {}
     for key, value in section.items():
         name = key.replace("-", "_")
         if name not in FIELDS:
+            if isinstance(value, dict):
+                raise ConfigError(f"{path}: {key}: unknown table (settings go in [server] or at the top level)")
             raise ConfigError(f"{path}: {key}: unknown setting")
+        if name in keys:
+            raise ConfigError(f"{path}: {key}: set twice (also as {keys[name]})")
+        keys[name] = key
         values[name] = convert(name, value, str(path))
     return values
+
+
+def _toml_kind(value: Any) -> str:
+    kinds = {bool: "a boolean", str: "a string", int: "an integer", float: "a float", list: "an array",
+             dict: "a table"}
+    return next((text for kind, text in kinds.items() if isinstance(value, kind)), "a date or time")
 
 
 def settings_table() -> str:

@@ -31,7 +31,7 @@ from chatbot.accounts import Accounts
 from chatbot.cluster import TurnListener
 from chatbot.config import Settings
 from chatbot.dialogs import Engine, LocalEnvironment
-from chatbot.errors import ProtocolError
+from chatbot.errors import ConfigError, ProtocolError
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
 from chatbot.protocol import encode, error_frame, frame_id, parse_frame
@@ -353,11 +353,20 @@ class ChatServer:
         )
 
     async def start(self, sockets: list | None = None) -> int:
-        """Open the store and listen (on `sockets` when a supervisor bound them); return the port."""
+        """Listen (on `sockets` when a supervisor bound them) and open the store; return the port."""
         loop = asyncio.get_running_loop()
-        # SQLite commits in microseconds with nothing to wait for: on the loop, not a thread (see storage/writer.py).
-        await loop.run_in_executor(self.executor, self.store.open, None if self.shared else loop)
-        sockets = sockets or bind_sockets(self.settings.port, self.settings.host)
+        # Before the store: a port in use is the likeliest reason not to start, and is then
+        # reported before any database is created or migrated.
+        bound = [] if sockets else listen(self.settings.host, self.settings.port)
+        sockets = sockets or bound
+        try:
+            # SQLite commits in microseconds with nothing to wait for: on the loop, not a thread
+            # (see storage/writer.py).
+            await loop.run_in_executor(self.executor, self.store.open, None if self.shared else loop)
+        except BaseException:
+            for sock in bound:
+                sock.close()
+            raise
         self.port = sockets[0].getsockname()[1]
         self.http = HTTPServer(self.application(), xheaders=self.settings.trust_proxy_headers)
         self.http.add_sockets(sockets)
@@ -413,6 +422,21 @@ class ChatServer:
                 deleted = await self.sessions.delete_expired()
                 if deleted:
                     self.events.event("sessions.deleted", count=deleted, reason="expired")
+
+
+def listen(host: str, port: int) -> list:
+    """The listening sockets for `host` and `port`; a ConfigError if they cannot be had."""
+    try:
+        return bind_sockets(port, host)
+    except OSError as error:
+        raise listen_error(host, port, error) from None
+
+
+def listen_error(host: str, port: int, error: OSError) -> ConfigError:
+    """The message for a host that does not resolve or a port that is taken or not allowed."""
+    reason = error.strerror or str(error)
+    shown = f"[{host}]" if ":" in host else host
+    return ConfigError(f"serve: cannot listen on {shown}:{port}: {reason[:1].lower()}{reason[1:]}")
 
 
 def listening_line(host: str, port: int, workers: int = 1) -> str:

@@ -194,3 +194,60 @@ def test_the_first_example_in_the_docs_passes_flows_check(here, capsys):
     (here / "flows" / "greeter.yaml").write_text(example, encoding="utf-8")
     assert run(["flows", "check", "flows"]) == 0
     assert "ok  greeter" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgresql://127.0.0.1:99999/test",
+     "db: database url 'postgresql://127.0.0.1:99999/test' has an invalid port (expected a number from 0 to 65535)"),
+    ("postgresql://127.0.0.1:abc/test",
+     "db: database url 'postgresql://127.0.0.1:abc/test' has an invalid port (expected a number from 0 to 65535)"),
+    ("postgresql://u:pw@[::1/test", "db: database url 'postgresql://u:***@[::1/test' cannot be parsed: invalid IPv6 URL"),
+    ("postgresql://127.0.0.1/test?timeout=5",
+     "db: postgresql url 'postgresql://127.0.0.1/test?timeout=5': invalid connection option \"timeout\""),
+    ("postgresql://127.0.0.1/test?dbname=other",
+     "db: postgresql url 'postgresql://127.0.0.1/test?dbname=other' names its database in a query parameter "
+     "(it goes in the path: postgresql://USER@HOST:PORT/DB)"),
+    ("sqlite:///data/x.db?timeout=5", "db: sqlite url 'sqlite:///data/x.db?timeout=5' takes no query parameters, "
+                                      "got 'timeout=5' (the server sets the connection options itself)"),
+    ("sqlite:///data/x.db?foo=1", "db: sqlite url 'sqlite:///data/x.db?foo=1' takes no query parameters, "
+                                  "got 'foo=1' (the server sets the connection options itself)"),
+])
+def test_serve_reports_an_unusable_database_url_before_starting(here, capsys, url, message):
+    assert run(["serve", "--port", "0", "--log-format", "none", "--db", url]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not (here / "data").exists(), "nothing was started"
+
+
+def test_serve_with_workers_on_an_upper_case_sqlite_url_is_refused(here, capsys, monkeypatch):
+    # Were the URL let through, workers would be forked from this very process.
+    monkeypatch.setattr("chatbot.supervisor.supervise", lambda *args, **kwargs: pytest.fail("workers started"))
+    assert run(["serve", "--workers", "2", "--port", "0", "--db", "SQLITE:///data/x.db"]) == 2
+    assert "error: --workers: more than one worker needs a shared database" in capsys.readouterr().err
+
+
+def test_serve_without_the_postgresql_driver_says_how_to_install_it(here, capsys, monkeypatch):
+    import configparser
+
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    monkeypatch.setitem(sys.modules, "psycopg2.extensions", None)
+    assert run(["serve", "--port", "0", "--log-format", "none", "--db", "postgresql://127.0.0.1/test"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: db: postgresql needs the psycopg2 driver, which is not installed: "
+                   "pip install -e '.[postgres]' in the project's folder (or pip install psycopg2-binary)\n")
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    assert "psycopg2" in setup["options.extras_require"]["postgres"], "the extra the message names"
+
+
+@pytest.mark.parametrize("config", [None, 'host = {a = 1}\n'])
+def test_serve_on_a_host_that_cannot_be_used_is_a_message(here, capsys, config):
+    if config is None:
+        argv = ["--host", "nosuchhost.invalid"]
+        expected = "error: serve: cannot listen on nosuchhost.invalid:0: "
+    else:
+        (here / "c.toml").write_text(config)
+        argv = ["--config", "c.toml"]
+        expected = "error: c.toml: host: expected str, got {'a': 1}\n"
+    assert run(["serve", "--port", "0", "--log-format", "none", *argv]) == 2
+    assert capsys.readouterr().err.startswith(expected)
+    assert not (here / "data" / "chatbot.db").exists(), "nothing was started"

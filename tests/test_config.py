@@ -36,6 +36,10 @@ def test_later_sources_win(tmp_path):
         ({"port": "-1"}, {}, "--port: port: must be at least 0, got -1"),
         ({"log_format": "xml"}, {}, "--log-format: log_format: expected one of text, json, none, got 'xml'"),
         ({"deflate": "maybe"}, {}, "--deflate: deflate: expected bool, got 'maybe'"),
+        ({"port": "70000"}, {}, "--port: port: must be at most 65535, got 70000"),
+        ({"rate_limit": "nan"}, {}, "--rate-limit: rate_limit: expected a finite number, got 'nan'"),
+        ({}, {"CHATBOT_SESSION_MAX_AGE": "inf"},
+         "CHATBOT_SESSION_MAX_AGE: session_max_age: expected a finite number, got 'inf'"),
     ],
 )
 def test_bad_values_name_their_source(cli, environ, message):
@@ -53,6 +57,73 @@ def test_config_file_errors(tmp_path):
     unknown.write_text("prot = 1\n")
     with pytest.raises(ConfigError, match=r"unknown.toml: prot: unknown setting"):
         load_settings({}, config_file=unknown, environ={})
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("port = true", "port: expected int, got True"),
+        ('host = {a = 1}', "host: expected str, got {'a': 1}"),
+        ("allowed_origins = [1, 2]", "allowed_origins: expected str, got [1, 2]"),
+        ('log_level = ["info"]', "log_level: expected str, got ['info']"),
+        ("rate_limit = nan", "rate_limit: expected a finite number, got nan"),
+        ("ping_interval = inf", "ping_interval: expected a finite number, got inf"),
+    ],
+)
+def test_config_file_values_must_have_the_settings_type(tmp_path, toml, message):
+    config = tmp_path / "c.toml"
+    config.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, config_file=config, environ={})
+    assert str(error.value) == f"{config}: {message}"
+
+
+def test_comma_separated_settings_may_be_arrays_in_the_file(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[server]\nallowed_origins = ["https://a.example", "https://b.example/"]\n'
+                      'actions = ["shop.actions", "extra.py"]\n')
+    settings = load_settings({}, config_file=config, environ={})
+    assert settings.origins == ("https://a.example", "https://b.example")
+    assert settings.action_modules == ("shop.actions", "extra.py")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('server = "x"', "server: expected a table, got a string"),
+        ("server = [1]", "server: expected a table, got an array"),
+        ("[server]\nport = 9000\n[srever]\nport = 9001", "srever: unknown table (settings go in [server])"),
+        ('port = 9001\n[server]\nhost = "0.0.0.0"',
+         "port: outside the [server] table (put every setting in [server], or use no table)"),
+        ('prot = 9001\n[server]\nhost = "0.0.0.0"', "prot: unknown setting"),
+        ("[srever]\nport = 9001", "srever: unknown table (settings go in [server] or at the top level)"),
+        ('data-dir = "a"\ndata_dir = "b"', "data_dir: set twice (also as data-dir)"),
+    ],
+)
+def test_config_file_layout_errors_name_the_file(tmp_path, toml, message):
+    config = tmp_path / "c.toml"
+    config.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, config_file=config, environ={})
+    assert str(error.value) == f"{config}: {message}"
+
+
+def test_a_config_file_that_is_not_utf8_is_reported(tmp_path):
+    config = tmp_path / "latin1.toml"
+    config.write_bytes('host = "café"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, config_file=config, environ={})
+    assert str(error.value) == f"{config}: not UTF-8 text (byte 0xe9 at offset 11)"
+
+
+def test_an_empty_value_means_the_default(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[server]\nhost = "0.0.0.0"\nlog_level = "debug"\n')
+    settings = load_settings({"log_level": ""}, config_file=config,
+                             environ={"CHATBOT_HOST": "", "CHATBOT_PORT": "", "CHATBOT_DEFLATE": ""})
+    assert (settings.host, settings.port, settings.deflate, settings.log_level) == ("127.0.0.1", 8888, False, "info")
+    config.write_text('host = ""\n')
+    assert load_settings({}, config_file=config, environ={}).host == "127.0.0.1"
 
 
 def test_the_documented_table_is_current():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -86,3 +89,38 @@ async def test_sigterm_closes_sockets_with_1001_and_exits_0(tmp_path):
     assert server.proc.wait(10) == 0
     assert time.monotonic() - started < 10
     assert "stopping" in server.rest_of_stderr()
+
+
+@pytest.mark.parametrize("extra", [[], ["--workers", "2", "--db", "postgresql://127.0.0.1:5432/test"]],
+                         ids=["one process", "workers"])
+def test_a_port_in_use_is_a_message_not_a_traceback(tmp_path, extra):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "chatbot", "serve", "--port", str(port), "--data-dir",
+                               str(tmp_path), "--log-format", "none", *extra],
+                              capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (2, f"error: serve: cannot listen on 127.0.0.1:{port}: "
+                                                 "address already in use\n")
+    assert not (tmp_path / "chatbot.db").exists(), "no database is created for a server that cannot listen"
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_an_upper_case_postgresql_scheme_still_shares_sessions_between_nodes(tmp_path, postgres_url):
+    url = "POSTGRESQL" + postgres_url[len("postgresql"):]
+    nodes = [ServerProcess(tmp_path / f"node{index}", "--db", url) for index in range(2)]
+    try:
+        ports = [node.start() for node in nodes]
+        first = await Client.connect(ports[0])
+        welcome = await first.hello()
+        await first.recv()
+        second = await Client.connect(ports[1])
+        await second.hello(resume=welcome["resume"])
+        frames = await first.say("hello")
+        seen = await second.recv_until("reply", seq=frames[-2]["seq"])
+        assert seen[-1]["text"] == replies(frames)[-1], "the other node relays the turn to its tab"
+    finally:
+        for node in nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                node.terminate()

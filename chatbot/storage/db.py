@@ -6,8 +6,10 @@ Accepted URLs (the forms of ``playhouse.db_url``)::
     sqlite:////absolute/path/chatbot.db
     postgresql://user[:password]@host[:port]/dbname
 
-Query parameters go to the driver unchanged, for example
-``postgresql://postgres@127.0.0.1/chatbot?options=-c%20search_path%3Dtenant``.
+The scheme may be written in any case. Query parameters of a PostgreSQL URL are
+libpq connection options and go to the driver unchanged, for example
+``postgresql://postgres@127.0.0.1/chatbot?options=-c%20search_path%3Dtenant``; an
+SQLite URL takes none, since the server sets its connection options itself.
 
 Both kinds are pooled: the store reads on executor threads and writes on a
 thread of its own (or keeps one connection on the server's event loop, see
@@ -17,8 +19,9 @@ or one transaction instead of keeping one per thread forever.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 import peewee
 from playhouse.db_url import parse
@@ -52,11 +55,59 @@ def open_database(url: str, *, sqlite_checkpoints: bool = True) -> peewee.Databa
     database on their own after a commit (each such checkpoint ends in an fsync); the
     caller then runs ``PRAGMA wal_checkpoint`` itself, off its latency-critical thread.
     """
-    scheme = urlparse(url).scheme
-    if scheme == "sqlite":
+    if check_database_url(url) == "sqlite":
         return _sqlite(url, sqlite_checkpoints)
-    if scheme in ("postgresql", "postgres"):
-        return _postgresql(url)
+    return _postgresql(url)
+
+
+def check_database_url(url: str) -> str:
+    """The kind of database ``url`` names, "sqlite" or "postgresql"; a ConfigError if it cannot work.
+
+    Nothing is connected to: this runs before a server starts (or forks its workers), so
+    that a URL that cannot work is reported once, as a message.
+    """
+    try:
+        parsed = urlparse(url)
+    except ValueError as error:  # e.g. an unclosed "[" around an IPv6 address
+        reason = str(error)[:1].lower() + str(error)[1:]
+        raise ConfigError(f"db: database url '{masked_url(url)}' cannot be parsed: {reason}") from None
+    try:
+        parsed.port  # checked only when read
+    except ValueError:
+        raise ConfigError(f"db: database url '{masked_url(url)}' has an invalid port "
+                          "(expected a number from 0 to 65535)") from None
+    if parsed.scheme == "sqlite":
+        if parsed.netloc:
+            raise ConfigError(f"db: sqlite url '{masked_url(url)}' has a host "
+                              "(a file path takes three slashes: sqlite:///PATH)")
+        if parse(url)["database"] == ":memory:":
+            raise ConfigError(f"db: sqlite url '{url}' names no file "
+                              "(an in-memory database is not shared between connections; use sqlite:///PATH)")
+        if parsed.query:
+            raise ConfigError(f"db: sqlite url '{url}' takes no query parameters, got '{parsed.query}' "
+                              "(the server sets the connection options itself)")
+        return "sqlite"
+    if parsed.scheme in ("postgresql", "postgres"):
+        name, params = _postgresql_params(url)
+        if not name:
+            raise ConfigError(f"db: postgresql url '{masked_url(url)}' names no database")
+        try:
+            import psycopg2.extensions
+        except ImportError:
+            raise ConfigError("db: postgresql needs the psycopg2 driver, which is not installed: "
+                              "pip install -e '.[postgres]' in the project's folder "
+                              "(or pip install psycopg2-binary)") from None
+        options = dict(parse_qsl(parsed.query, keep_blank_values=True))
+        if {"dbname", "database"} & options.keys():
+            raise ConfigError(f"db: postgresql url '{masked_url(url)}' names its database in a query "
+                              "parameter (it goes in the path: postgresql://USER@HOST:PORT/DB)")
+        try:
+            # libpq's own check of the option names, without connecting.
+            psycopg2.extensions.parse_dsn(psycopg2.extensions.make_dsn(**options))
+        except psycopg2.ProgrammingError as error:
+            reason = str(error).strip().removeprefix("invalid dsn: ")
+            raise ConfigError(f"db: postgresql url '{masked_url(url)}': {reason}") from None
+        return "postgresql"
     raise ConfigError(
         f"db: unsupported database url '{masked_url(url)}' "
         "(expected sqlite:///PATH or postgresql://...)"
@@ -65,7 +116,10 @@ def open_database(url: str, *, sqlite_checkpoints: bool = True) -> peewee.Databa
 
 def masked_url(url: str) -> str:
     """The URL with its password hidden, fit for messages and logs."""
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+    except ValueError:  # not a URL that parses: hide whatever stands between "user:" and "@"
+        return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)
     if not parsed.password:
         return url
     netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
@@ -73,17 +127,7 @@ def masked_url(url: str) -> str:
 
 
 def _sqlite(url: str, checkpoints: bool) -> peewee.Database:
-    if urlparse(url).netloc:
-        raise ConfigError(
-            f"db: sqlite url '{masked_url(url)}' has a host (a file path takes three slashes: sqlite:///PATH)"
-        )
-    params = parse(url)
-    path = params.pop("database")
-    if path == ":memory:":
-        raise ConfigError(
-            f"db: sqlite url '{url}' names no file "
-            "(an in-memory database is not shared between connections; use sqlite:///PATH)"
-        )
+    path = parse(url)["database"]
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -98,26 +142,32 @@ def _sqlite(url: str, checkpoints: bool) -> peewee.Database:
         check_same_thread=False,
         max_connections=POOL_SIZE,
         timeout=POOL_WAIT_SECONDS,
-        **params,
     )
 
 
 def _postgresql(url: str) -> peewee.Database:
+    name, params = _postgresql_params(url)
+    database = PooledPostgresqlDatabase(name, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS)
+    # Straight into what reaches psycopg2.connect(): passed to the constructor, some names
+    # (timeout, encoding, isolation_level...) would be taken by peewee instead.
+    database.connect_params.update(params)
+    return database
+
+
+def _postgresql_params(url: str) -> tuple[str, dict]:
+    """The database name and the other psycopg2.connect() arguments of a postgresql:// URL."""
     params = parse(url)
     name = params.pop("database")
-    if not name:
-        raise ConfigError(f"db: postgresql url '{masked_url(url)}' names no database")
-    return PooledPostgresqlDatabase(
-        name, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS, **params
-    )
+    # As written: playhouse turns "1" into 1 and "true" into True.
+    params.update(parse_qsl(urlparse(url).query, keep_blank_values=True))
+    return name, params
 
 
 def is_postgresql(url: str) -> bool:
-    return url.split(":", 1)[0] in ("postgresql", "postgres")
+    return url.split(":", 1)[0].lower() in ("postgresql", "postgres")
 
 
 def postgresql_connect_params(url: str) -> dict:
     """psycopg2.connect() arguments for a postgresql:// URL (for a LISTEN connection of its own)."""
-    params = parse(url)
-    params["dbname"] = params.pop("database")
-    return params
+    name, params = _postgresql_params(url)
+    return {**params, "dbname": name}
