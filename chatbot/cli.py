@@ -189,8 +189,9 @@ def serve(config_file: Path | None, **options) -> None:
         sockets = listening_sockets(settings.host, settings.port)
     except OSError as error:
         raise listen_error(settings.host, settings.port, error) from None
-    announce(listening_line(settings.host, sockets[0].getsockname()[1], settings.workers))
-    code = supervise(settings.workers, lambda index: run(index, sockets), announce=announce)
+    code = supervise(settings.workers, lambda index: run(index, sockets), announce=announce,
+                     ready=lambda: announce(listening_line(settings.host, sockets[0].getsockname()[1],
+                                                           settings.workers)))
     announce("stopped")
     sys.exit(code)
 

@@ -30,8 +30,13 @@ BACKOFF_LONGEST = 2.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def supervise(count: int, run_worker: Callable[[int], int], *, announce=print) -> int:
-    """Fork `count` workers running `run_worker(index)`; return the exit code for the parent."""
+def supervise(count: int, run_worker: Callable[[int], int], *, announce=print,
+              ready: Callable[[], None] = lambda: None) -> int:
+    """Fork `count` workers running `run_worker(index)`; return the exit code for the parent.
+
+    `ready` runs once a stop signal would be handled: what tells the world the server is up
+    (the "listening" line a caller waits for before it may send SIGTERM) belongs there.
+    """
     children: dict[int, int] = {}
     stopping = False
     restarts: list[float] = []
@@ -66,6 +71,7 @@ def supervise(count: int, run_worker: Callable[[int], int], *, announce=print) -
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    ready()
     for index in range(count):
         spawn(index)
     worst = 0
