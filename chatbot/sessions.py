@@ -109,8 +109,9 @@ class SessionManager:
             if self.shared:  # other nodes may have moved it on: show this session's tabs what they said
                 await self._catch_up(live)
             lang = hello.get("lang")
-            if lang in self.engine.languages:
+            if lang in self.engine.languages and lang != live.state.lang:
                 live.state.lang = lang
+                await self._save_language(live)
             peer.send(self._welcome(live, hello["resume"], resumed=True))
             resent = 0
             if hello.get("history"):
@@ -208,6 +209,15 @@ class SessionManager:
             live.peers.add(peer)
             self._deliver(live, peer, frames)
         return live
+
+    async def _save_language(self, live: LiveSession) -> None:
+        """Store a language a reconnecting page chose: the session may leave memory before its next turn."""
+        state = live.state
+        try:
+            await self._save(TurnWrite(live.id, state.flow, state.state, dict(state.slots), state.lang, state.user,
+                                       state.flow_version, live.seq, self.clock(), expected_seq=live.seq))
+        except (SessionConflict, SessionGone):
+            pass  # another node's turn came first; this session's next turn stores the language
 
     def _welcome(self, live: LiveSession, token: str, *, resumed: bool) -> dict:
         return {"type": "welcome", "session": live.id, "resume": token, "resumed": resumed,

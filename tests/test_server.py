@@ -482,3 +482,20 @@ async def test_fields_of_other_frame_types_are_ignored_and_the_connection_stays(
             await client.send(frame)
             assert (await client.recv())["type"] in ("pong", "history")
         assert [f["type"] for f in await client.say("hi")][-1] == "ack"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_language_a_reconnecting_page_asks_for_is_stored(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello(lang="en")
+        await client.recv()
+        client.close()
+        again = await Client.connect(server.port)
+        assert (await again.hello(resume=welcome["resume"], lang="ru"))["lang"] == "ru"
+        again.close()
+    async with running_server(tmp_path) as server:  # restarted: the session is read from the database
+        back = await Client.connect(server.port)
+        resumed = await back.hello(resume=welcome["resume"])
+        assert (resumed["resumed"], resumed["lang"]) == (True, "ru")
+        assert [f["type"] for f in await back.say("привет")][-1] == "ack"
