@@ -67,7 +67,10 @@ def chat(flows_dir: Path | None, actions: tuple[str, ...], lang: str | None, deb
     """Talk to the bot in this terminal (accounts are kept only until you quit)."""
     from chatbot.terminal import run_chat
 
-    sys.exit(run_chat(build_engine(flows_dir, actions), lang=lang, debug=debug))
+    engine = build_engine(flows_dir, actions)
+    if lang is not None and lang not in engine.languages:
+        raise ConfigError(f"--lang: unknown language {lang!r} (known: {', '.join(sorted(engine.languages))})")
+    sys.exit(run_chat(engine, lang=lang, debug=debug))
 
 
 @cli.group()

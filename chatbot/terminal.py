@@ -7,17 +7,20 @@ bot author can register and log in freely while trying a flow.
 from __future__ import annotations
 
 import getpass
+import io
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, TextIO
 
 from chatbot.accounts import Accounts
+from chatbot.config import Settings
 from chatbot.dialogs import Action, Engine, LocalEnvironment, Text, TurnResult
 from chatbot.dialogs.engine import SECRET_MASK
 from chatbot.storage import Store
 
 BUTTON_PREFIX = "#"
+MAX_TEXT_CHARS = Settings().max_text_chars
 
 
 def _show(result: TurnResult, out: TextIO, debug: bool) -> list[str]:
@@ -44,6 +47,8 @@ def run_chat(engine: Engine, *, lang: str | None, debug: bool, stdin: TextIO | N
     # Looked up at call time, so that whatever stands in for them then (a pipe, a test) is used.
     stdin = sys.stdin if stdin is None else stdin
     out = sys.stdout if out is None else out
+    if isinstance(stdin, io.TextIOWrapper):  # bytes that are not text must not end the conversation
+        stdin.reconfigure(errors="replace")
     if read_secret is None and stdin.isatty():
         read_secret = getpass.getpass
     with tempfile.TemporaryDirectory(prefix="chatbot-chat-") as scratch:
@@ -65,21 +70,29 @@ def run_chat(engine: Engine, *, lang: str | None, debug: bool, stdin: TextIO | N
                         line = stdin.readline()
                         if not line:
                             raise EOFError
-                        line = line.rstrip("\n")
+                        line = line.rstrip("\r\n")  # a file written on Windows ends lines with \r\n
                         if not stdin.isatty():  # piped in: show it, so the output reads as a conversation
                             print(SECRET_MASK if secret else line, file=out)
                 except (EOFError, KeyboardInterrupt):
                     print(file=out)
                     return 0
-                event = _event(line, actions)
-                result = engine.handle(result.state, event, env)
+                if len(line) > MAX_TEXT_CHARS:  # as the server's default limit refuses it
+                    print(f"error: text: {len(line)} characters, the limit is {MAX_TEXT_CHARS}", file=out)
+                    continue
+                try:
+                    result = engine.handle(result.state, _event(line, actions), env)
+                except Exception as error:  # an action's bug: as the server does, say so and go on
+                    print(f"error: the bot failed on that message ({type(error).__name__}: {error}); "
+                          "it was not processed", file=out)
+                    continue
                 actions = _show(result, out, debug) or actions
         finally:
             store.close()
 
 
 def _event(line: str, actions: list[str]) -> Text | Action:
-    if line.startswith(BUTTON_PREFIX) and line[1:].isdigit():
+    # isdecimal, not isdigit: '²' is a digit int() refuses.
+    if line.startswith(BUTTON_PREFIX) and line[1:].isdecimal() and len(line) <= 4:
         index = int(line[1:]) - 1
         if 0 <= index < len(actions):
             return Action(actions[index])

@@ -161,6 +161,38 @@ def test_chat_in_russian_with_the_example_bot(here, capsys, monkeypatch):
     assert re.search(r"bot> (Заказ P-\d{5} уже в печи\. Приятного аппетита, аня!|Готово: заказ P-\d{5}\.)", out)
 
 
+def test_chat_takes_odd_input_in_its_stride(here, capsys, monkeypatch):
+    lines = "#²\r\n" + "x" * 5000 + "\r\n" + "bad \udcff byte\r\n" + "#2\r\nann\r\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines.encode("utf-8", "surrogateescape")),
+                                                       encoding="utf-8"))
+    assert run(["chat"]) == 0
+    out = capsys.readouterr().out
+    assert "bot> Choose a username" in out, "#2 with a Windows line end still presses Register"
+    assert "error: text: 5000 characters, the limit is 4000" in out
+    assert "bad \ufffd byte" in out, "a byte that is not UTF-8 is replaced, not fatal"
+
+
+def test_chat_says_so_when_an_action_fails_and_goes_on(here, capsys, monkeypatch):
+    (here / "boom.py").write_text(
+        "from chatbot.dialogs import action\n\n"
+        "@action()\ndef boom(ctx):\n    raise RuntimeError('out of dough')\n", encoding="utf-8")
+    flows = here / "flows"
+    flows.mkdir()
+    (flows / "boom.yaml").write_text(
+        "name: boom\nlanguages: [en]\ninitial: go\nentry: {command: /boom, access: anyone}\n"
+        "states:\n  - name: go\n    say: Ready.\n    capture: {slot: what}\n"
+        "transitions:\n  - {trigger: text, source: go, dest: go, after: boom}\n", encoding="utf-8")
+    out = chat(monkeypatch, capsys, ["--flows", str(flows), "--actions", str(here / "boom.py")],
+               ["/boom", "anything", "/help"])
+    assert "error: the bot failed on that message (RuntimeError: out of dough); it was not processed" in out
+    assert out.count("bot> ") >= 2, "the conversation went on"
+
+
+def test_chat_in_a_language_the_flows_do_not_have_is_refused(here, capsys):
+    assert run(["chat", "--lang", "zz"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --lang: unknown language 'zz' (known: en, ru)"
+
+
 def test_serve_refuses_to_start_on_an_invalid_flow_with_the_same_messages(here, capsys):
     folder = here / "data" / "flows"
     folder.mkdir(parents=True)
