@@ -90,7 +90,7 @@ class Metrics:
         )
         self.db_commit = Histogram(
             "chatbot_db_commit_seconds",
-            "Time of one database commit of the storage writer.",
+            "Time a turn waits for its write to be committed, waiting behind other writes included.",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )

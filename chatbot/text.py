@@ -344,6 +344,11 @@ _WORD = re.compile(r"\w+(?:-\w+)*")
 _KINDS = ("email", "number", "regex", "text", "word")
 
 
+def is_email(text: str) -> bool:
+    """Whether the whole of ``text`` (spaces around aside) is one e-mail address."""
+    return _EMAIL.fullmatch(unicodedata.normalize("NFKC", text).strip()) is not None
+
+
 def extract(kind: str, text: str, *, pattern: str | None = None,
             group: int | str | None = None) -> str | None:
     """Capture a slot value of ``kind`` from raw user text; None when there is no valid value.

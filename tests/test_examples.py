@@ -89,6 +89,29 @@ def test_cancel_by_button_or_by_word_returns_to_chat(engine):
     assert chat.where == "chat:listening"
 
 
+def test_doubt_at_the_confirmation_is_no_and_an_address_with_stop_in_it_is_an_address(engine):
+    chat = logged_in(engine)
+    chat.say("/pizza")
+    chat.say("small")
+    chat.say("1" * 5000)  # no count that long: asked again, not a crash
+    assert chat.texts == ["A whole number from 1 to 10, please."]
+    chat.say("1")
+    chat.say("stop@example.com")  # an e-mail address, though 'stop' is a word of 'cancel'
+    assert chat.where == "pizza:confirm"
+    chat.say("not sure")
+    assert chat.where == "chat:listening" and chat.state.slots.get("order_number") is None
+    chat.say("/pizza")
+    chat.say("small")
+    chat.say("1")
+    chat.say("anna.stops@mail.com")
+    assert chat.where == "pizza:confirm"
+    chat.say("please don't order")
+    assert chat.where == "chat:listening" and chat.state.slots.get("order_number") is None
+    chat.say("/pizza")
+    chat.say("stop")  # alone, it still cancels
+    assert chat.where == "chat:listening"
+
+
 def test_the_entry_is_for_logged_in_users_and_is_listed_by_help(engine):
     chat = Conversation(engine)
     chat.say("/pizza")

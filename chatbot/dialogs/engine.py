@@ -23,7 +23,7 @@ from chatbot.dialogs.environment import Environment, Recorder
 from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message, StateSpec
 from chatbot.dialogs.registry import Registry
 from chatbot.dialogs.turn import PLACEHOLDER_RE, Action, Reply, SessionState, Text, Turn, TurnResult
-from chatbot.text import IntentMatcher, Match, extract
+from chatbot.text import IntentMatcher, Match, extract, is_email
 
 __all__ = ["Action", "Engine", "FlowRuntime", "PLACEHOLDER_RE", "Reply", "SessionState", "Text", "Turn",
            "TurnResult"]
@@ -221,7 +221,9 @@ class Engine:
             self._command(turn, stripped)
             return
         candidates = turn.runtime.intents[turn.state]
-        if candidates:
+        # Asked for an e-mail address, a text that is one is the answer: the words in it
+        # (stop@example.com) are not intents.
+        if candidates and not (spec.capture and spec.capture.kind == "email" and is_email(stripped)):
             match = turn.runtime.matcher.match(text, turn.lang, candidates)
             if match is not None and self._fire_intent(turn, match):
                 return

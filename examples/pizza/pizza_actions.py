@@ -38,7 +38,8 @@ def size_on_menu(ctx, arg=None) -> bool:
 def pizza_count(ctx) -> int | None:
     """`count` as a whole number from 1 to MAX_PIZZAS; None for anything else ('2.5', '', 'many')."""
     text = str(ctx.slots.get("count", ""))
-    return int(text) if text.isdigit() and 1 <= int(text) <= MAX_PIZZAS else None
+    # A few digits at most: int() refuses thousands of them, and no count that long is in range.
+    return int(text) if text.isdecimal() and len(text) <= 3 and 1 <= int(text) <= MAX_PIZZAS else None
 
 
 @condition()
