@@ -313,6 +313,12 @@ def _slots(found: re.Match[str], raw: str, norm: str) -> dict[str, str]:
         if value is None:
             continue
         start, end = found.span(name)
+        # A space of the normalised text stands where the next raw character starts: spaces at the
+        # ends of a group would take raw characters from outside it ('Ann 2' of 'Ann 25').
+        while start < end and norm[start] == " ":
+            start += 1
+        while end > start and norm[end - 1] == " ":
+            end -= 1
         if origins is not None and end > start:
             value = raw[origins[start]:origins[end - 1] + 1].strip()
         slots[name] = value
@@ -339,9 +345,29 @@ def _origins(raw: str, norm: str) -> list[int] | None:
 
 
 _NUMBER = re.compile(r"(?:(?<![\w.,+\-\u2212])([-+\u2212]))?(\d+)(?:[.,](\d+))?")
-_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-]+)@((?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,})")
-_WORD = re.compile(r"\w+(?:-\w+)*")
+# The top-level domain: letters, or its ASCII (punycode) form, 'xn--p1ai' for 'рф'.
+_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-]+)@((?:[^\W_](?:[\w-]*[^\W_])?\.)+(?:xn--[^\W_](?:[\w-]*[^\W_])?"
+                    r"|[^\W\d_]{2,}))")
+_WORD_START = re.compile(r"\w")
 _KINDS = ("email", "number", "regex", "text", "word")
+
+
+def _first_word(text: str) -> str | None:
+    """The first run of letters, digits and '_', with inner '-' and the combining marks a letter
+    may carry (Devanagari vowel signs and virama, a separately typed accent), which \\w is not."""
+    found = _WORD_START.search(text)
+    if found is None:
+        return None
+    end = start = found.start()
+    while end < len(text):
+        char = text[end]
+        if char.isalnum() or char == "_" or unicodedata.category(char)[0] == "M":
+            end += 1
+        elif char == "-" and end + 1 < len(text) and (text[end + 1].isalnum() or text[end + 1] == "_"):
+            end += 1
+        else:
+            break
+    return text[start:end]
 
 
 def is_email(text: str) -> bool:
@@ -366,8 +392,7 @@ def extract(kind: str, text: str, *, pattern: str | None = None,
     if kind == "text":
         return text.strip() or None
     if kind == "word":
-        found = _WORD.search(text)
-        return found.group() if found else None
+        return _first_word(text)
     if kind == "number":
         # NFKC turns full-width digits into ASCII; other scripts' digits are read by value.
         found = _NUMBER.search(unicodedata.normalize("NFKC", text))

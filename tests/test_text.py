@@ -272,6 +272,10 @@ def test_bad_matcher_settings_are_rejected():
     ("email", "", None),
     ("word", "  Anne-Marie, hi", "Anne-Marie"),
     ("word", "--- ok", "ok"),
+    ("word", "मैं राहुल हूँ", "मैं"),  # vowel signs and the nasal mark are part of the word
+    ("word", "नमस्ते दोस्त", "नमस्ते"),  # so is the virama
+    ("word", "Jose\u0301 here", "Jose\u0301"),  # an accent typed as a mark of its own
+    ("email", "write to a@b.xn--p1ai", "a@b.xn--p1ai"),  # a top-level domain in its ASCII form
     ("word", "Ёжик_2", "Ёжик_2"),
     ("word", "?!", None),
     ("word", "", None),
@@ -343,3 +347,13 @@ def test_answers_do_not_depend_on_what_was_asked_before(texts):
     remembering = IntentMatcher(specs)
     for text in texts:
         assert remembering.match(text, "en") == IntentMatcher(specs).match(text, "en")
+
+
+@pytest.mark.parametrize("pattern, text, slots", [
+    (r"^i am (?P<name>[^0-9]+)(?P<age>\d+)", "I am Ann 25", {"name": "Ann", "age": "25"}),
+    (r"^from (?P<city>[a-z ]+)", "from New York, 2020", {"city": "New York"}),
+    (r"^call me (?P<name>.+)$", "call me  Ann-Marie ", {"name": "Ann-Marie"}),
+])
+def test_a_slot_is_the_raw_text_of_its_group_and_no_more(pattern, text, slots):
+    matcher = IntentMatcher([IntentSpec("x", patterns={"en": [pattern]})])
+    assert matcher.match(text, "en").slots == slots
