@@ -3,12 +3,14 @@
 orjson encodes a frame or a log record in a tenth of the time the standard library takes.
 What it refuses (an integer beyond 64 bits, a dict key that is not a string, a string with
 a lone surrogate) goes to the standard library's encoder instead, which writes the same
-compact form (a lone surrogate as an escape, so that the text stays valid UTF-8).
+compact form (a lone surrogate as an escape, so that the text stays valid UTF-8; keys as text
+and NaN as null, as orjson writes them).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable
 
 import orjson
@@ -24,6 +26,7 @@ def dumps(value: Any, default: Callable[[Any], Any] | None = None, *, sort_keys:
         return orjson.dumps(value, default=default, option=orjson.OPT_SORT_KEYS if sort_keys else None).decode()
     except TypeError:  # orjson.JSONEncodeError is one
         pass
+    value = _plain(value)
     options = {"separators": (",", ":"), "default": default, "sort_keys": sort_keys}
     text = json.dumps(value, ensure_ascii=False, **options)
     if not text.isascii():
@@ -32,3 +35,24 @@ def dumps(value: Any, default: Callable[[Any], Any] | None = None, *, sort_keys:
         except UnicodeEncodeError:  # a lone surrogate: written as a \u escape, the text stays UTF-8
             text = json.dumps(value, **options)
     return text
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with what the standard library would refuse or write as no JSON made plain, as
+    orjson writes it: every key as text (keys of several types could not be sorted), NaN and
+    the infinities as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_key(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)  # as json.dumps writes such a key: null, true, 1, 1.5
+    return str(key)

@@ -293,7 +293,10 @@ class TextFormatter(logging.Formatter):
     def _value(self, key: str, value: Any) -> str:
         if key in self.BARE_FIELDS and isinstance(value, str) and self._TOKEN.fullmatch(value):
             return value
-        text = repr(value)
+        try:
+            text = repr(value)
+        except Exception:  # an object whose repr fails still gets its line on the console
+            text = f"<{type(value).__name__}>"
         return text if len(text) <= self.MAX_VALUE else text[: self.MAX_VALUE - 1] + "…"
 
 

@@ -96,7 +96,9 @@ class BatchFileHandler(ConcurrentRotatingFileHandler):
             finally:
                 self._do_unlock()
         except Exception:
-            self.handleError(records[-1])
+            # handleError reports a LogRecord (an EventRecord has no message for it to print).
+            last = records[-1]
+            self.handleError(last.to_record() if type(last) is EventRecord else last)
 
     def _file_size(self) -> int:
         try:

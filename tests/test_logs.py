@@ -153,13 +153,39 @@ def test_values_json_cannot_encode_are_written_as_text(setup, log, log_dir):
     assert "naïve ☕" in (log_dir / "chatbot.log").read_text(encoding="utf-8")
 
 
-def test_a_field_no_encoder_takes_is_reported_not_raised(either_path, setup, log, log_dir, capsys):
+def test_values_json_has_no_form_for_are_written_as_orjson_writes_them(either_path, setup, log, log_dir, capsys):
     setup()
-    log.event("effect", session="s1", counts={(1, 2): 3})  # a dict key JSON cannot have
-    log.event("effect", session="s2")
-    [record] = records(log_dir)
-    assert record["session"] == "s2"
-    assert "--- Logging error ---" in capsys.readouterr().err
+    log.event("effect", session="s1", counts={(1, 2): 3, 4: 5})  # dict keys JSON cannot have
+    log.event("effect", session="s2", score=float("nan"), big=2 ** 70)  # NaN beside what orjson refuses
+    first, second = records(log_dir)
+    assert first["counts"] == {"(1, 2)": 3, "4": 5}
+    assert second["score"] is None and second["big"] == 2 ** 70
+    assert "--- Logging error ---" not in capsys.readouterr().err
+
+
+def test_a_value_whose_repr_fails_still_gets_its_console_line(setup, log, capsys):
+    class Opaque:
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    setup(console="text")
+    log.event("effect", session="s1", thing=Opaque())
+    err = (flush(), capsys.readouterr())[1].err
+    assert "effect session=s1 thing=<Opaque>" in err and "--- Logging error ---" not in err
+
+
+def test_a_batch_that_cannot_be_written_is_reported_with_its_event(either_path, setup, log, capsys, monkeypatch):
+    from chatbot.logwriter import BatchFileHandler
+
+    def disk_full(self, text):
+        raise OSError(28, "No space left on device")
+
+    setup()
+    monkeypatch.setattr(BatchFileHandler, "do_write", disk_full)
+    log.event("message.in", session="s1")
+    err = (flush(), capsys.readouterr())[1].err
+    assert "No space left on device" in err and "Message: 'message.in'" in err
+    assert "Unable to print the message" not in err
 
 
 def test_level_setting_filters_and_process_name_is_written(either_path, setup, log, log_dir):
