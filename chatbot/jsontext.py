@@ -26,9 +26,15 @@ def dumps(value: Any, default: Callable[[Any], Any] | None = None, *, sort_keys:
         return orjson.dumps(value, default=default, option=orjson.OPT_SORT_KEYS if sort_keys else None).decode()
     except TypeError:  # orjson.JSONEncodeError is one
         pass
-    value = _plain(value)
     options = {"separators": (",", ":"), "default": default, "sort_keys": sort_keys}
-    text = json.dumps(value, ensure_ascii=False, **options)
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, **options)
+    except (TypeError, ValueError) as refused:  # a key JSON has no form for, NaN, keys of mixed types
+        try:
+            value = _plain(value)
+        except RecursionError:  # a value that contains itself: the standard library's own error
+            raise refused from None
+        text = json.dumps(value, ensure_ascii=False, **options)
     if not text.isascii():
         try:
             text.encode("utf-8")
