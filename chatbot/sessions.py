@@ -22,6 +22,7 @@ from typing import Any
 from chatbot import cluster
 from chatbot.dialogs import Action, Engine, LocalEnvironment, SessionState, Text, TurnResult
 from chatbot.dialogs.engine import SECRET_MASK
+from chatbot.errors import StorageError
 from chatbot.live import LiveSession, Peer, iso, new_token, token_hash
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
@@ -216,8 +217,11 @@ class SessionManager:
         try:
             await self._save(TurnWrite(live.id, state.flow, state.state, dict(state.slots), state.lang, state.user,
                                        state.flow_version, live.seq, self.clock(), expected_seq=live.seq))
-        except (SessionConflict, SessionGone):
-            pass  # another node's turn came first; this session's next turn stores the language
+        except (SessionConflict, SessionGone, StorageError) as error:
+            # The page is greeted all the same: the language holds in memory, and is stored with
+            # this session's next turn unless another node took one meanwhile.
+            self.events.warning("session.language_not_stored", session=live.id, lang=state.lang,
+                                reason=str(error))
 
     def _welcome(self, live: LiveSession, token: str, *, resumed: bool) -> dict:
         return {"type": "welcome", "session": live.id, "resume": token, "resumed": resumed,

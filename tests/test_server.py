@@ -10,6 +10,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.websocket import WebSocketClosedError
 
+from chatbot.errors import StorageError
 from tests.server_helpers import Client, new_token, register, replies, running_server
 
 PASSWORD = "correct horse battery"  # what register() uses unless told otherwise
@@ -499,3 +500,19 @@ async def test_the_language_a_reconnecting_page_asks_for_is_stored(tmp_path):
         resumed = await back.hello(resume=welcome["resume"])
         assert (resumed["resumed"], resumed["lang"]) == (True, "ru")
         assert [f["type"] for f in await back.say("привет")][-1] == "ack"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_language_that_cannot_be_stored_still_gets_the_page_its_welcome(tmp_path, monkeypatch):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello(lang="en")
+        await client.recv()
+        client.close()
+
+        def database_down(write):
+            raise StorageError("storage: the database is down")
+
+        monkeypatch.setattr(server.store, "save_turn", database_down)
+        again = await Client.connect(server.port)
+        assert (await again.hello(resume=welcome["resume"], lang="ru"))["lang"] == "ru"

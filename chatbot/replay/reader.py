@@ -29,7 +29,7 @@ TURN_EVENTS = frozenset({"effect", "transition", "slot.set", "account.register",
                          "account.logout", "reply.out"})
 #: Events replay knows and has no use for.
 IGNORED_EVENTS = frozenset({"server.start", "server.stop", "conn.open", "protocol.error", "ratelimit.hit",
-                            "sessions.deleted", "cluster.listener_lost"})
+                            "sessions.deleted", "cluster.listener_lost", "session.language_not_stored"})
 #: Fields without which a record of that event cannot be used.
 REQUIRED_FIELDS = {
     "session.created": ("session",),
