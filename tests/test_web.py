@@ -425,3 +425,22 @@ def test_two_tabs_of_a_session_each_deliver_their_own_waiting_message_after_a_re
             assert chat.errors == []
     finally:
         context.close()
+
+
+def test_a_message_left_in_the_shared_outbox_of_an_earlier_page_version_is_sent(browser, server):
+    context = browser.new_context(locale="en-US")
+    try:
+        context.add_init_script("""
+            if (!sessionStorage.getItem('seeded')) {
+              sessionStorage.setItem('seeded', '1');
+              localStorage.setItem('chatbot.outbox', JSON.stringify(
+                [{type: 'message', id: 'legacy-1', text: 'typed before the upgrade'}]));
+            }""")
+        chat = ChatPage(context.new_page(), f"http://127.0.0.1:{server.port}/").open()
+        expect(chat.user_texts.filter(has_text=exactly("typed before the upgrade"))).to_have_count(1)
+        expect(chat.pending).to_have_count(0)
+        assert "chatbot.outbox" not in chat.local_storage()
+        assert chat.session_storage().get("chatbot.outbox") is None
+        assert chat.errors == []
+    finally:
+        context.close()

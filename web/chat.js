@@ -69,6 +69,7 @@ const state = {
   needHistory: true,       // the display was built from nothing: ask for history
   sentResume: false,       // the current hello carried a token
   loadingEarlier: false,
+  sentSizes: [],           // [id, bytes] of the frames sent on this connection
   lang: pickLanguage(),
   lastSeq: Number(load(KEYS.lastSeq)) || 0,
   user: null,
@@ -147,12 +148,13 @@ function outboxAdd(frame) {
 }
 
 // A frame over the server's size limit closes the connection (1009): sending it again after
-// every reconnect would only repeat that, so the largest queued frame is given up instead.
-function dropLargestQueued() {
-  const queued = outboxRead();
-  if (!queued.length) return;
-  const size = (frame) => JSON.stringify(frame).length;
-  const largest = queued.reduce((a, b) => (size(b) > size(a) ? b : a));
+// every reconnect would only repeat that. The largest (in bytes, as the server counts) of the
+// queued frames sent on that connection is given up instead.
+function dropLargestSent() {
+  const sent = new Map(state.sentSizes);
+  const queued = outboxRead().filter((frame) => sent.has(frame.id));
+  if (!queued.length) return;  // e.g. a password, which is never queued: it is marked not sent anyway
+  const largest = queued.reduce((a, b) => (sent.get(b.id) > sent.get(a.id) ? b : a));
   outboxRemove(largest.id);
   const bubble = byId.get(largest.id);
   if (bubble) markNotSent(bubble, t('tooLarge'));
@@ -184,11 +186,12 @@ function connect() {
     return;
   }
   state.ws = ws;
+  state.sentSizes = [];
   ws.onopen = () => sendHello();
   ws.onmessage = (event) => onFrame(event.data);
   ws.onclose = (event) => {
     if (state.ws !== ws) return;
-    if (event.code === CLOSE_TOO_LARGE) dropLargestQueued();
+    if (event.code === CLOSE_TOO_LARGE) dropLargestSent();
     disconnected();
   };
   showStatus();
@@ -206,7 +209,9 @@ function sendHello() {
 
 function send(frame) {
   if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
-  state.ws.send(JSON.stringify(frame));
+  const text = JSON.stringify(frame);
+  state.ws.send(text);
+  if (typeof frame.id === 'string') state.sentSizes.push([frame.id, new TextEncoder().encode(text).length]);
   return true;
 }
 
@@ -670,8 +675,21 @@ function start() {
     reconnectNow();
   });
   applyLanguage();
+  adoptSharedOutbox();
   showQueuedMessages();
   connect();
+}
+
+// Pages of an earlier version kept the outbox in localStorage, shared by the tabs: the first
+// tab to start takes what is left there, so nothing typed then is stranded.
+function adoptSharedOutbox() {
+  const shared = load(KEYS.outbox);
+  if (!shared) return;
+  save(KEYS.outbox, null);
+  try {
+    const frames = JSON.parse(shared);
+    if (Array.isArray(frames)) for (const frame of frames) if (frame && typeof frame.id === 'string') outboxAdd(frame);
+  } catch { /* unreadable: nothing to adopt */ }
 }
 
 start();
