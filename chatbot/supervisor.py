@@ -23,8 +23,8 @@ RESTART_LIMIT = 20
 RESTART_WINDOW = 60.0
 # A worker that keeps failing (its database is down, say) is started again after a pause that
 # doubles with each restart within RESTART_WINDOW, so that it neither spins nor floods the log.
-# The longest pause still lets RESTART_LIMIT restarts fit in the window: one that can never start
-# is given up on, after about half a minute.
+# The longest pause still lets RESTART_LIMIT restarts fit in the window: one that fails as soon as
+# it starts is given up on after about half a minute (one that takes longer to fail may never be).
 BACKOFF_FIRST = 0.1
 BACKOFF_LONGEST = 2.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
