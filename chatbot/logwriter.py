@@ -78,6 +78,7 @@ class BatchFileHandler(ConcurrentRotatingFileHandler):
         if not lines:
             return
         try:
+            self._follow_the_folder()
             self._do_lock()
             try:
                 self._check_stream()
@@ -99,6 +100,23 @@ class BatchFileHandler(ConcurrentRotatingFileHandler):
             # handleError reports a LogRecord (an EventRecord has no message for it to print).
             last = records[-1]
             self.handleError(last.to_record() if type(last) is EventRecord else last)
+
+    def _follow_the_folder(self) -> None:
+        """The log folder was deleted (and maybe made again) under this process: make it again, and
+        lock the lock file that is there now. Locking the deleted one, processes would no longer
+        keep each other out, and their rollovers would lose lines."""
+        os.makedirs(os.path.dirname(self.lockFilename), exist_ok=True)
+        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+        lock = self.stream_lock
+        if lock is None or lock.closed:
+            return
+        try:
+            current = os.path.samestat(os.fstat(lock.fileno()), os.stat(self.lockFilename))
+        except OSError:
+            current = False
+        if not current:
+            lock.close()
+            self.stream_lock = None  # _do_lock opens the one at the path
 
     def _file_size(self) -> int:
         try:

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -603,3 +604,54 @@ def test_reader_reports_json_the_interpreter_cannot_hold_as_a_bad_line(tmp_path)
     assert lines[1].error.startswith(f"{path}:2: not readable JSON: Exceeds the limit")
     assert lines[2].record == {"n": 1}
     assert lines[3].error == f"{path}:4: not valid UTF-8: invalid continuation byte"
+
+
+def test_a_log_folder_deleted_under_a_running_process_is_made_again(setup, log, log_dir):
+    setup()
+    log.event("before", n=1)
+    flush()
+    shutil.rmtree(log_dir)  # an operator clears the logs
+    log.event("after", n=2)
+    log.event("after", n=3)
+    flush()
+    assert [record["n"] for record in records(log_dir)] == [2, 3]
+
+
+SHARED_FOLDER_WRITER = """
+import logging, sys
+from chatbot.logs import EventLog, setup_logging
+folder, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+handle = setup_logging(log_dir=folder, max_bytes=4000, backup_count=100000, console="none", process_name=name)
+log = EventLog(logging.getLogger("chatbot.test"))
+log.event("ready", w=name, n=-1)
+handle.hand_over.flush()
+print("ready", flush=True)
+sys.stdin.readline()  # go
+for n in range(count):
+    log.event("e", w=name, n=n)
+handle.close()
+"""
+
+
+def test_processes_keep_each_other_out_after_the_log_folder_was_made_again(tmp_path):
+    folder, count = tmp_path / "logs", 3000
+
+    def writer(name: str) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", SHARED_FOLDER_WRITER, str(folder), name, str(count)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "ready\n"
+        return proc
+
+    first = writer("A")
+    shutil.rmtree(folder)  # cleared and made again: A still holds the old lock file
+    folder.mkdir()
+    second = writer("B")
+    for proc in (first, second):
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in (first, second):
+        assert proc.wait(120) == 0
+    seen = {(line.record["w"], line.record["n"]) for line in read_log_records([folder / "chatbot.log"])
+            if line.record is not None and line.record.get("event") == "e"}
+    for name in "AB":
+        assert sum((name, n) not in seen for n in range(count)) == 0, f"lines of {name} were lost at rollovers"
