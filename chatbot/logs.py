@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
 from chatbot import jsontext
@@ -245,10 +244,7 @@ class JsonLineFormatter(JsonFormatter):
         else:
             for key, value in fields.items():
                 log_data[key + "_" if key in log_data else key] = value
-        try:
-            return orjson.dumps(log_data, default=self._fallback).decode()
-        except TypeError:  # what orjson refuses, jsontext writes as the standard library would
-            return self.jsonify_log_record(log_data)
+        return self.jsonify_log_record(log_data)
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
