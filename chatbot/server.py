@@ -227,8 +227,9 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             self.server.events.error("error.unhandled", exc_info=True, conn=self.conn_id,
                                      session=self.live.id if self.live else None)
             self.server.metrics.errors.labels(code="internal_error").inc()
+            client_id = frame.get("id") if isinstance(frame.get("id"), str) else None
             self.send({"type": "error", "code": "internal_error", "message": "the server failed to handle "
-                       "this frame; it was not processed", **({"in_reply_to": frame["id"]} if isinstance(frame.get("id"), str) else {})})
+                       "this frame; it was not processed", **({"in_reply_to": client_id} if client_id else {})})
 
     async def _dispatch(self, frame: dict) -> None:
         kind = frame["type"]
@@ -435,12 +436,16 @@ def listen(host: str, port: int) -> list:
 def listen_error(host: str, port: int, error: OSError) -> ConfigError:
     """The message for a host that does not resolve or a port that is taken or not allowed."""
     reason = error.strerror or str(error)
-    shown = f"[{host}]" if ":" in host else host
-    return ConfigError(f"serve: cannot listen on {shown}:{port}: {reason[:1].lower()}{reason[1:]}")
+    return ConfigError(f"serve: cannot listen on {_shown_host(host)}:{port}: {reason[:1].lower()}{reason[1:]}")
+
+
+def _shown_host(host: str) -> str:
+    """A host as it stands before ':PORT' (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def listening_line(host: str, port: int, workers: int = 1) -> str:
-    shown = f"[{host}]" if ":" in host else host
+    shown = _shown_host(host)
     processes = f" with {workers} workers" if workers > 1 else ""
     return (f"chatbot {__version__} listening on http://{shown}:{port}/ (WebSocket at /ws){processes}; "
             "press Ctrl-C to stop")
