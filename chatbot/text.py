@@ -358,12 +358,15 @@ def _first_word(text: str) -> str | None:
     found = _WORD_START.search(text)
     if found is None:
         return None
+    def word_char(char: str) -> bool:  # what \w matches
+        return char.isalnum() or char == "_"
+
     end = start = found.start()
     while end < len(text):
         char = text[end]
-        if char.isalnum() or char == "_" or unicodedata.category(char)[0] == "M":
+        if word_char(char) or unicodedata.category(char)[0] == "M":
             end += 1
-        elif char == "-" and end + 1 < len(text) and (text[end + 1].isalnum() or text[end + 1] == "_"):
+        elif char == "-" and end + 1 < len(text) and word_char(text[end + 1]):
             end += 1
         else:
             break
