@@ -59,6 +59,16 @@ def test_config_file_errors(tmp_path):
         load_settings({}, config_file=unknown, environ={})
 
 
+def refused_file(tmp_path, toml: str) -> str:
+    """What a config file holding `toml` is refused with, after its path."""
+    config = tmp_path / "c.toml"
+    config.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, config_file=config, environ={})
+    assert str(error.value).startswith(f"{config}: ")
+    return str(error.value).removeprefix(f"{config}: ")
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
@@ -71,11 +81,7 @@ def test_config_file_errors(tmp_path):
     ],
 )
 def test_config_file_values_must_have_the_settings_type(tmp_path, toml, message):
-    config = tmp_path / "c.toml"
-    config.write_text(toml + "\n")
-    with pytest.raises(ConfigError) as error:
-        load_settings({}, config_file=config, environ={})
-    assert str(error.value) == f"{config}: {message}"
+    assert refused_file(tmp_path, toml) == message
 
 
 def test_comma_separated_settings_may_be_arrays_in_the_file(tmp_path):
@@ -101,11 +107,7 @@ def test_comma_separated_settings_may_be_arrays_in_the_file(tmp_path):
     ],
 )
 def test_config_file_layout_errors_name_the_file(tmp_path, toml, message):
-    config = tmp_path / "c.toml"
-    config.write_text(toml + "\n")
-    with pytest.raises(ConfigError) as error:
-        load_settings({}, config_file=config, environ={})
-    assert str(error.value) == f"{config}: {message}"
+    assert refused_file(tmp_path, toml) == message
 
 
 def test_a_config_file_that_is_not_utf8_is_reported(tmp_path):
