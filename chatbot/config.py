@@ -51,7 +51,8 @@ class Settings:
     rate_limit: float = setting(10.0, "Frames per second a connection may send on average.", minimum=0.1)
     rate_burst: int = setting(30, "Frames a connection may send at once above the average.", minimum=1)
     rate_strikes: int = setting(10, "Frames refused for the rate limit before the connection is closed "
-                                    "with 1008.", minimum=1)
+                                    "with 1008; they are forgiven once the client keeps under the limit "
+                                    "until its burst is available again.", minimum=1)
     max_connections: int = setting(20000, "Open WebSocket connections allowed in total.", minimum=1)
     max_connections_per_ip: int = setting(200, "Open WebSocket connections allowed from one address.",
                                           minimum=1)

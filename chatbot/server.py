@@ -96,20 +96,26 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
 
 
 class RateLimiter:
-    """A token bucket per connection: `rate` frames a second on average, `burst` at once."""
+    """A token bucket per connection: `rate` frames a second on average, `burst` at once.
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    `rested` tells whether the bucket had filled up again before the last frame: the client
+    had kept under the limit long enough for its earlier excess to be forgiven.
+    """
+
+    __slots__ = ("rate", "burst", "tokens", "stamp", "rested")
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = burst
         self.tokens = float(burst)
         self.stamp = time.monotonic()
+        self.rested = True
 
     def allow(self) -> bool:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+        self.rested = self.tokens >= self.burst
         if self.tokens >= 1:
             self.tokens -= 1
             return True
@@ -216,6 +222,9 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if not self.limiter.allow():
             self._rate_limited(frame_id(message))
             return
+        if self.limiter.rested:
+            # Strikes count a flood, not a page's occasional burst over a day of use.
+            self.strikes = 0
         try:
             frame = parse_frame(message, max_text_chars=self.settings_.max_text_chars)
         except ProtocolError as err:

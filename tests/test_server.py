@@ -264,6 +264,23 @@ async def test_rate_limit_errors_then_closes_with_1008(tmp_path):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_strikes_are_forgiven_once_the_client_keeps_under_the_limit(tmp_path):
+    # Burst 2 refills in 0.1 s: each round sends 3 pings at once, one over the limit. Three
+    # rounds would be three strikes, and the connection closed, if strikes never ended.
+    async with running_server(tmp_path, rate_limit=20, rate_burst=2, rate_strikes=3) as server:
+        client = await Client.connect(server.port)
+        for _ in range(4):
+            for _ in range(3):
+                await client.send({"type": "ping"})
+            kinds = [(await client.recv()).get("code", "pong") for _ in range(3)]
+            assert sorted(kinds) == ["pong", "pong", "rate_limited"]
+            await asyncio.sleep(0.3)
+        await client.send({"type": "ping"})
+        assert (await client.recv())["type"] == "pong"
+        assert client.conn.close_code is None
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_a_rate_limited_frame_is_named_by_its_id_so_it_can_be_sent_again(tmp_path):
     async with running_server(tmp_path, rate_limit=1, rate_burst=2, rate_strikes=10) as server:
         client = await Client.connect(server.port)
