@@ -16,11 +16,12 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, ContextManager
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import peewee
 import pytest
@@ -624,6 +625,34 @@ def test_a_turn_publishes_its_note_when_committed(postgres_url):
     finally:
         store.close()
         listener.close()
+
+
+def test_a_percent_encoded_user_and_password_reach_postgresql_decoded(postgres_url):
+    import psycopg2
+
+    from chatbot.storage.db import postgresql_connect_params
+
+    role = f"chat@bot:{uuid.uuid4().hex[:8]}"
+    schema = parse_qs(urlparse(postgres_url).query)["options"][0].rpartition("=")[2]
+    admin = psycopg2.connect(POSTGRES_DSN)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE ROLE "{role}" LOGIN PASSWORD \'p@ss/w:rd\'')
+    admin.cursor().execute(f'GRANT ALL ON SCHEMA {schema} TO "{role}"')
+    encoded = postgres_url.replace("postgres@", f"{quote(role, safe='')}:p%40ss%2Fw%3Ard@", 1)
+    store = Store(encoded)
+    try:
+        assert postgresql_connect_params(encoded)["password"] == "p@ss/w:rd"
+        store.open()
+        store.create_session(session()).result()
+        assert store.load_session("s1") is not None
+        database = store._database
+        with database.connection_context():
+            assert database.execute_sql("SELECT current_user").fetchone() == (role,)
+    finally:
+        store.close()
+        admin.cursor().execute(f"DROP OWNED BY \"{role}\" CASCADE")
+        admin.cursor().execute(f'DROP ROLE "{role}"')
+        admin.close()
 
 
 def test_turn_notes_need_postgresql(tmp_path):

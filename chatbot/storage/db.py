@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import parse_qsl, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 import peewee
 from playhouse.db_url import parse
@@ -156,8 +156,10 @@ def _postgresql(url: str) -> peewee.Database:
 
 def _postgresql_params(url: str) -> tuple[str, dict]:
     """The database name and the other psycopg2.connect() arguments of a postgresql:// URL."""
-    params = parse(url)
-    name = params.pop("database")
+    # As libpq reads a URL: a user, password or database name may be percent-encoded
+    # (`p%40ss` for `p@ss`), and reaches the driver decoded.
+    params = parse(url, unquote_password=True, unquote_user=True)
+    name = unquote(params.pop("database"))
     # As written: playhouse turns "1" into 1 and "true" into True.
     params.update(parse_qsl(urlparse(url).query, keep_blank_values=True))
     return name, params
