@@ -100,32 +100,39 @@ class SessionManager:
     # --- attaching connections -----------------------------------------------------------
     async def attach(self, peer: Peer, hello: dict) -> LiveSession:
         """Resume the session of `hello["resume"]` or start a new one, and greet the peer."""
-        resumed = None
         if hello.get("resume"):
-            resumed = await self._find(token_hash(hello["resume"]))
-        if resumed is None:
-            return await self._create(peer, hello.get("lang"))
-        live = resumed
-        async with live.lock:
-            if self.shared:  # other nodes may have moved it on: show this session's tabs what they said
-                await self._catch_up(live)
-            lang = hello.get("lang")
-            if lang in self.engine.languages and lang != live.state.lang:
-                live.state.lang = lang
-                await self._save_language(live)
-            peer.send(self._welcome(live, hello["resume"], resumed=True))
-            resent = 0
-            if hello.get("history"):
-                peer.send(await self._history_frame(live, None, hello["history"]))
-            elif "last_seq" in hello:
-                resent = await self._resend(peer, live, hello["last_seq"])
-            live.peers.add(peer)
-            live.detached_at = None
-        self.metrics.resumes.inc()
-        self.metrics.resent_replies.inc(resent)
-        self.events.event("session.resumed", session=live.id, conn=peer.conn_id, user=live.state.user,
-                          lang=live.state.lang, seq=live.seq, resent=resent)
-        return live
+            hashed = token_hash(hello["resume"])
+            live = await self._find(hashed)
+            if live is not None:
+                async with live.lock:
+                    if self.shared:  # other nodes may have moved it on: show this session's tabs what they said
+                        await self._catch_up(live)
+                    # A login or logout that held the lock meanwhile rotated the token, or the session left
+                    # memory: the token no longer opens it, and this peer would miss the new one.
+                    if live.token_hash == hashed and self.live.get(live.id) is live:
+                        resent = await self._greet(peer, live, hello)
+                        self.metrics.resumes.inc()
+                        self.metrics.resent_replies.inc(resent)
+                        self.events.event("session.resumed", session=live.id, conn=peer.conn_id,
+                                          user=live.state.user, lang=live.state.lang, seq=live.seq, resent=resent)
+                        return live
+        return await self._create(peer, hello.get("lang"))
+
+    async def _greet(self, peer: Peer, live: LiveSession, hello: dict) -> int:
+        """Welcome a peer that resumed `live` (under its lock); return how many replies were resent."""
+        lang = hello.get("lang")
+        if lang in self.engine.languages and lang != live.state.lang:
+            live.state.lang = lang
+            await self._save_language(live)
+        peer.send(self._welcome(live, hello["resume"], resumed=True))
+        resent = 0
+        if hello.get("history"):
+            peer.send(await self._history_frame(live, None, hello["history"]))
+        elif "last_seq" in hello:
+            resent = await self._resend(peer, live, hello["last_seq"])
+        live.peers.add(peer)
+        live.detached_at = None
+        return resent
 
     def detach(self, peer: Peer, live: LiveSession | None) -> None:
         if live is None:

@@ -338,6 +338,34 @@ async def test_logout_in_one_tab_ends_the_login_of_every_tab(tmp_path):
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_a_hello_waiting_behind_a_login_does_not_join_with_the_token_the_login_retired(tmp_path):
+    async with running_server(tmp_path) as server:
+        first = await Client.connect(server.port)
+        session_id = (await first.hello())["session"]
+        await first.recv()
+        await register(first)
+        visitor_token = new_token(await first.press("logout"))
+        await first.press("login")
+        await first.say("ann")
+        second = await Client.connect(server.port)
+        await first.send({"type": "message", "id": "pw", "text": "correct horse battery"})
+        live = server.sessions.live[session_id]
+        while not live.lock.locked():  # the login turn checks the password on a thread, holding the lock
+            await asyncio.sleep(0.001)
+        await second.send({"type": "hello", "resume": visitor_token})
+        logged_in = await first.recv_until("ack", id="pw")
+        assert new_token(logged_in) != visitor_token
+        welcome = (await second.recv_until("welcome"))[-1]
+        assert welcome["resumed"] is False and welcome["user"] is None, "a new session, not the logged-in one"
+        assert welcome["session"] != session_id
+        frames = await first.say("who am i")
+        assert "ann" in replies(frames)[0]
+        with pytest.raises(asyncio.TimeoutError):  # the greeting was all; nothing of the logged-in conversation
+            while True:
+                assert (await second.recv(timeout=0.5))["type"] == "reply"
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_concurrent_messages_from_two_tabs_are_processed_once_each_in_one_order(tmp_path):
     async with running_server(tmp_path, rate_burst=500) as server:
         first = await Client.connect(server.port)
