@@ -51,9 +51,9 @@ TRY_AGAIN_LATER = 1013
 class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
     """Tornado's WebSocket protocol, with two changes.
 
-    A text frame that is not valid UTF-8 goes to the handler as bytes: Tornado
-    drops such a connection outright; this server answers with a `bad_utf8`
-    error frame instead and keeps the connection.
+    A text frame that is not valid UTF-8 (once decompressed, with permessage-deflate)
+    goes to the handler as bytes: Tornado drops such a connection outright; this
+    server answers with a `bad_utf8` error frame instead and keeps the connection.
 
     `write_texts` sends several text frames with one socket write, and without
     the task `write_message` makes for each frame (a turn's reply and its ack
@@ -85,8 +85,15 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
         self.stream.write(wire)
 
     def _handle_message(self, opcode: int, data: bytes):
-        if opcode != 0x1 or self.client_terminated or self._frame_compressed:
+        if opcode != 0x1 or self.client_terminated:
             return super()._handle_message(opcode, data)
+        if self._frame_compressed:  # as Tornado does, before the text is decoded
+            try:
+                data = self._decompressor.decompress(data)
+            except tornado.websocket._DecompressTooLargeError:
+                self.close(1009, "message too big after decompression")
+                self._abort()
+                return None
         self._message_bytes_in += len(data)
         try:
             message: str | bytes = data.decode("utf-8")

@@ -219,9 +219,14 @@ BAD_FRAMES = [
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_bad_frames_get_their_error_code_and_the_connection_keeps_working(tmp_path):
-    async with running_server(tmp_path, rate_burst=100) as server:
-        client = await Client.connect(server.port)
+@pytest.mark.parametrize("deflate", [False, True])
+async def test_bad_frames_get_their_error_code_and_the_connection_keeps_working(tmp_path, deflate):
+    from tornado.websocket import websocket_connect
+
+    async with running_server(tmp_path, rate_burst=100, deflate=deflate) as server:
+        options = {"compression_options": {}} if deflate else {}
+        client = Client(await websocket_connect(f"ws://127.0.0.1:{server.port}/ws", **options))
+        assert ("permessage-deflate" in client.conn.headers.get("Sec-WebSocket-Extensions", "")) is deflate
         await client.hello()
         await client.recv()
         for raw, code in BAD_FRAMES:
@@ -237,9 +242,14 @@ async def test_bad_frames_get_their_error_code_and_the_connection_keeps_working(
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_an_oversized_frame_closes_with_1009(tmp_path):
-    async with running_server(tmp_path, max_frame_bytes=1024) as server:
-        client = await Client.connect(server.port)
+@pytest.mark.parametrize("deflate", [False, True])
+async def test_an_oversized_frame_closes_with_1009(tmp_path, deflate):
+    # Compressed, 2,000 x's take a few bytes on the wire: the limit holds for the text they make.
+    from tornado.websocket import websocket_connect
+
+    async with running_server(tmp_path, max_frame_bytes=1024, deflate=deflate) as server:
+        options = {"compression_options": {}} if deflate else {}
+        client = Client(await websocket_connect(f"ws://127.0.0.1:{server.port}/ws", **options))
         await client.send({"type": "message", "text": "x" * 2000})
         assert await client.recv() is None
         assert client.conn.close_code == 1009
