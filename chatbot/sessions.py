@@ -160,11 +160,22 @@ class SessionManager:
         now = self.clock()
         reason = ("idle" if now - updated_at > self.idle_expiry else
                   "absolute" if now - live.created_at > self.max_age else None)
-        if reason:
-            self.events.event("session.expired", session=live.id, reason=reason)
-            self._forget(live)
+        if reason and await self._expire(live, reason):
             return None
         return live
+
+    async def _expire(self, live: LiveSession, reason: str) -> bool:
+        """End a session a resume found expired, for its connected tabs too; False if a turn renewed it."""
+        async with live.lock:
+            if self.live.get(live.id) is not live:  # ended while this waited for the lock
+                return True
+            # Out of the store as well: a tab still connected must not store its next turn in it,
+            # which would make the token resume it again, as a second copy beside that tab's.
+            await self.delete_expired()
+            if await self._run(self.store.load_session, live.id) is not None:
+                return False  # a turn in flight, here or on another node, kept it alive
+            self._end_expired(live, reason)
+            return True
 
     def _adopt(self, record: SessionRecord, processed: list[tuple[str, int, int]]) -> LiveSession:
         state = SessionState(flow=record.flow, state=record.state, slots=dict(record.slots), lang=record.lang,
@@ -265,7 +276,7 @@ class SessionManager:
                         frames = await self._turn(peer, live, event, client_id)
                         break
                     except SessionGone:
-                        self._expired_while_connected(live)
+                        self._end_expired(live, "deleted")
                         return
                     except SessionConflict:
                         # Another node took a turn of this session (or processed this very id) first:
@@ -299,9 +310,9 @@ class SessionManager:
         return await self._commit(live, result, self.clock(), user_text=user_text, client_id=client_id,
                                   rotate=result.auth_changed, secret=result.secret_input)
 
-    def _expired_while_connected(self, live: LiveSession) -> None:
-        """The session expired and was deleted under connected tabs: they must start anew."""
-        self.events.event("session.expired", session=live.id, reason="deleted")
+    def _end_expired(self, live: LiveSession, reason: str) -> None:
+        """The session expired and was deleted: the tabs still connected to it must start anew."""
+        self.events.event("session.expired", session=live.id, reason=reason)
         self._forget(live)
         for peer in list(live.peers):
             peer.send({"type": "error", "code": "session_expired",

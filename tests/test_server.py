@@ -475,6 +475,41 @@ async def test_a_session_deleted_by_expiry_under_a_connected_tab_asks_it_to_star
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_a_resume_that_finds_the_session_expired_ends_it_for_the_tab_still_connected(tmp_path):
+    async with running_server(tmp_path) as server:
+        idle = await Client.connect(server.port)
+        welcome = await idle.hello()
+        await idle.recv()
+        db = sqlite3.connect(tmp_path / "chatbot.db")
+        db.execute("update sessions set updated_at = updated_at - 40 * 86400")
+        db.commit()
+        server.sessions.live[welcome["session"]].updated_at -= 40 * 86400
+        late = await Client.connect(server.port)
+        assert (await late.hello(resume=welcome["resume"]))["resumed"] is False
+        error = await idle.recv()
+        assert (error["type"], error["code"]) == ("error", "session_expired")
+        assert await idle.recv() is None and idle.conn.close_code == 1000
+        assert welcome["session"] not in server.sessions.live
+        assert db.execute("select count(*) from sessions where id = ?", (welcome["session"],)).fetchone() == (0,)
+        again = await Client.connect(server.port)
+        assert (await again.hello(resume=welcome["resume"]))["resumed"] is False, "no second copy of it"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_resume_of_a_session_a_turn_renewed_meanwhile_goes_ahead(tmp_path):
+    async with running_server(tmp_path) as server:
+        tab = await Client.connect(server.port)
+        welcome = await tab.hello()
+        await tab.recv()
+        await tab.say("hello")  # stored now: only the copy in memory is made to look old
+        server.sessions.live[welcome["session"]].updated_at -= 40 * 86400
+        other = await Client.connect(server.port)
+        assert (await other.hello(resume=welcome["resume"]))["resumed"] is True
+        frames = await tab.say("thanks")
+        assert (await other.recv_until("reply"))[-1]["text"] == replies(frames)[0]
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_a_session_that_could_not_be_stored_leaves_nothing_behind(tmp_path):
     async with running_server(tmp_path) as server:
         db = sqlite3.connect(tmp_path / "chatbot.db")
