@@ -228,6 +228,20 @@ def test_a_session_whose_state_vanished_moves_to_the_fallback_state(engine):
     assert result.state.flow == "hub"
 
 
+def test_a_text_typed_into_a_state_that_vanished_is_kept_secret(engine):
+    # The page may still show the password box of a state an update renamed: what is typed
+    # there is dropped unread, and must be masked in history and logs like a password.
+    chat = Conversation(engine)
+    renamed = dataclasses.replace(chat.state, flow="registration", state="ask_passwd", flow_version="old")
+    assert engine.input_kind(renamed) == "password"
+    assert engine.handle(renamed, Text("Correct Horse 99"), chat.world).secret_input is True
+    assert engine.handle(renamed, Action("help"), chat.world).secret_input is False
+    gone = dataclasses.replace(chat.state, flow="removed", state="ask_pin")
+    assert engine.input_kind(gone) == "password"
+    assert engine.handle(gone, Text("1234"), chat.world).secret_input is True
+    assert engine.input_kind(chat.state) == "text"
+
+
 def test_every_reply_carries_the_input_kind_of_the_final_state(engine):
     chat = Conversation(engine)
     chat.press("login")

@@ -509,6 +509,42 @@ async def test_a_resume_of_a_session_a_turn_renewed_meanwhile_goes_ahead(tmp_pat
         assert (await other.recv_until("reply"))[-1]["text"] == replies(frames)[0]
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_a_password_typed_into_a_box_an_update_renamed_is_masked_in_history_and_logs(tmp_path, caplog):
+    import shutil
+    from pathlib import Path
+
+    from chatbot import dialogs
+    from tests.engine_helpers import make_engine
+
+    updated = tmp_path / "flows"
+    shutil.copytree(Path(dialogs.__file__).parent / "flows", updated)
+    registration = updated / "registration.yaml"
+    registration.write_text(registration.read_text().replace("ask_password", "ask_secret"))
+    async with running_server(tmp_path / "data") as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello()
+        await client.recv()
+        await client.press("register")
+        assert (await client.say("alice"))[-2]["input"] == "password"
+    caplog.set_level("INFO", logger="chatbot")
+    async with running_server(tmp_path / "data", make_engine(updated)) as server:  # restarted with the update
+        client = await Client.connect(server.port)
+        await client.hello(resume=welcome["resume"])
+        other = await Client.connect(server.port)
+        await other.hello(resume=welcome["resume"])
+        await client.say("Correct Horse 99")
+        relayed = (await other.recv_until("user"))[-1]
+        reader = await Client.connect(server.port)
+        await reader.hello(resume=welcome["resume"], history=50)
+        history = (await reader.recv_until("history"))[-1]
+    assert relayed["text"] == "••••••"
+    assert [e["text"] for e in history["entries"] if e["from"] == "user"][-1] == "••••••"
+    assert any(r.getMessage() == "message.in" for r in caplog.records)
+    assert not [r for r in caplog.records if "Correct Horse 99" in repr(r.__dict__)]
+    assert b"Correct Horse 99" not in b"".join(p.read_bytes() for p in (tmp_path / "data").glob("chatbot.db*"))
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_a_session_that_could_not_be_stored_leaves_nothing_behind(tmp_path):
     async with running_server(tmp_path) as server:

@@ -131,7 +131,7 @@ class Engine:
     def handle(self, session: SessionState, event: Text | Action, env: Environment) -> TurnResult:
         turn = Turn(self, session.copy(), Recorder(env)) if session.flow in self.runtimes else None
         if turn is None or session.state not in turn.runtime.spec.states:
-            return self._recover(session, env)
+            return self._recover(session, env, secret_input=isinstance(event, Text))
         turn.session.flow_version = turn.runtime.spec.version
         secret = isinstance(event, Text) and turn.state_spec.input == "password"
         if isinstance(event, Text):
@@ -148,9 +148,11 @@ class Engine:
         return runtime is None or runtime.blocking.get(session.state, True)
 
     def input_kind(self, session: SessionState) -> str:
+        """What the session's state asks for; "password" for a state the flows no longer have,
+        whose page may show a password box (the text is then dropped, unread, by `_recover`)."""
         runtime = self.runtimes.get(session.flow)
         spec = runtime.spec.states.get(session.state) if runtime else None
-        return spec.input if spec else "text"
+        return spec.input if spec else "password"
 
     # --- used by Turn and FlowRuntime ---------------------------------------------------
     def call(self, kind: str, ref: str, turn: Turn) -> Any:
@@ -397,8 +399,12 @@ class Engine:
         # Unreachable for a validated set: `validate` rejects goto cycles.
         raise RuntimeError(f"goto cycle at {turn.runtime.spec.name}:{turn.state}")
 
-    def _recover(self, session: SessionState, env: Environment) -> TurnResult:
-        """The session's flow or state no longer exists: continue from the fallback state."""
+    def _recover(self, session: SessionState, env: Environment, *, secret_input: bool = False) -> TurnResult:
+        """The session's flow or state no longer exists: continue from the fallback state.
+
+        `secret_input`: a text came with the turn. It is treated as a secret, since what the old
+        state asked for is unknown: its page may have shown a password box.
+        """
         turn_session = session.copy()
         runtime = self.runtimes.get(session.flow)
         if runtime is None:
@@ -412,7 +418,7 @@ class Engine:
         turn.session.flow_version = runtime.spec.version
         turn.entered(turn.state_spec)
         self._follow_goto(turn)
-        return self._finish(turn, secret_input=False)
+        return self._finish(turn, secret_input=secret_input)
 
     def _finish(self, turn: Turn, *, secret_input: bool) -> TurnResult:
         session = turn.session
