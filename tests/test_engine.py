@@ -310,6 +310,23 @@ def test_a_states_actions_run_before_it_speaks_so_its_text_can_show_what_they_se
     assert chat.where == "chat:listening"
 
 
+def test_set_language_without_an_argument_takes_the_language_a_flow_captured(tmp_path):
+    (tmp_path / "pick.yaml").write_text(
+        "name: pick\nlanguages: [en, ru]\ninitial: ask\nentry: {command: /pick}\n"
+        "states:\n  - name: ask\n    say: {en: 'Which language?', ru: 'Какой язык?'}\n"
+        "    capture: {slot: language}\n"
+        "  - name: done\n    on_enter: set_language\n    say: {en: 'Language: {lang}.', ru: 'Язык: {lang}.'}\n"
+        "    goto: chat\n"
+        "transitions:\n  - {trigger: text, source: ask, dest: done}\n",
+        encoding="utf-8")
+    chat = Conversation(make_engine(tmp_path))
+    chat.register()
+    chat.say("/pick")
+    chat.say(" RU ")
+    assert chat.texts[0] == "Язык: ru."
+    assert chat.state.lang == "ru"
+
+
 @pytest.mark.parametrize("access, anonymous, logged_in", [
     ("users", "Please log in first: type /login or /register.", "Tea or coffee?"),
     ("guests", "Tea or coffee?", "You are already logged in as ann. Log out first to switch accounts."),

@@ -92,8 +92,8 @@ def log_out(ctx, arg=None) -> None:
 
 @action()
 def set_language(ctx, arg=None) -> None:
-    """`set_language:ru`, or the language in the slot `lang`."""
-    ctx.set_language(arg or str(ctx.slots.get("lang", "")))
+    """`set_language:ru`, or the language in the slot `language` (`lang` is the session's own, not a slot)."""
+    ctx.set_language(arg or str(ctx.slots.get("language", "")).strip().lower())
 
 
 @action()
