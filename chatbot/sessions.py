@@ -414,29 +414,64 @@ class SessionManager:
         loop = asyncio.get_running_loop()
         for live in list(self.live.values()):
             if live.peers:
-                loop.create_task(self._relay(live, None))
+                loop.create_task(self._relay(live, None, missed=True))
 
-    async def _relay(self, live: LiveSession, auth: dict | None) -> None:
+    async def _relay(self, live: LiveSession, auth: dict | None, *, missed: bool = False) -> None:
         async with live.lock:
-            await self._catch_up(live)
-            # A login or logout elsewhere rotated the token: the tabs here need the new one.
-            if auth is not None and token_hash(auth.get("resume") or "") == live.token_hash:
-                for peer in list(live.peers):
-                    peer.send({"type": "auth", "user": auth.get("user"), "resume": auth["resume"]})
+            rotated = await self._catch_up(live, auth)
+            if rotated and missed and live.peers:
+                # The note that carried the new token was missed: only its hash is stored, so
+                # the tabs here can learn no token but a new one, which reaches every node's tabs.
+                await self._reissue_token(live)
 
-    async def _catch_up(self, live: LiveSession) -> None:
-        """Bring a session held here up to the store, sending what other nodes added to its peers."""
+    async def _catch_up(self, live: LiveSession, auth: dict | None = None) -> bool:
+        """Bring a session held here up to the store, sending what other nodes added to its peers.
+
+        `auth` is the new token a note of another node carried: if it is the session's token now,
+        the peers get it before the replies, as on the node that took the turn. Returns whether
+        the token changed with no `auth` for it.
+        """
         record = await self._run(self.store.load_session, live.id)
-        if record is None or record.seq <= live.seq:
-            return
-        # Only up to the seq of the state read: later entries belong to a state not read yet.
-        rows = await self._run(self.store.history, live.id, after_seq=live.seq, before_seq=record.seq + 1,
-                               limit=self.history_limit)
-        self._refresh(live, record)
-        for row in rows:
-            frame = self._frame(row)
+        if record is None:
+            return False
+        rows = []
+        if record.seq > live.seq:
+            # Only up to the seq of the state read: later entries belong to a state not read yet.
+            rows = await self._run(self.store.history, live.id, after_seq=live.seq, before_seq=record.seq + 1,
+                                   limit=self.history_limit)
+        rotated = record.token_hash != live.token_hash
+        if record.seq > live.seq or rotated:
+            self._refresh(live, record)
+        frames = [self._frame(row) for row in rows]
+        if auth is not None and token_hash(auth.get("resume") or "") == live.token_hash:
+            frames.insert(0, {"type": "auth", "user": auth.get("user"), "resume": auth["resume"]})
+            rotated = False
+        for frame in frames:
             for peer in list(live.peers):
                 peer.send(frame)
+        return rotated
+
+    async def _reissue_token(self, live: LiveSession) -> None:
+        """Give the session a new token, and publish it to its tabs here and on every node."""
+        token = new_token()
+        hashed = token_hash(token)
+        state = live.state
+        auth = {"user": state.user, "resume": token}
+        try:
+            await self._save(TurnWrite(live.id, state.flow, state.state, dict(state.slots), state.lang, state.user,
+                                       state.flow_version, live.seq, self.clock(), token_hash=hashed,
+                                       expected_seq=live.seq,
+                                       notify=cluster.note(live.id, self.node, live.seq, live.seq, auth)))
+        except (SessionConflict, SessionGone, StorageError) as error:
+            # Another node moved the session on meanwhile; its note brings these tabs along.
+            self.events.warning("session.token_not_reissued", session=live.id, reason=str(error))
+            return
+        self.by_token.pop(live.token_hash, None)
+        live.token_hash = hashed
+        self.by_token[hashed] = live.id
+        self.events.event("session.token_reissued", session=live.id, user=state.user)
+        for peer in list(live.peers):
+            peer.send({"type": "auth", **auth})
 
     # --- history -------------------------------------------------------------------------
     async def history(self, peer: Peer, live: LiveSession, frame: dict) -> None:

@@ -80,6 +80,8 @@ async def test_two_tabs_on_two_nodes_both_see_every_reply_and_auth_change(nodes)
     auth = next(f for f in frames if f["type"] == "auth")
     relayed = await first.recv_until("auth")
     assert relayed[-1] == auth, "the other node's tab learns the new user and token"
+    rest = await first.recv_until("reply", seq=frames[-2]["seq"])
+    assert replies(rest) == replies(frames), "the auth comes before the turn's replies, as on its own node"
     secret = [f for f in relayed if f["type"] == "user" and f.get("secret")]
     assert secret and all(f["text"] == "••••••" for f in secret)
     assert PASSWORD not in repr(first.frames)
@@ -305,3 +307,43 @@ async def test_a_resume_on_a_node_does_not_swallow_another_nodes_turn_for_its_ta
         await third.hello(resume=welcome["resume"])
         seen = await tab.recv_until("reply", in_reply_to="far-1")
         assert seen[0]["type"] == "user" and seen[0]["id"] == "far-1"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_logout_a_node_missed_while_its_listener_was_down_still_gives_its_tabs_a_working_token(
+        tmp_path, postgres_url, monkeypatch):
+    import psycopg2
+
+    from chatbot import cluster
+    from tests.conftest import POSTGRES_DSN
+    from tests.server_helpers import running_server
+
+    async with running_server(tmp_path / "1", db=postgres_url) as first, \
+            running_server(tmp_path / "2", db=postgres_url) as second:
+        near = await Client.connect(first.port)
+        welcome = await near.hello()
+        await near.recv()
+        far = await Client.connect(second.port)
+        await far.hello(resume=welcome["resume"])
+        registered = await register(near, "olga", PASSWORD)
+        await far.recv_until("reply", seq=registered[-2]["seq"])
+        monkeypatch.setattr(cluster, "RECONNECT_DELAYS", (1.5,))  # down long enough to miss the logout
+        admin = psycopg2.connect(POSTGRES_DSN)
+        admin.autocommit = True
+        admin.cursor().execute("SELECT pg_terminate_backend(%s)", (second.listener.conn.get_backend_pid(),))
+        admin.close()
+        while second.listener.conn is not None:
+            await asyncio.sleep(0.01)
+        logout = await near.press("logout")
+        retired = new_token(logout)
+        caught_up = await far.recv_until("auth", timeout=10)
+        assert caught_up[-1]["user"] is None and caught_up[-1]["resume"] != retired
+        assert [f["seq"] for f in caught_up if f["type"] == "reply"] == [f["seq"] for f in logout
+                                                                          if f["type"] == "reply"]
+        assert (await near.recv_until("auth"))[-1] == caught_up[-1], "the tab that logged out gets it too"
+        for node in (first, second):
+            tab = await Client.connect(node.port)
+            resumed = await tab.hello(resume=caught_up[-1]["resume"])
+            assert resumed["resumed"] is True and resumed["session"] == welcome["session"]
+        stale = await Client.connect(first.port)
+        assert (await stale.hello(resume=retired))["resumed"] is False
