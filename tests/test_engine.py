@@ -327,6 +327,26 @@ def test_set_language_without_an_argument_takes_the_language_a_flow_captured(tmp
     assert chat.state.lang == "ru"
 
 
+def test_the_show_help_action_leaves_the_question_to_the_state_it_leads_into(tmp_path):
+    (tmp_path / "quiz.yaml").write_text(
+        "name: quiz\nlanguages: [en]\ninitial: ask\nentry: {command: /quiz}\nhelp: 'Answer with a number.'\n"
+        "intents:\n  confused: {keywords: {en: [confused]}}\n"
+        "states:\n  - name: ask\n    on_enter: show_help\n    say: 'How many legs has a cat?'\n"
+        "    capture: {slot: legs}\n"
+        "  - name: done\n    say: 'Noted.'\n    goto: chat\n"
+        "transitions:\n  - {trigger: confused, source: ask, dest: ask}\n"
+        "  - {trigger: text, source: ask, dest: done}\n",
+        encoding="utf-8")
+    chat = Conversation(make_engine(tmp_path))
+    chat.register()
+    chat.say("/quiz")
+    assert chat.texts == ["Answer with a number.", "How many legs has a cat?"]
+    chat.say("confused")
+    assert chat.texts == ["Answer with a number.", "How many legs has a cat?"]
+    chat.say("/help")
+    assert chat.texts == ["Answer with a number.", "How many legs has a cat?"], "the command asks again itself"
+
+
 @pytest.mark.parametrize("access, anonymous, logged_in", [
     ("users", "Please log in first: type /login or /register.", "Tea or coffee?"),
     ("guests", "Tea or coffee?", "You are already logged in as ann. Log out first to switch accounts."),

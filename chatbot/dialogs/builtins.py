@@ -98,7 +98,9 @@ def set_language(ctx, arg=None) -> None:
 
 @action()
 def show_help(ctx, arg=None) -> None:
-    ctx.engine.show_help(ctx)
+    """The help as `/help` gives it, without the question after it: as an action it runs on the way
+    into a state (or a transition to one), which then says its own question."""
+    ctx.engine.show_help(ctx, reprompt=False)
 
 
 @action()

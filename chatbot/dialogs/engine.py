@@ -309,11 +309,13 @@ class Engine:
         else:
             turn.say_engine("unknown_command", command=word)
 
-    def show_help(self, turn: Turn) -> None:
-        """The flow's help (or the engine's), the flows one may start, then the question again."""
+    def show_help(self, turn: Turn, *, reprompt: bool = True) -> None:
+        """The flow's help (or the engine's), the flows one may start, then the question again
+        (unless the flow itself is about to say a state's question: see the `show_help` action)."""
         turn.say(turn.flow.help) if turn.flow.help else turn.say_engine("help")
         self._list_entries(turn)
-        self._reprompt(turn)
+        if reprompt:
+            self._reprompt(turn)
 
     def _global(self, turn: Turn, action: str) -> None:
         if action == "help":
