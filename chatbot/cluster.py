@@ -48,6 +48,9 @@ class TurnListener:
         self.on_note = on_note
         self.on_reconnect = on_reconnect
         self.conn = None
+        #: The descriptor watched: a broken psycopg2 connection no longer tells its fileno(), and a
+        #: reader left registered on it would swallow the next socket given the same number.
+        self._fd: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self._retry: asyncio.Task | None = None
@@ -74,7 +77,8 @@ class TurnListener:
 
     def _listen_on(self, conn) -> None:
         self.conn = conn
-        self.loop.add_reader(conn.fileno(), self._readable)
+        self._fd = conn.fileno()
+        self.loop.add_reader(self._fd, self._readable)
 
     def _readable(self) -> None:
         try:
@@ -94,10 +98,8 @@ class TurnListener:
 
     def _drop(self) -> None:
         if self.conn is not None:
-            try:
-                self.loop.remove_reader(self.conn.fileno())
-            except Exception:  # fileno of a dead connection may be gone already
-                pass
+            self.loop.remove_reader(self._fd)  # before the close frees the number for another socket
+            self._fd = None
             try:
                 self.conn.close()
             except Exception:

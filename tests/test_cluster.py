@@ -347,3 +347,6 @@ async def test_a_logout_a_node_missed_while_its_listener_was_down_still_gives_it
             assert resumed["resumed"] is True and resumed["session"] == welcome["session"]
         stale = await Client.connect(first.port)
         assert (await stale.hello(resume=retired))["resumed"] is False
+        # The listener that came back hears the other node's turns again, as they happen.
+        said = await near.say("hello again")
+        assert replies(await far.recv_until("reply", seq=said[-2]["seq"])) == replies(said)
