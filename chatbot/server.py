@@ -431,14 +431,22 @@ class ChatServer:
 
     async def _sweep_forever(self) -> None:
         rounds = 0
+        expiry_due = False
         while True:
             await asyncio.sleep(min(30.0, max(self.settings.session_evict_after / 2, 0.5)))
             rounds += 1
             self.sessions.sweep()
-            if rounds % 120 == 1:  # about once an hour
+            expiry_due = expiry_due or rounds % 120 == 1  # about once an hour
+            if not expiry_due:
+                continue
+            try:
                 deleted = await self.sessions.delete_expired()
-                if deleted:
-                    self.events.event("sessions.deleted", count=deleted, reason="expired")
+            except Exception as error:  # a locked or unreachable database: try again next round
+                self.events.warning("sessions.expiry_failed", reason=str(error) or type(error).__name__)
+                continue
+            expiry_due = False
+            if deleted:
+                self.events.event("sessions.deleted", count=deleted, reason="expired")
 
 
 def listen(host: str, port: int) -> list:

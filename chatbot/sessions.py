@@ -171,9 +171,12 @@ class SessionManager:
                 return True
             # Out of the store as well: a tab still connected must not store its next turn in it,
             # which would make the token resume it again, as a second copy beside that tab's.
-            await self.delete_expired()
-            if await self._run(self.store.load_session, live.id) is not None:
-                return False  # a turn in flight, here or on another node, kept it alive
+            try:
+                await self.delete_expired()
+                if await self._run(self.store.load_session, live.id) is not None:
+                    return False  # a turn in flight, here or on another node, kept it alive
+            except StorageError as error:  # the tabs are closed all the same; the hourly clean-up deletes it
+                self.events.warning("sessions.expiry_failed", reason=str(error))
             self._end_expired(live, reason)
             return True
 

@@ -545,6 +545,31 @@ async def test_a_password_typed_into_a_box_an_update_renamed_is_masked_in_histor
     assert b"Correct Horse 99" not in b"".join(p.read_bytes() for p in (tmp_path / "data").glob("chatbot.db*"))
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_a_clean_up_that_finds_the_database_locked_is_tried_again_and_eviction_goes_on(tmp_path):
+    async with running_server(tmp_path) as server:
+        expired = await Client.connect(server.port)
+        await expired.hello()
+        await expired.recv()
+        expired.close()
+        db = sqlite3.connect(tmp_path / "chatbot.db", isolation_level=None)
+        db.execute("update sessions set updated_at = updated_at - 40 * 86400")
+        db.execute("BEGIN IMMEDIATE")  # another program holds the write lock through the first clean-up
+        await asyncio.sleep(6.5)  # the clean-up runs at 0.5 s and gives up after SQLite's 5 s busy timeout
+        db.execute("COMMIT")
+        assert not server._sweeper.done()
+        tab = await Client.connect(server.port)
+        await tab.hello()
+        await tab.recv()
+        tab.close()
+        for _ in range(100):
+            if not server.sessions.live and db.execute("select count(*) from sessions").fetchone() == (1,):
+                break
+            await asyncio.sleep(0.1)
+        assert not server.sessions.live, "sessions without tabs still leave memory"
+        assert db.execute("select count(*) from sessions").fetchone() == (1,), "the expired one was deleted"
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_a_session_that_could_not_be_stored_leaves_nothing_behind(tmp_path):
     async with running_server(tmp_path) as server:
