@@ -655,6 +655,34 @@ def test_a_percent_encoded_user_and_password_reach_postgresql_decoded(postgres_u
         admin.close()
 
 
+def test_a_full_disk_is_reported_as_such_not_as_the_rollback_sqlite_already_did(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/chatbot.db")
+    store.open()
+    try:
+        store.create_session(session()).result()
+        database = store._database
+        with database.connection_context():
+            pages = database.execute_sql("PRAGMA page_count").fetchone()[0]
+        connect = database._initialize_connection
+
+        def small_disk(conn):  # a database that may grow by two pages stands in for a full disk
+            connect(conn)
+            conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+        database._initialize_connection = small_disk
+        database.close_all()
+        with pytest.raises(StorageError, match=r"^storage: save_turn of session 's1' failed: "
+                                               r"database or disk is full$"):
+            for seq in range(1, 20):
+                store.save_turn(replace(turn("s1", seq, HistoryRecord(seq, "user", "x" * 3000, {}, 1.0)),
+                                        expected_seq=seq - 1)).result()
+        database._initialize_connection = connect
+        database.close_all()
+        assert store.load_session("s1").seq < 19, "the failed turn left nothing behind"
+    finally:
+        store.close()
+
+
 def test_turn_notes_need_postgresql(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/chatbot.db")
     store.open()

@@ -261,6 +261,15 @@ class GroupCommitWriter:
         return False
 
     def _transaction(self, writes: list[_Write]) -> list[Any]:
+        try:
+            return self._transaction_unmasked(writes)
+        except peewee.OperationalError as error:
+            original = _unmasked(error)
+            if original is error:
+                raise
+            raise original from None
+
+    def _transaction_unmasked(self, writes: list[_Write]) -> list[Any]:
         if self._on_loop_thread():
             # The loop keeps one connection: SQLite drops a connection's page cache whenever
             # another connection wrote since its last transaction, so a connection borrowed
@@ -287,6 +296,21 @@ class GroupCommitWriter:
             wrapped.__cause__ = error
             error = wrapped
         write.future.set_exception(error)
+
+
+def _unmasked(error: peewee.OperationalError) -> Exception:
+    """The error that a failed rollback took the place of.
+
+    SQLite rolls a transaction back itself when, for instance, the disk is full; peewee's own
+    rollback then fails with "no transaction is active", and that error would be reported
+    instead of "database or disk is full" (or "database is locked", which the writer waits out).
+    """
+    if "no transaction is active" not in str(error):
+        return error
+    cause = error.__context__
+    while cause is not None and "no transaction is active" in str(cause):
+        cause = cause.__cause__ or cause.__context__
+    return cause if isinstance(cause, Exception) else error
 
 
 def _apply_in_order(writes: list[_Write]) -> list[Any]:
