@@ -88,6 +88,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.db_failing = Gauge(
+            "chatbot_db_failing",
+            "1 while the database fails the writes it is given (a full disk, a lost server), else 0.",
+            registry=registry,
+        )
         self.db_commit = Histogram(
             "chatbot_db_commit_seconds",
             "Time a turn waits for its write to be committed, waiting behind other writes included.",

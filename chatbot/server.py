@@ -299,7 +299,11 @@ class HealthHandler(tornado.web.RequestHandler):
 
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
-        self.write({"status": "stopping" if self.server.stopping else "ok", "version": __version__,
+        failing = self.server.store.database_failing
+        if failing:
+            self.set_status(503)  # messages are answered with errors: a balancer should send users elsewhere
+        status = "stopping" if self.server.stopping else "failing" if failing else "ok"
+        self.write({"status": status, "database": "failing" if failing else "ok", "version": __version__,
                     "node": self.server.sessions.node, "pid": os.getpid(),
                     "connections": len(self.server.connections), "sessions": len(self.server.sessions.live)})
 
@@ -336,6 +340,7 @@ class ChatServer:
         self.metrics = metrics or Metrics()
         self.flow_hashes = flow_hashes or {name: flow.version for name, flow in engine.flows.items()}
         self.store = Store(settings.database_url, history_limit=settings.history_limit)
+        self.metrics.db_failing.set_function(lambda: float(self.store.database_failing))
         self.executor = ThreadPoolExecutor(settings.blocking_threads, thread_name_prefix="chatbot-blocking")
         self.accounts = Accounts(self.store)
         #: Several processes may share a PostgreSQL database: sessions then move between them.

@@ -30,6 +30,42 @@ async def test_health_and_page(tmp_path):
         assert b"chatbot_connections_open" in metrics.body
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_health_and_metrics_tell_when_the_database_fails_writes(tmp_path):
+    async def health() -> tuple[int, dict, bytes]:
+        http = AsyncHTTPClient()
+        answer = await http.fetch(f"http://127.0.0.1:{server.port}/healthz", raise_error=False)
+        metrics = (await http.fetch(f"http://127.0.0.1:{server.port}/metrics")).body
+        return answer.code, json.loads(answer.body), next(line for line in metrics.splitlines()
+                                                          if line.startswith(b"chatbot_db_failing "))
+
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        assert await health() == (200, {**(await health())[1], "status": "ok", "database": "ok"},
+                                  b"chatbot_db_failing 0.0")
+        database = server.store._database  # this thread's connection is the one the writer uses
+        pages = database.execute_sql("PRAGMA page_count").fetchone()[0]
+        database.execute_sql(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        outcomes = []
+        while "error" not in outcomes and len(outcomes) < 50:  # until the file would have to grow
+            client_id = client.next_id()
+            await client.send({"type": "message", "id": client_id, "text": "x" * 3000})
+            frame = await client.recv()
+            while frame.get("id") != client_id and frame.get("in_reply_to") != client_id:
+                frame = await client.recv()
+            outcomes.append(frame["type"])
+        assert outcomes[-1] == "error"
+        code, body, metric = await health()
+        assert (code, body["status"], body["database"], metric) == (503, "failing", "failing",
+                                                                    b"chatbot_db_failing 1.0")
+        database.execute_sql("PRAGMA max_page_count = 1073741823")  # space again
+        assert (await client.say("hello"))[-1]["type"] == "ack"
+        code, body, metric = await health()
+        assert (code, body["status"], metric) == (200, "ok", b"chatbot_db_failing 0.0")
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_register_chat_logout_and_log_back_in(tmp_path):
     async with running_server(tmp_path) as server:

@@ -176,6 +176,11 @@ class Store:
         writer.wait(writer.barrier(), timeout)
 
     @property
+    def database_failing(self) -> bool:
+        """Whether the database failed the last write it was given (see GroupCommitWriter)."""
+        return self._writer is not None and self._writer.database_failing
+
+    @property
     def write_stats(self) -> WriteStats:
         return self._open_writer().stats
 

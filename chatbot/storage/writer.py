@@ -73,6 +73,9 @@ class GroupCommitWriter:
         self._lock = threading.Lock()
         self._closed = False
         self._writes = self._transactions = self._failures = 0
+        #: Whether the database itself failed the last write it was asked for (a full disk, a lost
+        #: server), as opposed to a write refused for its own sake (a conflict, an unknown session).
+        self.database_failing = False
         self._loop = loop
         #: Whether a drain of the queue is scheduled on the loop (guarded by _lock).
         self._drain_due = False
@@ -287,10 +290,13 @@ class GroupCommitWriter:
             with self._database.connection_context(), self._database.atomic():
                 results = _apply_in_order(writes)
         self._transactions += 1
+        self.database_failing = False
         return results
 
     def _fail(self, write: _Write, error: Exception) -> None:
         self._failures += 1
+        if isinstance(error, (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)):
+            self.database_failing = True
         if isinstance(error, (peewee.PeeweeException, MaxConnectionsExceeded)):
             wrapped = StorageError(f"storage: {write.label} failed: {error}")
             wrapped.__cause__ = error
