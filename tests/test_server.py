@@ -66,6 +66,22 @@ async def test_health_and_metrics_tell_when_the_database_fails_writes(tmp_path):
         assert (code, body["status"], metric) == (200, "ok", b"chatbot_db_failing 0.0")
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_a_database_file_deleted_under_the_server_acknowledges_nothing_more(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        assert (await client.say("hello"))[-1]["type"] == "ack"
+        for path in tmp_path.glob("chatbot.db*"):
+            path.unlink()
+        await client.send({"type": "message", "id": "lost", "text": "hello again"})
+        frame = await client.recv()
+        assert (frame["type"], frame["code"], frame["in_reply_to"]) == ("error", "internal_error", "lost")
+        health = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{server.port}/healthz", raise_error=False)
+        assert (health.code, json.loads(health.body)["database"]) == (503, "failing")
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_register_chat_logout_and_log_back_in(tmp_path):
     async with running_server(tmp_path) as server:

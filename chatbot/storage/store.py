@@ -12,6 +12,7 @@ result. Reads see committed writes only.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -53,6 +54,25 @@ class SessionConflict(StorageError):
 
 class SessionGone(StorageError):
     """The session is no longer stored (it expired and was deleted)."""
+
+
+def _same_file_check(path: str):
+    """A check that the SQLite file at `path` is still the one opened now.
+
+    A connection keeps writing to a file deleted under it, and every commit would succeed
+    into a file no one will open again: turns acknowledged, then lost.
+    """
+    opened = os.stat(path)
+
+    def check() -> None:
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            raise peewee.OperationalError(f"the database file '{path}' was deleted while the server ran") from None
+        if (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+            raise peewee.OperationalError(f"the database file '{path}' was replaced while the server ran")
+
+    return check
 
 
 class Checkpointer:
@@ -151,7 +171,8 @@ class Store:
         self._database, self._models = database, models
         self._turn_sql = TurnStatements.build(database, models)
         self._user_ids: dict[str, int] = {}
-        self._writer = GroupCommitWriter(database, max_batch=self._max_batch, loop=loop)
+        check = _same_file_check(database.database) if isinstance(database, peewee.SqliteDatabase) else None
+        self._writer = GroupCommitWriter(database, max_batch=self._max_batch, loop=loop, check=check)
         self._writer.start()
         if loop is not None and isinstance(database, peewee.SqliteDatabase):
             self._checkpointer = Checkpointer(database, CHECKPOINT_INTERVAL)

@@ -62,11 +62,13 @@ _STOP = None
 
 class GroupCommitWriter:
     def __init__(self, database: peewee.Database, *, max_batch: int = MAX_BATCH,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None, check: Callable[[], None] | None = None) -> None:
         if max_batch < 1:
             raise ValueError(f"writer: max_batch must be at least 1, got {max_batch}")
         self._database = database
         self._max_batch = max_batch
+        #: Called before each transaction; raises if the database cannot be trusted with it.
+        self._check = check
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         # Guards the closed flag together with the queue, so nothing is
         # queued behind the stop marker where no one would run it.
@@ -273,6 +275,8 @@ class GroupCommitWriter:
             raise original from None
 
     def _transaction_unmasked(self, writes: list[_Write]) -> list[Any]:
+        if self._check is not None:
+            self._check()
         if self._on_loop_thread():
             # The loop keeps one connection: SQLite drops a connection's page cache whenever
             # another connection wrote since its last transaction, so a connection borrowed
