@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -69,6 +71,26 @@ LAYOUT = """
 """
 
 
+# A browser whose storage is blocked (some privacy settings, some embedded views): even reading
+# `localStorage` or `sessionStorage` throws.
+BLOCK_STORAGE = """
+for (const name of ['localStorage', 'sessionStorage']) {
+  Object.defineProperty(window, name, {
+    get() { throw new DOMException('The operation is insecure.', 'SecurityError'); },
+  });
+}
+"""
+
+# Every WebSocket the page opens, in `window.__sockets`, so a test can drop one as a network would.
+SOCKETS = """
+window.__sockets = [];
+const PageSocket = window.WebSocket;
+window.WebSocket = class extends PageSocket {
+  constructor(...args) { super(...args); window.__sockets.push(this); }
+};
+"""
+
+
 def launch_chromium(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
 
@@ -102,6 +124,7 @@ class ChatPage:
         self.register_button = page.get_by_test_id("register-button")
         self.logout_button = page.get_by_test_id("logout-button")
         self.user_name = page.get_by_test_id("user-name")
+        self._devtools = None
 
     def _on_dialog(self, dialog) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
@@ -167,6 +190,20 @@ class ChatPage:
         button.click()
         self._expect_replies(before, replies)
 
+    def double_click_and_expect(self, button: Locator, *replies: str | re.Pattern) -> None:
+        """Double-click `button`; expect exactly these replies, whatever the second click sent."""
+        before = self.bot_texts.count()
+        button.dblclick()
+        self._expect_replies(before, replies)
+
+    def set_offline(self, offline: bool) -> None:
+        """This tab alone loses (or gets back) the network, as DevTools' "Offline" does: new
+        connections fail at once, and the page gets `offline` and `online` events."""
+        if self._devtools is None:  # one session: the conditions one sets, another would not undo
+            self._devtools = self.page.context.new_cdp_session(self.page)
+        self._devtools.send("Network.emulateNetworkConditions", {
+            "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+
     def _expect_replies(self, before: int, replies: tuple[str | re.Pattern, ...]) -> None:
         for offset, reply in enumerate(replies):
             expected = exactly(reply) if isinstance(reply, str) else reply
@@ -207,3 +244,97 @@ def server_history(port: int, token: str, limit: int = 500) -> list[dict]:
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, read()).result(timeout=30)
+
+
+async def _fill(port: int, token: str, messages: int) -> None:
+    client = await Client.connect(port)
+    try:
+        welcome = await client.hello(resume=token)
+        assert welcome["resumed"] is True, f"the page's token did not resume its session: {welcome}"
+        for n in range(messages):
+            await client.say(f"message {n}")
+    finally:
+        client.close()
+
+
+def fill_conversation(port: int, token: str, messages: int) -> None:
+    """Send `messages` messages into the page's session from a client of its own (each is an
+    entry, and so is the bot's reply), far faster than typing them into the page."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _fill(port, token, messages)).result(timeout=60)
+
+
+class TcpProxy:
+    """A TCP forwarder in front of the server, for a network that goes bad without going down.
+
+    `hang()`: new connections are accepted and then get no answer at all, as behind a captive
+    portal or a dead NAT mapping; `forward()`: they reach the server again. `cut()` breaks the
+    connections that are open.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.hanging = False
+        self.held: list[socket.socket] = []  # the connections accepted and never answered
+        self.some_held = threading.Event()
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hang(self) -> None:
+        self.hanging = True
+
+    def forward(self) -> None:
+        self.hanging = False
+
+    def cut(self) -> None:
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for end in pair:
+                self._shut(end)
+
+    def close(self) -> None:
+        self._listener.close()
+        self.cut()
+        for held in self.held:
+            held.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            if self.hanging:
+                self.held.append(client)
+                self.some_held.set()
+                continue
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.append((client, server))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            self._shut(end)
+        source.close()  # each socket is the source of one pump
+
+    @staticmethod
+    def _shut(end: socket.socket) -> None:
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

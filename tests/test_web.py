@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
+from pathlib import Path
+from typing import Callable
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from tests.browser_helpers import CHROMIUM, ChatPage, exactly, launch_chromium, server_history
+from tests.browser_helpers import (BLOCK_STORAGE, CHROMIUM, SOCKETS, ChatPage, TcpProxy, exactly,
+                                   fill_conversation, launch_chromium, server_history)
 from tests.process_helpers import ServerProcess
 
 expect.set_options(timeout=10_000)  # a shared 2-core machine can be slow; the waits end as soon as they can
@@ -32,6 +36,12 @@ XSS = "<img src=x onerror=alert(1)>"
 # What Chromium logs for each reconnection attempt while the server is down: expected, nothing else is.
 REFUSED_WHILE_DOWN = re.compile(r"^WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws' failed: "
                                 r"Error in connection establishment: net::ERR_CONNECTION_REFUSED$")
+# What it logs for each attempt while a tab is offline, and for an attempt the page gives up.
+FAILED_OFFLINE = re.compile(r"^WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws' failed: "
+                            r"Error in connection establishment: net::ERR_INTERNET_DISCONNECTED$")
+GIVEN_UP = re.compile(r"^WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws' failed: "
+                      r"WebSocket is closed before the connection is established\.$")
+EXPIRED = "Your previous conversation has expired. A new one has started."
 # Where to write a fresh screenshot of a conversation for the README (e.g. docs/screenshot.png).
 SCREENSHOT_TO = os.environ.get("CHATBOT_SCREENSHOT")
 
@@ -49,8 +59,9 @@ def browser():
 
 
 @pytest.fixture
-def server(tmp_path):
-    process = ServerProcess(tmp_path / "data")
+def server(request, tmp_path):
+    """`chatbot serve`; a test parametrizes it indirectly to give the command more arguments."""
+    process = ServerProcess(tmp_path / "data", *getattr(request, "param", ()))
     process.start()
     yield process
     if process.proc.poll() is None:
@@ -59,24 +70,35 @@ def server(tmp_path):
 
 @pytest.fixture
 def open_chat(browser, server):
-    """Open the chat page in a new browser context; the page must not throw or pop up dialogs."""
+    """Open the chat page in a new browser context; the page must not throw or pop up dialogs.
+
+    `context`: open it as another tab of that context (its profile: the tabs share the session);
+    `port`: load it from there (a proxy) instead of the server; `setup`: prepares the tab before
+    the page loads; `console`: what else the browser may log for this tab.
+    """
     contexts, pages = [], []
 
-    def open_(locale: str = "en-US", width: int = 900, height: int = 760) -> ChatPage:
-        context = browser.new_context(locale=locale, viewport={"width": width, "height": height})
-        context.set_default_timeout(10_000)
-        contexts.append(context)
-        chat = ChatPage(context.new_page(), f"http://127.0.0.1:{server.port}/")
-        pages.append(chat)
+    def open_(locale: str = "en-US", width: int = 900, height: int = 760, *,
+              context: BrowserContext | None = None, port: int | None = None,
+              setup: Callable[[Page], None] | None = None, console: tuple[re.Pattern, ...] = ()) -> ChatPage:
+        if context is None:
+            context = browser.new_context(locale=locale, viewport={"width": width, "height": height})
+            context.set_default_timeout(10_000)
+            contexts.append(context)
+        page = context.new_page()
+        if setup:
+            setup(page)
+        chat = ChatPage(page, f"http://127.0.0.1:{port or server.port}/")
+        pages.append((chat, (REFUSED_WHILE_DOWN, *console)))
         return chat.open()
 
     yield open_
     for context in contexts:
         context.close()
-    for chat in pages:
+    for chat, expected in pages:
         assert chat.errors == [], f"the page threw: {chat.errors}"
         assert chat.dialogs == [], f"the page opened dialogs: {chat.dialogs}"
-        complaints = [text for text in chat.console if not REFUSED_WHILE_DOWN.search(text)]
+        complaints = [text for text in chat.console if not any(known.search(text) for known in expected)]
         assert complaints == [], f"the browser's console: {complaints}"
 
 
@@ -444,3 +466,176 @@ def test_a_message_left_in_the_shared_outbox_of_an_earlier_page_version_is_sent(
         assert chat.errors == []
     finally:
         context.close()
+
+
+# --- a conversation that changed under the page ------------------------------------------------
+def expire_sessions(data_dir: Path) -> None:
+    """Make every session of a stopped server's database older than the idle expiry (30 days)."""
+    db = sqlite3.connect(data_dir / "chatbot.db")
+    try:
+        db.execute("update sessions set updated_at = updated_at - 40 * 86400")
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_a_tab_that_resumes_the_new_session_another_tab_started_after_an_expiry_starts_over_too(
+        open_chat, server):
+    first = open_chat()
+    second = open_chat(context=first.page.context, console=(FAILED_OFFLINE,))
+    for _ in range(2):
+        first.exchange("one two three", "To chat with me, please log in or register first.")
+    expect(second.bot_texts).to_have_count(3)
+    old_token = first.local_storage()["chatbot.resume"]
+
+    server.terminate()
+    for chat in (first, second):
+        expect(chat.status).to_have_attribute("data-state", re.compile("^(reconnecting|offline)$"))
+    expire_sessions(server.data_dir)
+    second.set_offline(True)  # so that the first tab is the first back, whatever the backoff
+    server.start()
+    first.expect_connected(timeout=20_000)
+    expect(first.page.get_by_test_id("system-note")).to_have_text(EXPIRED)
+    expect(first.bot_texts).to_have_count(1)
+    new_token = first.local_storage()["chatbot.resume"]
+    assert new_token != old_token
+
+    # The second tab comes back with the token the first one stored: that session resumes, but it
+    # is another conversation than the one it shows.
+    second.set_offline(False)
+    second.expect_connected()
+    expect(second.page.get_by_test_id("system-note")).to_have_text(EXPIRED)
+    expect(second.bot_texts).to_have_count(1)
+    expect(second.bot_texts.first).to_have_text(WELCOME_EN)
+    assert second.entries() == first.entries()
+    assert second.local_storage()["chatbot.resume"] == new_token
+
+    second.exchange("four five six", "To chat with me, please log in or register first.")
+    expect(first.user_texts).to_have_count(1)
+    expect(first.bot_texts).to_have_count(2)
+    stored = [(e["from"], e["text"]) for e in server_history(server.port, new_token)]
+    for chat in (first, second):
+        assert [(e["from"], e["text"]) for e in chat.entries()] == [("note", EXPIRED), *stored]
+
+
+def say(chat: ChatPage, text: str, reply: str) -> None:
+    """`chat.exchange` for a page whose storage throws (its outbox cannot be looked at)."""
+    before = chat.bot_texts.count()
+    chat.type_message(text)
+    expect(chat.bot_texts.nth(before)).to_have_text(exactly(reply))
+    expect(chat.pending).to_have_count(0)
+    expect(chat.bot_texts).to_have_count(before + 1)
+
+
+def test_with_its_storage_blocked_the_page_goes_on_with_its_conversation_after_a_server_restart(
+        open_chat, server):
+    chat = open_chat(setup=lambda page: page.add_init_script(BLOCK_STORAGE))
+    assert chat.page.evaluate("() => { try { localStorage; return false; } catch { return true; } }")
+    anonymous = "To chat with me, please log in or register first."
+    say(chat, "one two three", anonymous)
+    say(chat, "four five six", anonymous)
+    before = chat.entries()
+
+    server.terminate()
+    expect(chat.status).to_have_attribute("data-state", re.compile("^(reconnecting|offline)$"))
+    server.start()
+    chat.expect_connected(timeout=20_000)
+    say(chat, "still there?", anonymous)  # a new session would number its entries from 1 again
+    after = [(e["from"], e["text"]) for e in chat.entries()]
+    assert after == [*((e["from"], e["text"]) for e in before), ("user", "still there?"), ("bot", anonymous)]
+
+
+# --- a network that hangs ----------------------------------------------------------------------
+@pytest.fixture
+def proxy(server):
+    """Ask for it before `open_chat`, so that it closes after the pages (which would log the resets)."""
+    proxy = TcpProxy(server.port)
+    yield proxy
+    proxy.close()
+
+
+def hang_the_network(chat: ChatPage, proxy: TcpProxy) -> None:
+    """Break the page's connection; its reconnect attempt is accepted and never answered."""
+    proxy.hang()
+    proxy.cut()
+    expect(chat.status).to_have_attribute("data-state", "reconnecting")
+    assert proxy.some_held.wait(10), "the page did not try to reconnect"
+    expect(chat.status).to_have_attribute("data-state", "reconnecting")
+
+
+def test_coming_back_online_drops_a_reconnect_attempt_that_hangs(proxy, open_chat):
+    chat = open_chat(port=proxy.port, console=(GIVEN_UP,))
+    hang_the_network(chat, proxy)
+    proxy.forward()
+    chat.set_offline(True)  # the laptop moved to another network
+    chat.set_offline(False)
+    chat.expect_connected(timeout=5_000)  # long before the attempt would time out (10 s)
+    chat.exchange("one two three", "To chat with me, please log in or register first.")
+
+
+def test_a_reconnect_attempt_that_hangs_is_given_up_after_ten_seconds(proxy, open_chat):
+    chat = open_chat(port=proxy.port, console=(GIVEN_UP,), setup=lambda page: page.clock.install())
+    hang_the_network(chat, proxy)
+    proxy.forward()
+    chat.page.clock.fast_forward(10_000)
+    chat.expect_connected(timeout=5_000)
+    chat.exchange("one two three", "To chat with me, please log in or register first.")
+
+
+# --- the header's buttons ----------------------------------------------------------------------
+def test_a_double_click_on_log_in_or_log_out_acts_once_and_the_focus_stays_on_the_page(open_chat):
+    chat = open_chat()
+    chat.double_click_and_expect(chat.login_button, "What is your username?")
+    expect(chat.login_button).to_be_focused()
+
+    register(chat, "fay_dbl", "double click pass")  # the header's Register works in any state
+    chat.logout_button.focus()
+    chat.double_click_and_expect(chat.logout_button, "You are logged out. Bye!", WELCOME_EN)
+    chat.expect_anonymous()
+    expect(chat.input).to_be_focused()  # not <body>: the focused button is gone
+    chat.page.keyboard.type("hi")
+    chat.page.keyboard.press("Enter")
+    expect(chat.user_texts.last).to_have_text("hi")
+
+
+# --- languages in several tabs -----------------------------------------------------------------
+def test_a_language_picked_in_one_tab_is_followed_by_the_others_and_kept_when_they_reconnect(open_chat):
+    first = open_chat()
+    second = open_chat(context=first.page.context, setup=lambda page: page.add_init_script(SOCKETS))
+    first.click_and_expect(first.page.get_by_test_id("lang-ru"), "Буду говорить по-русски.", WELCOME_RU)
+    expect(second.bot_texts.last).to_have_text(WELCOME_RU)
+    expect(second.page.locator("html")).to_have_attribute("lang", "ru")
+    expect(second.status).to_have_text("Подключено")
+    expect(second.input).to_have_attribute("placeholder", "Введите сообщение")
+    expect(second.page.get_by_test_id("lang-ru")).to_have_attribute("aria-pressed", "true")
+
+    # The second tab's connection drops; its new hello must not switch the session back.
+    second.page.evaluate("window.__sockets.at(-1).close()")
+    second.page.wait_for_function("() => window.__sockets.length === 2")
+    second.expect_connected()
+    second.exchange("раз два три", "Чтобы поговорить, сначала войдите или зарегистрируйтесь.")
+    expect(first.bot_texts.last).to_have_text("Чтобы поговорить, сначала войдите или зарегистрируйтесь.")
+    expect(first.page.locator("html")).to_have_attribute("lang", "ru")
+
+
+# --- show earlier messages ---------------------------------------------------------------------
+@pytest.mark.parametrize("server", [("--rate-limit", "1000", "--rate-burst", "1000")], indirect=True)
+def test_show_earlier_messages_keeps_the_keyboard_focus(open_chat, server):
+    chat = open_chat()
+    fill_conversation(server.port, chat.local_storage()["chatbot.resume"], 76)  # 153 entries
+    chat.reload()  # shows the newest 100
+    earlier = chat.page.get_by_test_id("load-earlier")
+    expect(earlier).to_be_visible()
+    earlier.focus()
+    shown = chat.log.locator(".msg")
+
+    chat.page.keyboard.press("Enter")  # 50 more, and some are left
+    expect(shown).to_have_count(150)
+    expect(earlier).to_be_visible()
+    expect(earlier).to_be_focused()
+    expect(earlier).to_be_enabled()
+
+    chat.page.keyboard.press("Enter")  # the rest: nothing earlier is left
+    expect(shown).to_have_count(153)
+    expect(earlier).to_be_hidden()
+    expect(chat.log).to_be_focused()

@@ -1,7 +1,7 @@
 // The chat page: one WebSocket to ./ws speaking the protocol of docs/protocol.md.
 // Only what must survive a reload is stored: in localStorage, shared by the tabs, the token,
 // last_seq and lang; in sessionStorage, the tab's own, its outbox. The conversation itself is
-// always rebuilt from the server's history.
+// always rebuilt from the server's history. What a storage refuses to keep is kept in memory.
 
 const KEYS = {
   resume: 'chatbot.resume',
@@ -14,6 +14,7 @@ const BACKOFF_CAP_MS = 4000;
 const OFFLINE_AFTER_FAILURES = 4;
 const PING_EVERY_MS = 25000;
 const PONG_TIMEOUT_MS = 10000;
+const CONNECT_TIMEOUT_MS = 10000;  // an attempt without a welcome by then has hung: try again
 const RATE_LIMIT_RETRY_MS = 3000;
 const CLOSE_TOO_LARGE = 1009;
 const HISTORY_ON_LOAD = 100;
@@ -58,16 +59,26 @@ const ui = {
   langButtons: document.querySelectorAll('[data-lang]'),
 };
 
+// What a storage failed to keep (disabled, blocked or full), by `area:key`. It is newer than
+// what the storage may still hold: without it a page whose storage throws would lose its token
+// and, at the next reconnect, silently start a new session.
+const unsaved = new Map();
+
 const state = {
   ws: null,
   connected: false,        // true between welcome and close
   failures: 0,             // consecutive attempts without a welcome: drives backoff
   retryTimer: null,
+  connectTimer: null,
   pingTimer: null,
   pongTimer: null,
   leaving: false,          // the page is being hidden: do not reconnect
   needHistory: true,       // the display was built from nothing: ask for history
   sentResume: false,       // the current hello carried a token
+  askedHistory: false,     // the current hello asked for history (not for what followed last_seq)
+  langUnsent: false,       // the user picked a language the server has not been told yet
+  session: null,           // id of the session whose conversation is on display
+  accountAction: null,     // id of the login/register/logout action awaiting its ack
   loadingEarlier: false,
   sentSizes: [],           // [id, bytes] of the frames sent on this connection
   lang: pickLanguage(),
@@ -87,15 +98,29 @@ const byId = new Map();    // client id -> user bubble, to merge echoes and acks
 
 // ---------- storage, ids, strings ----------
 
+function read(area, key) {
+  const slot = `${area}:${key}`;
+  if (unsaved.has(slot)) return unsaved.get(slot);
+  try { return window[area].getItem(key); } catch { return null; }  // even the getter may throw
+}
+
+function write(area, key, value) {
+  const text = value === null || value === undefined ? null : String(value);
+  try {
+    if (text === null) window[area].removeItem(key);
+    else window[area].setItem(key, text);
+    unsaved.delete(`${area}:${key}`);
+  } catch {
+    unsaved.set(`${area}:${key}`, text);  // a full or disabled storage must not break the chat
+  }
+}
+
 function load(key) {
-  try { return localStorage.getItem(key); } catch { return null; }  // storage may be disabled
+  return read('localStorage', key);
 }
 
 function save(key, value) {
-  try {
-    if (value === null || value === undefined) localStorage.removeItem(key);
-    else localStorage.setItem(key, String(value));
-  } catch { /* a full or disabled storage must not break the chat */ }
+  write('localStorage', key, value);
 }
 
 function randomTag() {
@@ -126,14 +151,11 @@ const asText = (value) => (typeof value === 'string' ? value : '');
 // A tab that resent another's frames would get their acks, and the tab that wrote them would
 // wait for acks that never come.
 function loadOwn(key) {
-  try { return sessionStorage.getItem(key); } catch { return null; }
+  return read('sessionStorage', key);
 }
 
 function saveOwn(key, value) {
-  try {
-    if (value === null) sessionStorage.removeItem(key);
-    else sessionStorage.setItem(key, value);
-  } catch { /* as in save() */ }
+  write('sessionStorage', key, value);
 }
 
 function outboxRead() {
@@ -187,6 +209,10 @@ function connect() {
   }
   state.ws = ws;
   state.sentSizes = [];
+  // A network can accept the connection and then never answer: without a limit the page would
+  // say "Reconnecting…" for minutes. A welcome clears it; otherwise the attempt counts as failed.
+  clearTimeout(state.connectTimer);
+  state.connectTimer = setTimeout(() => { if (state.ws === ws) disconnected(); }, CONNECT_TIMEOUT_MS);
   ws.onopen = () => sendHello();
   ws.onmessage = (event) => onFrame(event.data);
   ws.onclose = (event) => {
@@ -198,12 +224,18 @@ function connect() {
 }
 
 function sendHello() {
+  // The hello sets the session's language: it must be the one picked last, in any tab, and not
+  // what this tab showed before another picked a new one (a storage event can be missed, e.g.
+  // by a page kept in the back/forward cache).
+  followLanguage(load(KEYS.lang));
   const hello = { type: 'hello', lang: state.lang };
   const token = load(KEYS.resume);
   if (token) hello.resume = token;
   if (state.needHistory) hello.history = HISTORY_ON_LOAD;
   else hello.last_seq = state.lastSeq;
   state.sentResume = Boolean(token);
+  state.askedHistory = state.needHistory;
+  state.langUnsent = false;
   send(hello);
 }
 
@@ -215,22 +247,29 @@ function send(frame) {
   return true;
 }
 
-// Called once per lost socket, whether it closed cleanly or went silent.
+// Called once per lost socket, whether it closed cleanly, went silent or never answered.
 function disconnected() {
+  keepingFocus(() => {
+    dropSocket();
+    state.connected = false;
+    state.loadingEarlier = false;
+    setUnusable(ui.earlier, false);  // its answer will not come: let it be asked again
+    failUnqueuedMessages();
+    refreshControls();
+  });
+  if (!state.leaving) scheduleReconnect();
+}
+
+function dropSocket() {
   const ws = state.ws;
   state.ws = null;
   if (ws) {
     ws.onopen = ws.onmessage = ws.onclose = null;
     if (ws.readyState <= WebSocket.OPEN) ws.close();
   }
+  clearTimeout(state.connectTimer);
   clearInterval(state.pingTimer);
   clearTimeout(state.pongTimer);
-  state.connected = false;
-  state.loadingEarlier = false;
-  ui.earlier.disabled = false;  // its answer will not come: let it be asked again
-  failUnqueuedMessages();
-  refreshControls();
-  if (!state.leaving) scheduleReconnect();
 }
 
 function scheduleReconnect() {
@@ -243,7 +282,10 @@ function scheduleReconnect() {
 }
 
 function reconnectNow() {
-  if (state.ws || state.leaving) return;
+  if (state.leaving) return;
+  // An attempt still connecting may hang on the network the browser has just left: start afresh.
+  if (state.ws?.readyState === WebSocket.CONNECTING) dropSocket();
+  if (state.ws) return;
   state.failures = 0;
   connect();
 }
@@ -270,24 +312,69 @@ function onFrame(data) {
   let frame;
   try { frame = JSON.parse(data); } catch { return; }
   const handle = frame && handlers[frame.type];
-  if (handle) handle(frame);  // unknown types are ignored so the server can add new ones
+  // Unknown types are ignored so the server can add new ones.
+  if (handle) keepingFocus(() => handle(frame));
 }
 
 function onWelcome(frame) {
+  clearTimeout(state.connectTimer);
   if (typeof frame.resume === 'string') save(KEYS.resume, frame.resume);
   if (!frame.resumed) state.needHistory = false;  // a new session has no past to send
-  if (state.sentResume && !frame.resumed) {
+  if (isNewConversation(frame)) {
     clearConversation();
     addNote(t('expired'));
+    // The hello asked for what followed a seq of the conversation that is over.
+    if (frame.resumed && !state.askedHistory) askHistory(frame.last_seq);
   } else if (frame.resumed && Number.isInteger(frame.last_seq) && frame.last_seq < state.lastSeq) {
     forgetSeqsAbove(frame.last_seq);
   }
+  if (typeof frame.session === 'string') state.session = frame.session;
   state.user = typeof frame.user === 'string' ? frame.user : null;
   state.connected = true;
   state.failures = 0;
   startKeepalive();
+  followSessionLanguage(frame.lang);
   for (const queued of outboxRead()) send(queued);
   refreshControls();
+}
+
+// The display shows another conversation than the one this welcome is for: the token sent was
+// expired, or it opened another session than the one on display. After an expiry another tab may
+// have started a new session and stored its token, which this tab then resumes (`resumed: true`);
+// a page that lost its token (site data cleared meanwhile) sends none and gets a new session.
+// Either way the seq numbers on display mean nothing in the new conversation.
+function isNewConversation(frame) {
+  if (state.sentResume && !frame.resumed) return true;
+  const session = typeof frame.session === 'string' ? frame.session : null;
+  return state.session !== null && session !== null && session !== state.session;
+}
+
+function askHistory(lastSeq) {
+  const before = (Number.isInteger(lastSeq) ? lastSeq : 0) + 1;
+  state.needHistory = true;  // until the answer comes: a reconnect meanwhile asks its hello for it
+  send({ type: 'history', before_seq: before, limit: HISTORY_ON_LOAD });
+}
+
+// The session's replies come in its language, which the interface follows. A language picked in
+// this tab after the hello left is newer than the session's, so it is sent instead of followed.
+function followSessionLanguage(lang) {
+  if (lang === state.lang) {
+    state.langUnsent = false;
+    return;
+  }
+  if (state.langUnsent) sendLanguage();
+  else followLanguage(lang);
+}
+
+function followLanguage(lang) {
+  if (!(lang in STRINGS) || lang === state.lang) return;
+  state.lang = lang;
+  applyLanguage();
+}
+
+function sendLanguage() {
+  state.langUnsent = false;
+  send({ type: 'action', id: newId(), name: `lang:${state.lang}` });
 }
 
 function onReply(frame) {
@@ -308,6 +395,7 @@ function onUser(frame) {
 function onAck(frame) {
   if (typeof frame.id !== 'string') return;
   outboxRemove(frame.id);
+  accountActionDone(frame.id);
   const bubble = byId.get(frame.id);
   if (!bubble) return;
   markDelivered(bubble);
@@ -322,15 +410,16 @@ function onHistory(frame) {
   const entries = Array.isArray(frame.entries) ? frame.entries : [];
   const scrollBack = state.loadingEarlier;
   const fromBottom = ui.log.scrollHeight - ui.log.scrollTop;
+  const focused = document.activeElement === ui.earlier;  // asked before hiding may move it
   state.needHistory = false;
   state.loadingEarlier = false;
   for (const entry of entries) if (isSeq(entry?.seq)) showEntry(entry);
   ui.earlier.hidden = !frame.more;
-  ui.earlier.disabled = false;
+  setUnusable(ui.earlier, false);
   // Older entries go in above: keep the part the reader is looking at still.
   if (scrollBack) ui.log.scrollTop = ui.log.scrollHeight - fromBottom;
   else scrollToBottom();
-  if (ui.earlier.hidden && document.activeElement === ui.earlier) ui.log.focus();  // keep focus
+  if (ui.earlier.hidden && focused) ui.log.focus();  // nothing earlier: go on reading from there
   refreshControls();
 }
 
@@ -350,6 +439,7 @@ function onError(frame) {
     }
     outboxRemove(id);
   }
+  accountActionDone(id);
   const bubble = byId.get(id);
   if (bubble) markNotSent(bubble, message);
   else addNote(message, 'error');
@@ -534,10 +624,32 @@ function refreshControls() {
   const anonymous = state.user === null;
   ui.login.hidden = ui.register.hidden = !anonymous;
   ui.logout.hidden = anonymous;
-  for (const button of [ui.login, ui.register, ui.logout]) button.disabled = !state.connected;
+  const unusable = !state.connected || state.accountAction !== null;
+  for (const button of [ui.login, ui.register, ui.logout]) setUnusable(button, unusable);
   ui.userBox.hidden = anonymous;
   ui.userName.textContent = state.user || '';
   showStatus();
+}
+
+// `aria-disabled` rather than `disabled`: Chromium takes the focus away from a disabled button,
+// and a keyboard user would have to find the way back from the top of the page. The click
+// handlers ignore a button marked so.
+function setUnusable(button, unusable) {
+  if (unusable) button.setAttribute('aria-disabled', 'true');
+  else button.removeAttribute('aria-disabled');
+}
+
+const isUnusable = (button) => button.getAttribute('aria-disabled') === 'true';
+
+// Chromium sends the focus of a control that is hidden, disabled or removed to <body>. The
+// message field takes it instead, unless `change` moved it somewhere on purpose.
+function keepingFocus(change) {
+  const focused = document.activeElement;
+  change();
+  if (!focused || focused === document.body || focused === ui.input) return;
+  const now = document.activeElement;
+  if (now !== focused && now !== document.body && now !== null) return;
+  if (!focused.isConnected || focused.disabled || !focused.checkVisibility()) ui.input.focus();
 }
 
 function setInputMode(mode) {
@@ -622,20 +734,43 @@ function sendAction(name) {
   return frame.id;
 }
 
+// Log in, Register and Log out act once per click: a double click would have the bot ask for
+// the username twice, or log out twice. Like a quick reply, the header waits for the ack.
+function sendAccountAction(button, name) {
+  if (isUnusable(button) || state.accountAction !== null) return;
+  state.accountAction = sendAction(name);
+  refreshControls();
+}
+
+function accountActionDone(id) {
+  if (state.accountAction === null || id !== state.accountAction) return;
+  state.accountAction = null;
+  refreshControls();
+}
+
 function switchLanguage(lang) {
   if (!(lang in STRINGS) || lang === state.lang) return;
   state.lang = lang;
-  save(KEYS.lang, lang);
+  save(KEYS.lang, lang);  // the other tabs follow (onStorage), and so do their next hellos
   applyLanguage();
-  // A live session switches in place; otherwise the next hello carries the language.
-  if (state.connected) send({ type: 'action', id: newId(), name: `lang:${lang}` });
+  // A live session switches in place; otherwise the next hello (or welcome) carries the language.
+  if (state.connected) sendLanguage();
+  else state.langUnsent = true;
+}
+
+// Another tab picked a language: it has told the session, and this tab's interface follows.
+// Its own pick, if it had one still unsent, is older: the other tab's is the one to keep.
+function onStorage(event) {
+  if (event.key !== KEYS.lang || !(event.newValue in STRINGS)) return;
+  state.langUnsent = false;
+  followLanguage(event.newValue);
 }
 
 function loadEarlier() {
   const first = [...bySeq.keys()].reduce((a, b) => Math.min(a, b), Infinity);
-  if (!state.connected || !Number.isFinite(first)) return;
+  if (state.loadingEarlier || !state.connected || !Number.isFinite(first)) return;
   state.loadingEarlier = true;
-  ui.earlier.disabled = true;
+  setUnusable(ui.earlier, true);  // one page at a time; the button keeps the focus meanwhile
   send({ type: 'history', before_seq: first, limit: HISTORY_PAGE });
 }
 
@@ -652,13 +787,14 @@ function showQueuedMessages() {
 
 function start() {
   ui.form.addEventListener('submit', onSubmit);
-  ui.login.addEventListener('click', () => sendAction('login'));
-  ui.register.addEventListener('click', () => sendAction('register'));
-  ui.logout.addEventListener('click', () => sendAction('logout'));
+  ui.login.addEventListener('click', () => sendAccountAction(ui.login, 'login'));
+  ui.register.addEventListener('click', () => sendAccountAction(ui.register, 'register'));
+  ui.logout.addEventListener('click', () => sendAccountAction(ui.logout, 'logout'));
   ui.earlier.addEventListener('click', loadEarlier);
   for (const button of ui.langButtons) {
     button.addEventListener('click', () => switchLanguage(button.dataset.lang));
   }
+  window.addEventListener('storage', onStorage);
   window.addEventListener('online', reconnectNow);
   window.addEventListener('offline', showStatus);
   document.addEventListener('visibilitychange', () => {
