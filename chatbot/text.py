@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
 
 __all__ = ["IntentMatcher", "IntentSpec", "Match", "extract", "normalise"]
 
@@ -28,12 +29,43 @@ _FOLD_TABLE.update({ord("ё"): "е", 0xFE0E: None, 0xFE0F: None})
 _FOLD_TABLE.update(dict.fromkeys(range(0x1F3FB, 0x1F400)))
 
 
+# An emoji or other pictorial symbol (category So) glued to a word is a word of its own: 'hi👋'
+# reads as 'hi 👋'. Runs of symbols stay together ('👋👋' still matches '^👋+$'), and so do
+# currency and maths signs (Sc, Sm), which belong to what they stand next to ('$5', 'c++').
+# Every So character lives in the first two planes too (a test checks this). A set, not a
+# regular expression: a class of thousands of ranges is slow to scan.
+_PICTORIAL = frozenset(chr(code) for code in range(0x20000) if unicodedata.category(chr(code)) == "So")
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"  # what \w matches
+
+
+def _splits(before: str, after: str) -> bool:
+    """Whether normalise() puts a space between these two characters: a word meets a symbol."""
+    if before in _PICTORIAL:
+        return _is_word_char(after)
+    return after in _PICTORIAL and _is_word_char(before)
+
+
+def _split_symbols(text: str) -> str:
+    if text.isascii() or _PICTORIAL.isdisjoint(text):  # most texts: nothing to split
+        return text
+    pieces = [text[0]]
+    for before, after in zip(text, text[1:]):
+        if _splits(before, after):
+            pieces.append(" ")
+        pieces.append(after)
+    return "".join(pieces)
+
+
 def normalise(text: str) -> str:
     """Return the form of ``text`` that intents are matched against.
 
-    NFKC (full-width letters, ligatures), casefold, 'ё'→'е', punctuation → space, whitespace
-    collapsed. Emoji and other symbols stay because an intent may be an emoji. Never raises,
-    even on lone surrogates, and normalise(normalise(x)) == normalise(x).
+    NFKC (full-width letters, ligatures), casefold, 'ё'→'е', punctuation → space, an emoji glued
+    to a word split off it, whitespace collapsed. Emoji and other symbols stay because an intent
+    may be an emoji. Never raises, even on lone surrogates, and
+    normalise(normalise(x)) == normalise(x).
     """
     text = unicodedata.normalize("NFKC", text).casefold().translate(_FOLD_TABLE)
     # Casefolding or dropping a character can leave a sequence NFKC would compose again
@@ -42,7 +74,7 @@ def normalise(text: str) -> str:
         if unicodedata.is_normalized("NFKC", text):
             break
         text = unicodedata.normalize("NFKC", text).casefold().translate(_FOLD_TABLE)
-    return " ".join(text.split())
+    return " ".join(_split_symbols(text).split())
 
 
 @dataclass(frozen=True)
@@ -68,6 +100,7 @@ class Match:
 
 
 _TYPO_MIN_CHARS = 4  # below this one letter turns a word into another ('all'/'call', 'top'/'stop')
+_LONG_WORD_CHARS = 8  # from this length a word stays recognisable after two slips, not just one
 _INDEX_CACHE_SIZE = 256  # candidate sets come from flow states, so few distinct keys are expected
 # Answers remembered per index: short texts ("hi", "thanks", "yes") come back again and again,
 # long ones hardly ever, so only texts up to _REMEMBERED_CHARS are kept, and at most
@@ -141,14 +174,19 @@ class IntentMatcher:
     ``call me (?P<nickname>.+)`` gives 'Ann-Marie'), falling back to the normalised value in
     the rare texts whose characters cannot be lined up one by one (combining marks).
 
-    Keywords match as whole words or phrases, or as close typos when both the keyword and the
-    words compared have at least four characters (``fuzz.ratio``: 'helo' vs 'hello' is 89).
+    Keywords match as whole words or phrases, or as typos of them (see :func:`_is_typo`: one
+    slip in a word of four characters or more, two from eight; a word cut short or lengthened
+    is another word, not a typo). A typo scores ``fuzz.ratio`` ('helo' vs 'hello' is 89), which
+    must reach the threshold, so a threshold of 100 takes a keyword's exact words only.
     A keyword made only of symbols (an emoji) matches anywhere, as people glue emoji to words.
 
     Examples are compared to the whole text with ``token_sort_ratio``: it forgives word order
     and small typos but, unlike ``WRatio``/``partial_ratio``/``token_set_ratio``, counts every
     missing character, so 'do' scores 24, not 90, against 'what can you do'. Example and text
     tokens are sorted ahead of time, which makes plain ``fuzz.ratio`` compute the same score.
+    Counting characters lets a short word stand in for another ('who are you' scores 91 against
+    'how are you'), so an example is also scored by the words it shares with the text (see
+    :func:`_shared_words_score`), and the lower of the two scores counts.
 
     The best score wins; ties go to pattern, then keyword, then example, then to entries of
     the session language, then to the intent declared first. Unknown candidate names are
@@ -221,22 +259,24 @@ class IntentMatcher:
             for window in _windows(tokens, width):
                 if len(window) < _TYPO_MIN_CHARS:
                     continue
-                found = process.extractOne(window, choices, scorer=fuzz.ratio,
-                                           score_cutoff=max(threshold, best_key[0]))
+                cutoff = max(threshold, best_key[0])
+                found = process.extractOne(window, choices, scorer=fuzz.ratio, score_cutoff=cutoff)
+                if found is not None and not _is_typo(window, found[0]):
+                    found = _next_typo(window, choices, cutoff)
                 if found is not None:
-                    entry = entries[found[2]]
-                    key = (found[1], 1, -entry.rank)
+                    key = (found[1], 1, -entries[found[2]].rank)
                     if key > best_key:
-                        best_key, best = key, entry
+                        best_key, best = key, entries[found[2]]
         sorted_text = " ".join(sorted(tokens))
         for threshold, (choices, entries) in index.examples.items():
-            found = process.extractOne(sorted_text, choices, scorer=fuzz.ratio,
-                                       score_cutoff=max(threshold, best_key[0]))
+            cutoff = max(threshold, best_key[0])
+            found = process.extractOne(sorted_text, choices, scorer=fuzz.ratio, score_cutoff=cutoff)
             if found is not None:
-                entry = entries[found[2]]
-                key = (found[1], 0, -entry.rank)
+                found = _best_example(tokens, sorted_text, choices, cutoff, found)
+            if found is not None:
+                key = (found[0], 0, -entries[found[1]].rank)
                 if key > best_key:
-                    best_key, best = key, entry
+                    best_key, best = key, entries[found[1]]
         if best is None:
             return None
         return Match(best.intent, best_key[0], "keyword" if best_key[1] else "example", {})
@@ -265,6 +305,102 @@ class IntentMatcher:
                                 rank += 1
                                 add(item, _Entry(intent.name, rank, intent.threshold))
         return index
+
+
+# The searches of IntentMatcher._search first ask rapidfuzz for the best choice alone, which is
+# cheaper than the list of all above the cutoff: the two functions below make that list only
+# when the best one is refused. Choices of a group are in preference order, and rapidfuzz puts
+# the first of equal scores first.
+
+def _next_typo(window: str, choices: list[str], cutoff: float) -> tuple[str, float, int] | None:
+    """When the closest choice is another word ('logo' for 'logout'), the best-scoring one that
+    ``window`` is a typo of (see :func:`_is_typo`), or None."""
+    return next((other for other in process.extract(window, choices, scorer=fuzz.ratio,
+                                                    score_cutoff=cutoff, limit=None)
+                 if _is_typo(window, other[0])), None)
+
+
+def _best_example(tokens: list[str], sorted_text: str, choices: list[str], cutoff: float,
+                   closest: tuple[str, float, int]) -> tuple[float, int] | None:
+    """(score, index) of the example that best matches the text, given the ``closest`` one by
+    characters, if it scores ``cutoff`` or more.
+
+    An example's score is its character score (``fuzz.ratio`` of the sorted words), lowered to
+    its word score (:func:`_shared_words_score`) when that is lower.
+    """
+    example, score, i = closest
+    if _shared_words_score(tokens, example.split(" ")) >= score:
+        return score, i  # not lowered, so no example further down can beat it
+    scored = [(min(score, _shared_words_score(tokens, example.split(" "))), -i)
+              for example, score, i in process.extract(sorted_text, choices, scorer=fuzz.ratio,
+                                                       score_cutoff=cutoff, limit=None)]
+    score, minus_i = max(scored)
+    return (score, -minus_i) if score >= cutoff else None
+
+
+def _edits_allowed(word: str) -> int:
+    return 2 if len(word) >= _LONG_WORD_CHARS else 1
+
+
+def _within_edits(word: str, other: str) -> bool:
+    """Whether ``word`` turns into ``other`` by the slips a typist makes: a letter wrong, missing
+    or extra, or two neighbours swapped ('yuo'); one such slip, two for long words."""
+    allowed = _edits_allowed(other)
+    return OSA.distance(word, other, score_cutoff=allowed) <= allowed
+
+
+def _is_typo(text: str, keyword: str) -> bool:
+    """Whether ``text`` (as many words as ``keyword``) is ``keyword`` mistyped: word for word,
+    each the same or a typo of its own (see :func:`_is_word_typo`), so in 'log ot' for 'log out'
+    no short word may differ."""
+    if " " not in keyword:
+        return _is_word_typo(text, keyword)
+    return all(word == wanted or _is_word_typo(word, wanted)
+               for word, wanted in zip(text.split(" "), keyword.split(" ")))
+
+
+def _is_word_typo(word: str, keyword: str) -> bool:
+    """Whether ``word`` is ``keyword`` mistyped, not another word.
+
+    Short words are not guessed at, as one slip turns them into other words ('top'/'stop').
+    Nor is a word that is the keyword cut short or with letters added at its end: that is
+    mostly another word ('logo'/'logout', 'hell'/'hello', 'sign'/'signin', 'signing'/'signin',
+    'registered'/'register'). A repeated last letter is still a typo ('hellooo', 'okayy').
+    """
+    if len(word) < _TYPO_MIN_CHARS or len(keyword) < _TYPO_MIN_CHARS:
+        return False
+    last = keyword[-1]
+    if word[-1] == last and word.rstrip(last) == keyword.rstrip(last):
+        return True
+    if word.startswith(keyword) or keyword.startswith(word):
+        return False
+    return _within_edits(word, keyword)
+
+
+def _shared_words_score(words: list[str], example: list[str]) -> float:
+    """How much of ``words`` and ``example`` is words they share, 0 to 100, by characters.
+
+    A word of the example counts as shared when the text has it, or has it within one slip
+    ('yuo' for 'you', 's' for 'is' as in "what's"). Unlike a score by characters, this does not
+    let one word stand in for another because they share letters ('who'/'how').
+    """
+    unused = list(words)
+    shared = 0
+    missing = []
+    for wanted in example:
+        if wanted in unused:
+            unused.remove(wanted)
+            shared += 2 * len(wanted)
+        else:
+            missing.append(wanted)
+    for wanted in missing:  # after the exact ones, so a typo does not take a word they need
+        for word in unused:
+            if _within_edits(word, wanted):
+                unused.remove(word)
+                shared += len(word) + len(wanted)
+                break
+    total = sum(map(len, words)) + sum(map(len, example))
+    return 100.0 * shared / total if total else 0.0
 
 
 def _windows(tokens: list[str], width: int) -> Iterable[str]:
@@ -335,6 +471,8 @@ def _origins(raw: str, norm: str) -> list[int] | None:
             if piece.isspace():
                 space = bool(chars)
                 continue
+            if chars and not space and _splits(chars[-1], piece):
+                space = True  # normalise() splits an emoji off the word it is glued to
             if space:
                 chars.append(" ")
                 origins.append(i)
@@ -358,15 +496,12 @@ def _first_word(text: str) -> str | None:
     found = _WORD_START.search(text)
     if found is None:
         return None
-    def word_char(char: str) -> bool:  # what \w matches
-        return char.isalnum() or char == "_"
-
     end = start = found.start()
     while end < len(text):
         char = text[end]
-        if word_char(char) or unicodedata.category(char)[0] == "M":
+        if _is_word_char(char) or unicodedata.category(char)[0] == "M":
             end += 1
-        elif char == "-" and end + 1 < len(text) and word_char(text[end + 1]):
+        elif char == "-" and end + 1 < len(text) and _is_word_char(text[end + 1]):
             end += 1
         else:
             break

@@ -34,11 +34,25 @@ def test_normalise_keeps_lone_surrogates():
     assert normalise("A\ud800B") == "a\ud800b"
 
 
-def test_every_punctuation_character_is_in_the_first_two_planes():
-    # normalise() only scans planes 0 and 1 for punctuation; this keeps that true on upgrades.
+def test_every_punctuation_and_pictorial_symbol_is_in_the_first_two_planes():
+    # normalise() only scans planes 0 and 1 for punctuation (P*) and for the symbols it splits
+    # off words (So); this keeps that true on upgrades.
     beyond = [hex(c) for c in range(0x20000, sys.maxunicode + 1)
-              if unicodedata.category(chr(c)).startswith("P")]
+              if unicodedata.category(chr(c)).startswith("P") or unicodedata.category(chr(c)) == "So"]
     assert beyond == []
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("hi👋", "hi 👋"),
+    ("👋hi", "👋 hi"),
+    ("thx🙏🙏", "thx 🙏🙏"),                      # a run of emoji stays one word
+    ("ok👍🏽!", "ok 👍"),                          # the skin tone goes, the split stays
+    ("привет👋мир", "привет 👋 мир"),
+    ("ok✅ $5 c++", "ok ✅ $5 c++"),               # maths and currency signs stay with their word
+    ("a👨\u200d👩\u200d👧b", "a 👨\u200d👩\u200d👧 b"),  # a joined emoji is not cut apart
+])
+def test_normalise_splits_an_emoji_off_the_word_it_is_glued_to(raw, expected):
+    assert normalise(raw) == expected
 
 
 # Characters that fold, compose or get dropped: where a single pass would not be a fixed point.
@@ -118,6 +132,59 @@ def test_match_ignores_unrelated_text(matcher, text):
     assert matcher.match(text, "en") is None
 
 
+def test_an_emoji_glued_to_a_keyword_does_not_hide_it():
+    thanks = IntentSpec("thanks", keywords={"en": ["thx", "thank you"]}, patterns={"en": ["^🙏+$"]})
+    matcher = IntentMatcher([thanks])
+    for text in ("thx🙏", "🙏thx", "thank you🙏🙏", "🙏🙏"):
+        assert matcher.match(text, "en").intent == "thanks", text
+
+
+def test_a_slot_keeps_the_emoji_glued_to_it():
+    matcher = IntentMatcher([NAME])
+    assert normalise("call me Ann👋!") == "call me ann 👋"
+    assert matcher.match("call me Ann👋!", "en").slots == {"nickname": "Ann👋"}
+
+
+@pytest.mark.parametrize("text, keyword", [
+    ("logo", "logout"),               # cut short: another word, not a typo
+    ("can you make me a logo", "logout"),
+    ("sign", "signin"),
+    ("hell", "hello"),
+    ("signing", "signin"),            # lengthened: another word too
+    ("registered", "register"),
+    ("hallu", "hello"),               # two slips in a short word
+    ("sign it", "sign in"),           # a short word of a phrase must be exact
+    ("stop watch", "stop watching"),
+])
+def test_only_real_typos_match_a_keyword(text, keyword):
+    # A threshold this low accepts any of these scores: only the typo rule can refuse.
+    matcher = IntentMatcher([IntentSpec("x", keywords={"en": [keyword]})], threshold=50)
+    assert matcher.match(text, "en") is None
+
+
+def test_a_typo_is_one_slip_or_two_in_a_long_word():
+    matcher = IntentMatcher([IntentSpec("x", keywords={"en": ["password", "hello", "выход"]})],
+                            threshold=50)
+    # one slip (a letter wrong, missing, extra, two swapped), two in a word of eight or more,
+    # and a repeated last letter (the one lengthening that is a typo)
+    for typo in ("pasword", "passwrod", "paswrod", "hallo", "hlelo", "helo", "выхд", "вход",
+                 "hellooo", "passwordd"):
+        assert matcher.match(typo, "en").intent == "x", typo
+    for other in ("pswrd", "passwo", "passwords", "hallu", "heo", "выходит", "выхода", "hellox"):
+        assert matcher.match(other, "en") is None, other
+
+
+def test_an_example_word_swapped_for_another_is_not_a_typo():
+    how = IntentSpec("how_are_you", examples={"en": ["how are you", "how is it going"]})
+    name = IntentSpec("name", examples={"en": ["what is my name"]})
+    matcher = IntentMatcher([how, name])
+    assert matcher.match("who are you", "en") is None          # 91 by characters, 67 by words
+    assert matcher.match("who is it going", "en") is None
+    # words within one slip still count: a transposition, and the 's' of "what's" for 'is'
+    assert matcher.match("how are yuo", "en").intent == "how_are_you"
+    assert matcher.match("what's my name", "en").intent == "name"
+
+
 def test_exact_match_scores_100(matcher):
     assert matcher.match("hello", "en") == Match("greet", 100.0, "keyword", {})
 
@@ -165,7 +232,8 @@ def test_near_miss_below_threshold_is_not_a_match(matcher):
 
 
 def test_per_intent_threshold_does_not_hide_other_intents():
-    loose = IntentSpec("loose", keywords={"en": ["hellp"]}, threshold=50)
+    # 'help' is one slip from 'helo' (a typo) but scores 75, only enough for the loose threshold
+    loose = IntentSpec("loose", keywords={"en": ["help"]}, threshold=50)
     strict = IntentSpec("strict", keywords={"en": ["hello"]}, threshold=99)
     # 'helo' is closer to 'hello' but below strict's threshold; the looser intent still counts
     assert IntentMatcher([strict, loose]).match("helo", "en").intent == "loose"
