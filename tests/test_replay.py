@@ -344,8 +344,12 @@ def test_odd_lines_of_every_kind_are_warnings_and_never_stop_the_reading(recordi
         '{"ts": 5, "level": "info", "event": "server.start", "pid": 1}\n',
         '{"ts": "", "event": "reply.out", "session": "x2", "seq": 1, "text": "hi", "buttons": "b"}\n',
         '{"ts": "", "event": "message.in", "session": "x3", "text": "hi", "user": {"name": "ann"}}\n',
+        '{"ts": "", "event": "session.created", "session": "x4", "pid": {"host": "a"}}\n',
+        '{"ts": "", "event": "reply.out", "session": "x5", "seq": 1, "text": "hi", "process": ["w0"]}\n',
     ]
-    lines[3:3] = odd
+    known = [f'{{"ts": "", "level": "info", "event": "{name}", "pid": 1, "session": "x6"}}\n'
+             for name in ("session.token_reissued", "session.token_not_reissued", "sessions.expiry_failed")]
+    lines[3:3] = odd + known
     data = "".join(lines).encode("utf-8")
     first = data.index(b"\n", data.index(b"\n") + 1) + 1  # after the second line
     data = data[:first] + b'{"event": "message.in", "text": "\xed\xa0\x80"}\n' + data[first:]
@@ -360,6 +364,9 @@ def test_odd_lines_of_every_kind_are_warnings_and_never_stop_the_reading(recordi
     assert f"warning: {log}:8: server.start: 'ts' must be a string, got 5, taken as unknown" in err
     assert f"warning: {log}:9: reply.out: 'buttons' must be a list or null, got 'b', skipped" in err
     assert f"warning: {log}:10: message.in: 'user' must be a string or null, got {{'name': 'ann'}}, skipped" in err
+    assert f"warning: {log}:11: session.created: 'pid' must be a whole number or null, got {{'host': 'a'}}" in err
+    assert f"warning: {log}:12: reply.out: 'process' must be a string or null, got ['w0']" in err
+    assert f"{log}:13:" not in err and f"{log}:14:" not in err and f"{log}:15:" not in err, "events of the server"
     code, out, _ = cli(log, "--transcript", recording.ids["ann"])
     assert code == 0 and "who am I" in out
 
@@ -515,6 +522,22 @@ async def test_live_replay_against_a_fresh_server_is_the_same(recording, tmp_pat
         elapsed = time.monotonic() - started
     assert code == 0 and "1 same" in out, out + err
     assert elapsed >= span / 0.5, "--speed 0.5 plays the recorded pauses twice as long"
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_live_replay_takes_the_language_a_reconnect_chose(tmp_path):
+    # Greetings have several wordings: a live server picks its own, which is checked against
+    # what the flows can say in the session's language, so replay must know that language.
+    with setup_logging(log_dir=tmp_path / "logs", console="none"):
+        async with running_server(tmp_path / "recorded") as server:
+            visitor = Visitor(server.port)
+            session_id = await visitor.arrive("en")
+            await visitor.reconnect(lang="ru")
+            await visitor.say(*["привет"] * 6)
+            visitor.leave()
+    async with running_server(tmp_path / "fresh") as server:
+        code, out, err = await cli_in_thread(tmp_path / "logs", "--live", f"ws://127.0.0.1:{server.port}/ws")
+    assert code == 0 and "same" in status_line(out, session_id), out + err
 
 
 @pytest.mark.gen_test(timeout=90)

@@ -133,6 +133,7 @@ class _Player:
             for item in self.session.timeline:
                 if isinstance(item, Mark):
                     if item.kind == "resumed":
+                        self.replayer.apply(item)  # a language the reconnect chose, as offline replay does
                         await self.reconnect(item)
                     continue
                 step = item

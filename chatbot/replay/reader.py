@@ -29,7 +29,9 @@ TURN_EVENTS = frozenset({"effect", "transition", "slot.set", "account.register",
                          "account.logout", "reply.out"})
 #: Events replay knows and has no use for.
 IGNORED_EVENTS = frozenset({"server.start", "server.stop", "conn.open", "protocol.error", "ratelimit.hit",
-                            "sessions.deleted", "cluster.listener_lost", "session.language_not_stored"})
+                            "sessions.deleted", "sessions.expiry_failed", "cluster.listener_lost",
+                            "session.language_not_stored", "session.token_reissued",
+                            "session.token_not_reissued"})
 #: Fields without which a record of that event cannot be used.
 REQUIRED_FIELDS = {
     "session.created": ("session",),
@@ -54,6 +56,8 @@ FIELD_TYPES = {
     "user": _OPTIONAL_TEXT, "conn": _OPTIONAL_TEXT, "lang": _OPTIONAL_TEXT, "input": _OPTIONAL_TEXT,
     "id": _OPTIONAL_TEXT, "in_reply_to": _OPTIONAL_TEXT,
     "seq": ((int,), "a whole number"), "buttons": ((list, type(None)), "a list or null"),
+    # Which process wrote a line: they become keys that tell the writers of one log apart.
+    "pid": ((int, type(None)), "a whole number or null"), "process": _OPTIONAL_TEXT,
 }
 #: A seq beyond this cannot be told apart from its neighbours once turns are put in order.
 MAX_SEQ = 2 ** 52
