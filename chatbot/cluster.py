@@ -31,11 +31,15 @@ def new_node_id() -> str:
     return secrets.token_hex(4)
 
 
-def note(session_id: str, node: str, after_seq: int, last_seq: int, auth: dict | None = None) -> str:
-    """The payload published for one committed turn (PostgreSQL caps it at 8000 bytes: keep it small)."""
+def note(session_id: str, node: str, after_seq: int, last_seq: int, auth: dict | None = None, *,
+         lang: str | None = None) -> str:
+    """The payload published for one committed turn, or for a language a reconnect stored
+    (PostgreSQL caps it at 8000 bytes: keep it small)."""
     body: dict[str, Any] = {"s": session_id, "n": node, "a": after_seq, "b": last_seq}
     if auth is not None:
         body["auth"] = auth
+    if lang is not None:
+        body["lang"] = lang
     return json.dumps(body, separators=(",", ":"))
 
 

@@ -172,7 +172,9 @@ class SessionManager:
             # Out of the store as well: a tab still connected must not store its next turn in it,
             # which would make the token resume it again, as a second copy beside that tab's.
             try:
-                await self.delete_expired()
+                deleted = await self.delete_expired()
+                if deleted:  # this one and any other past its expiry, as the hourly clean-up would
+                    self.events.event("sessions.deleted", count=deleted, reason="expired")
                 if await self._run(self.store.load_session, live.id) is not None:
                     return False  # a turn in flight, here or on another node, kept it alive
             except StorageError as error:  # the tabs are closed all the same; the hourly clean-up deletes it
@@ -235,9 +237,13 @@ class SessionManager:
     async def _save_language(self, live: LiveSession) -> None:
         """Store a language a reconnecting page chose: the session may leave memory before its next turn."""
         state = live.state
+        # Other nodes holding the session take the language from the note, or their next turn there
+        # would store their own again.
+        notice = cluster.note(live.id, self.node, live.seq, live.seq, lang=state.lang) if self.shared else None
         try:
             await self._save(TurnWrite(live.id, state.flow, state.state, dict(state.slots), state.lang, state.user,
-                                       state.flow_version, live.seq, self.clock(), expected_seq=live.seq))
+                                       state.flow_version, live.seq, self.clock(), expected_seq=live.seq,
+                                       notify=notice))
         except (SessionConflict, SessionGone, StorageError) as error:
             # The page is greeted all the same: the language holds in memory, and is stored with
             # this session's next turn unless another node took one meanwhile.
@@ -409,7 +415,7 @@ class SessionManager:
         if body.get("n") == self.node:
             return
         live = self.live.get(body.get("s", ""))
-        if live is not None and (body.get("b", 0) > live.seq or body.get("auth")):
+        if live is not None and (body.get("b", 0) > live.seq or body.get("auth") or body.get("lang")):
             asyncio.get_running_loop().create_task(self._relay(live, body.get("auth")))
 
     def catch_up(self) -> None:
@@ -443,7 +449,7 @@ class SessionManager:
             rows = await self._run(self.store.history, live.id, after_seq=live.seq, before_seq=record.seq + 1,
                                    limit=self.history_limit)
         rotated = record.token_hash != live.token_hash
-        if record.seq > live.seq or rotated:
+        if record.seq > live.seq or rotated or record.lang != live.state.lang:
             self._refresh(live, record)
         frames = [self._frame(row) for row in rows]
         if auth is not None and token_hash(auth.get("resume") or "") == live.token_hash:

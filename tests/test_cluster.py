@@ -350,3 +350,23 @@ async def test_a_logout_a_node_missed_while_its_listener_was_down_still_gives_it
         # The listener that came back hears the other node's turns again, as they happen.
         said = await near.say("hello again")
         assert replies(await far.recv_until("reply", seq=said[-2]["seq"])) == replies(said)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_language_a_reconnect_chose_on_one_node_holds_for_the_tabs_on_another(tmp_path, postgres_url):
+    from tests.server_helpers import running_server
+
+    async with running_server(tmp_path / "1", db=postgres_url) as first, \
+            running_server(tmp_path / "2", db=postgres_url) as second:
+        near = await Client.connect(first.port)
+        welcome = await near.hello(lang="en")
+        await near.recv()
+        far = await Client.connect(second.port)
+        assert (await far.hello(resume=welcome["resume"], lang="ru"))["lang"] == "ru"
+        for _ in range(200):  # the note reaches the first node
+            if first.sessions.live[welcome["session"]].state.lang == "ru":
+                break
+            await asyncio.sleep(0.01)
+        said = await near.say("who am i")
+        assert replies(said) == ["Чтобы поговорить, сначала войдите или зарегистрируйтесь."]
+        assert replies(await far.recv_until("reply", seq=said[-2]["seq"])) == replies(said)

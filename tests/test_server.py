@@ -11,6 +11,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.websocket import WebSocketClosedError
 
 from chatbot.errors import StorageError
+from chatbot.logs import record_fields
 from tests.server_helpers import Client, new_token, register, replies, running_server
 
 PASSWORD = "correct horse battery"  # what register() uses unless told otherwise
@@ -527,7 +528,8 @@ async def test_a_session_deleted_by_expiry_under_a_connected_tab_asks_it_to_star
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_resume_that_finds_the_session_expired_ends_it_for_the_tab_still_connected(tmp_path):
+async def test_a_resume_that_finds_the_session_expired_ends_it_for_the_tab_still_connected(tmp_path, caplog):
+    caplog.set_level("INFO", logger="chatbot")
     async with running_server(tmp_path) as server:
         idle = await Client.connect(server.port)
         welcome = await idle.hello()
@@ -543,6 +545,8 @@ async def test_a_resume_that_finds_the_session_expired_ends_it_for_the_tab_still
         assert await idle.recv() is None and idle.conn.close_code == 1000
         assert welcome["session"] not in server.sessions.live
         assert db.execute("select count(*) from sessions where id = ?", (welcome["session"],)).fetchone() == (0,)
+        deleted = [r for r in caplog.records if r.getMessage() == "sessions.deleted"]
+        assert [record_fields(r)["count"] for r in deleted] == [1]
         again = await Client.connect(server.port)
         assert (await again.hello(resume=welcome["resume"]))["resumed"] is False, "no second copy of it"
 
