@@ -230,6 +230,18 @@ def test_a_message_over_the_servers_frame_limit_is_not_sent_again_and_again(brow
 
 
 # --- 3. server restart -------------------------------------------------------------------------
+def test_a_browser_without_check_visibility_reconnects_with_a_button_focused(open_chat, server):
+    # Safari before 17.4 has no Element.checkVisibility.
+    chat = open_chat(setup=lambda page: page.add_init_script("delete Element.prototype.checkVisibility;"))
+    chat.expect_connected()
+    chat.page.locator("[data-lang='en']").focus()
+    server.terminate()
+    expect(chat.status).to_have_attribute("data-state", re.compile("^(reconnecting|offline)$"))
+    server.start()
+    chat.expect_connected(timeout=20_000)
+    assert chat.errors == []
+
+
 @pytest.mark.parametrize("stop", ["terminate", "kill"])
 def test_server_restart_mid_dialog_delivers_the_waiting_message_once(open_chat, server, stop):
     chat = open_chat()

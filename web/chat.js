@@ -249,15 +249,19 @@ function send(frame) {
 
 // Called once per lost socket, whether it closed cleanly, went silent or never answered.
 function disconnected() {
-  keepingFocus(() => {
-    dropSocket();
-    state.connected = false;
-    state.loadingEarlier = false;
-    setUnusable(ui.earlier, false);  // its answer will not come: let it be asked again
-    failUnqueuedMessages();
-    refreshControls();
-  });
-  if (!state.leaving) scheduleReconnect();
+  try {
+    keepingFocus(() => {
+      dropSocket();
+      state.connected = false;
+      state.loadingEarlier = false;
+      setUnusable(ui.earlier, false);  // its answer will not come: let it be asked again
+      failUnqueuedMessages();
+      refreshControls();
+    });
+  } finally {
+    // Whatever the display did, the page must come back.
+    if (!state.leaving) scheduleReconnect();
+  }
 }
 
 function dropSocket() {
@@ -649,7 +653,13 @@ function keepingFocus(change) {
   if (!focused || focused === document.body || focused === ui.input) return;
   const now = document.activeElement;
   if (now !== focused && now !== document.body && now !== null) return;
-  if (!focused.isConnected || focused.disabled || !focused.checkVisibility()) ui.input.focus();
+  if (!focused.isConnected || focused.disabled || !isShown(focused)) ui.input.focus();
+}
+
+function isShown(element) {
+  // checkVisibility is recent (Safari 17.4): an element with no boxes is not shown either.
+  if (typeof element.checkVisibility === 'function') return element.checkVisibility();
+  return element.getClientRects().length > 0;
 }
 
 function setInputMode(mode) {
