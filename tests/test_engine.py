@@ -330,11 +330,12 @@ def test_set_language_without_an_argument_takes_the_language_a_flow_captured(tmp
 def test_the_show_help_action_leaves_the_question_to_the_state_it_leads_into(tmp_path):
     (tmp_path / "quiz.yaml").write_text(
         "name: quiz\nlanguages: [en]\ninitial: ask\nentry: {command: /quiz}\nhelp: 'Answer with a number.'\n"
-        "intents:\n  confused: {keywords: {en: [confused]}}\n"
+        "intents:\n  confused: {keywords: {en: [confused]}}\n  lost: {keywords: {en: [lost]}}\n"
         "states:\n  - name: ask\n    on_enter: show_help\n    say: 'How many legs has a cat?'\n"
         "    capture: {slot: legs}\n"
         "  - name: done\n    say: 'Noted.'\n    goto: chat\n"
         "transitions:\n  - {trigger: confused, source: ask, dest: ask}\n"
+        "  - {trigger: lost, source: ask, dest: null, after: show_help}\n"
         "  - {trigger: text, source: ask, dest: done}\n",
         encoding="utf-8")
     chat = Conversation(make_engine(tmp_path))
@@ -342,6 +343,8 @@ def test_the_show_help_action_leaves_the_question_to_the_state_it_leads_into(tmp
     chat.say("/quiz")
     assert chat.texts == ["Answer with a number.", "How many legs has a cat?"]
     chat.say("confused")
+    assert chat.texts == ["Answer with a number.", "How many legs has a cat?"]
+    chat.say("lost")  # no state is entered: the help, then the question still open
     assert chat.texts == ["Answer with a number.", "How many legs has a cat?"]
     chat.say("/help")
     assert chat.texts == ["Answer with a number.", "How many legs has a cat?"], "the command asks again itself"

@@ -98,9 +98,10 @@ def set_language(ctx, arg=None) -> None:
 
 @action()
 def show_help(ctx, arg=None) -> None:
-    """The help as `/help` gives it, without the question after it: as an action it runs on the way
-    into a state (or a transition to one), which then says its own question."""
+    """The help as `/help` gives it. The question after it is left to the end of the turn: a state
+    entered after this action says its own, and only a turn that says nothing more asks again."""
     ctx.engine.show_help(ctx, reprompt=False)
+    ctx.help_shown_at = len(ctx.replies)
 
 
 @action()

@@ -311,7 +311,7 @@ class Engine:
 
     def show_help(self, turn: Turn, *, reprompt: bool = True) -> None:
         """The flow's help (or the engine's), the flows one may start, then the question again
-        (unless the flow itself is about to say a state's question: see the `show_help` action)."""
+        (unless `reprompt` is False: see the `show_help` action)."""
         turn.say(turn.flow.help) if turn.flow.help else turn.say_engine("help")
         self._list_entries(turn)
         if reprompt:
@@ -426,7 +426,7 @@ class Engine:
         session = turn.session
         session.flow = turn.runtime.spec.name
         session.state = turn.state
-        if not turn.replies:
+        if not turn.replies or turn.help_shown_at == len(turn.replies):
             self._reprompt(turn)
         if not turn.replies:
             turn.say_engine("ok")

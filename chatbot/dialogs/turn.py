@@ -88,7 +88,7 @@ class Turn:
     """
 
     __slots__ = ("engine", "session", "env", "runtime", "state", "text", "intent", "account", "replies",
-                 "transitions", "slots_set", "account_events", "auth_changed", "pending_goto")
+                 "transitions", "slots_set", "account_events", "auth_changed", "pending_goto", "help_shown_at")
 
     def __init__(self, engine: "Engine", session: SessionState, env: Recorder) -> None:
         self.engine = engine
@@ -105,6 +105,9 @@ class Turn:
         self.account_events: list[dict] = []
         self.auth_changed = False
         self.pending_goto: str | None = None
+        #: How many replies there were once the show_help action said the help: if the turn says
+        #: nothing after it (no state entered), the current question is asked again.
+        self.help_shown_at: int | None = None
 
     # --- what actions and conditions use -------------------------------------------------
     @property
