@@ -101,6 +101,7 @@ class Match:
 
 _TYPO_MIN_CHARS = 4  # below this one letter turns a word into another ('all'/'call', 'top'/'stop')
 _LONG_WORD_CHARS = 8  # from this length a word stays recognisable after two slips, not just one
+_CUT_KEYWORD_CHARS = 6  # from this length a keyword missing its last letter is still that word
 _INDEX_CACHE_SIZE = 256  # candidate sets come from flow states, so few distinct keys are expected
 # Answers remembered per index: short texts ("hi", "thanks", "yes") come back again and again,
 # long ones hardly ever, so only texts up to _REMEMBERED_CHARS are kept, and at most
@@ -365,13 +366,16 @@ def _is_word_typo(word: str, keyword: str) -> bool:
     Short words are not guessed at, as one slip turns them into other words ('top'/'stop').
     Nor is a word that is the keyword cut short or with letters added at its end: that is
     mostly another word ('logo'/'logout', 'hell'/'hello', 'sign'/'signin', 'signing'/'signin',
-    'registered'/'register'). A repeated last letter is still a typo ('hellooo', 'okayy').
+    'registered'/'register'). A repeated last letter is still a typo ('hellooo', 'okayy'), and
+    so is a missing last letter of a keyword of six letters or more ('goodby', 'mornin').
     """
     if len(word) < _TYPO_MIN_CHARS or len(keyword) < _TYPO_MIN_CHARS:
         return False
     last = keyword[-1]
     if word[-1] == last and word.rstrip(last) == keyword.rstrip(last):
         return True
+    if keyword.startswith(word) and len(keyword) - len(word) == 1 and len(keyword) >= _CUT_KEYWORD_CHARS:
+        return True  # the last letter of a long word missed ('goodby', 'mornin', 'thank')
     if word.startswith(keyword) or keyword.startswith(word):
         return False
     return _within_edits(word, keyword)

@@ -128,3 +128,43 @@ def test_only_a_cancel_word_on_its_own_cancels_and_the_button_always_does(
     chat.press(start)
     chat.say(cancel)
     assert chat.where == "hub:welcome", chat.texts
+
+
+@pytest.mark.parametrize("start, cancel", [
+    ("register", "please cancel"), ("register", "go back"), ("register", "cancel registration"),
+    ("login", "cancel login"), ("login", "stop please"), ("login", "отмена, пожалуйста"),
+])
+def test_the_usual_ways_of_saying_cancel_cancel(engine, start, cancel):
+    chat = Conversation(engine)
+    chat.press(start)
+    chat.say(cancel)
+    assert chat.where == "hub:welcome", chat.texts
+
+
+@pytest.mark.parametrize("text, lang, reply", [
+    ("goodby", "en", "Bye! I will be here when you come back. Say 'log out' to end your login."),
+    ("good mornin", "en", "Hello, ann!"),
+    ("thank", "en", "You are welcome!"),
+    ("приветик", "ru", "Привет, ann!"),
+    ("спасибки", "ru", "Пожалуйста!"),
+])
+def test_a_missing_last_letter_and_the_listed_word_forms_are_understood(engine, text, lang, reply):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert chat.texts == [reply]
+
+
+@pytest.mark.parametrize("text, lang, intent", [
+    ("how are u", "en", "how_are_you"), ("how r u", "en", "how_are_you"),
+    ("анекдоты", "ru", "joke"), ("пошутить", "ru", "joke"),
+])
+def test_listed_word_forms_reach_their_intent(engine, text, lang, intent):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert [step.get("intent") for step in chat.result.transitions] == [intent], chat.texts
+
+
+def test_a_new_account_can_be_asked_for_in_words(engine):
+    chat = Conversation(engine)
+    chat.say("create an account")
+    assert chat.where == "registration:ask_username"
