@@ -8,6 +8,7 @@ sessions, logs, metrics) and hands it to the handlers through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import os
@@ -441,6 +442,11 @@ class ChatServer:
             await asyncio.sleep(min(30.0, max(self.settings.session_evict_after / 2, 0.5)))
             rounds += 1
             self.sessions.sweep()
+            if self.store.database_failing:
+                # Without turns nothing would write, and a balancer that stopped sending them on
+                # /healthz's 503 would keep this node out after the database came back.
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(self.store.probe())
             expiry_due = expiry_due or rounds % 120 == 1  # about once an hour
             if not expiry_due:
                 continue

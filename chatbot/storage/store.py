@@ -196,6 +196,10 @@ class Store:
         writer = self._open_writer()
         writer.wait(writer.barrier(), timeout)
 
+    def probe(self) -> Future:
+        """An empty transaction: once the database takes one again, `database_failing` is False."""
+        return self._submit(lambda: None, "probe")
+
     @property
     def database_failing(self) -> bool:
         """Whether the database failed the last write it was given (see GroupCommitWriter)."""

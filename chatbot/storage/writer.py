@@ -267,14 +267,14 @@ class GroupCommitWriter:
 
     def _transaction(self, writes: list[_Write]) -> list[Any]:
         try:
-            return self._transaction_unmasked(writes)
+            return self._run_transaction(writes)
         except peewee.OperationalError as error:
             original = _unmasked(error)
             if original is error:
                 raise
             raise original from None
 
-    def _transaction_unmasked(self, writes: list[_Write]) -> list[Any]:
+    def _run_transaction(self, writes: list[_Write]) -> list[Any]:
         if self._check is not None:
             self._check()
         if self._on_loop_thread():
