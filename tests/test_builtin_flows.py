@@ -168,3 +168,54 @@ def test_a_new_account_can_be_asked_for_in_words(engine):
     chat = Conversation(engine)
     chat.say("create an account")
     assert chat.where == "registration:ask_username"
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("i don't want to log out", "en"), ("how do i log out", "en"), ("what does log out do", "en"),
+    ("bye, log out", "en"), ("не хочу выйти", "ru"), ("как выйти?", "ru"),
+])
+def test_a_question_or_a_refusal_about_logging_out_keeps_the_login(engine, text, lang):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert chat.state.user == "ann", chat.texts
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("log me out", "en"), ("Log out, please", "en"), ("sign me out", "en"), ("log off", "en"),
+    ("выйди", "ru"), ("Выйти из системы", "ru"), ("разлогинь меня", "ru"),
+])
+def test_a_request_to_log_out_in_its_usual_words_logs_out(engine, text, lang):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert chat.state.user is None and chat.where == "hub:welcome", chat.texts
+
+
+@pytest.mark.parametrize("text, lang, intent", [
+    ("what can u do", "en", "capabilities"), ("что вы умеете", "ru", "capabilities"),
+    ("помогите", "ru", "capabilities"), ("кто я такой", "ru", "whoami"), ("как у тебя дела", "ru", "how_are_you"),
+    ("what's the time?", "en", "time"), ("time please", "en", "time"),
+])
+def test_the_phrasings_the_help_invites_reach_their_intent(engine, text, lang, intent):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert [step.get("intent") for step in chat.result.transitions] == [intent], chat.texts
+
+
+@pytest.mark.parametrize("text, lang, intent", [
+    ("создать аккаунт", "ru", "register"), ("создать учётную запись", "ru", "register"),
+    ("make an account", "en", "register"), ("new user", "en", "register"),
+    ("доброе утро", "ru", "greet"), ("Good afternoon", "en", "greet"),
+])
+def test_a_visitor_is_understood_in_the_bots_own_words(engine, text, lang, intent):
+    chat = Conversation(engine, lang=lang)
+    chat.say(text)
+    assert [step.get("intent") for step in chat.result.transitions][:1] == [intent], chat.texts
+
+
+@pytest.mark.parametrize("start, cancel", [("register", "отмените"), ("register", "пожалуйста, отмена"),
+                                           ("login", "nevermind")])
+def test_polite_and_joined_up_cancels_cancel(engine, start, cancel):
+    chat = Conversation(engine, lang="ru" if cancel[0] in "оп" else "en")
+    chat.press(start)
+    chat.say(cancel)
+    assert chat.where == "hub:welcome", chat.texts

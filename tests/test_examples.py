@@ -142,3 +142,41 @@ def test_the_diagram_in_the_docs_is_what_flows_draw_prints(capsys):
     with pytest.raises(SystemExit):
         main(["flows", "draw", "pizza", "--flows", str(EXAMPLE / "flows"), "--actions", ACTIONS])
     assert capsys.readouterr().out == _doc_block("### Checking and drawing it", "mermaid")
+
+
+def order_up_to_the_confirmation(engine, lang: str, size: str = "large") -> Conversation:
+    chat = logged_in(engine, lang)
+    chat.say("/pizza")
+    chat.say(size)
+    chat.say("2")
+    chat.say("ann@example.com")
+    assert chat.where == "pizza:confirm", chat.texts
+    return chat
+
+
+@pytest.mark.parametrize("text, lang, size", [
+    ("a large", "en", "large"), ("I'd like a medium", "en", "medium"), ("the small one", "en", "small"),
+    ("одну большую", "ru", "большую"), ("давайте среднюю", "ru", "среднюю"),
+])
+def test_a_size_is_found_anywhere_in_the_answer(engine, text, lang, size):
+    chat = logged_in(engine, lang)
+    chat.say("/pizza")
+    chat.say(text)
+    assert chat.where == "pizza:ask_count" and chat.state.slots["size"] == size, chat.texts
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("yeah", "en"), ("okay", "en"), ("go ahead", "en"), ("👍", "en"),
+    ("конечно, не откажусь", "ru"), ("да не вопрос", "ru"), ("заказать", "ru"), ("давай", "ru"), ("угу", "ru"),
+])
+def test_the_usual_ways_of_saying_yes_order(engine, text, lang):
+    chat = order_up_to_the_confirmation(engine, lang)
+    chat.say(text)
+    assert chat.state.slots.get("order_number", "").startswith("P-"), chat.texts
+
+
+@pytest.mark.parametrize("text, lang", [("nope", "en"), ("неа", "ru"), ("не надо", "ru"), ("nevermind", "en")])
+def test_the_usual_ways_of_saying_no_do_not_order(engine, text, lang):
+    chat = order_up_to_the_confirmation(engine, lang)
+    chat.say(text)
+    assert chat.where == "chat:listening" and chat.state.slots.get("order_number") is None, chat.texts
