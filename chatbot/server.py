@@ -487,7 +487,7 @@ def listening_line(host: str, port: int, workers: int = 1) -> str:
 
 
 async def serve(server: ChatServer, *, announce=print, sockets: list | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    """Run until SIGTERM, SIGINT or SIGHUP (the terminal closed), then stop gracefully."""
     port = await server.start(sockets)
     # What is built by now (modules, flows, the engine) lives as long as the process: the
     # collector need not walk it again in every full collection. A turn allocates hundreds of
@@ -499,7 +499,7 @@ async def serve(server: ChatServer, *, announce=print, sockets: list | None = No
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     received: list[str] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
     if sockets is None:  # a worker's supervisor has announced already
         announce(listening_line(server.settings.host, port))

@@ -1,7 +1,7 @@
 """`chatbot serve --workers N`: N server processes sharing one listening socket.
 
 The parent binds the socket, forks the workers and then only supervises:
-it forwards SIGTERM/SIGINT to them, restarts a worker that died unexpectedly,
+it forwards SIGTERM/SIGINT/SIGHUP to them, restarts a worker that died unexpectedly,
 and exits once all have stopped.  (Tornado's `fork_processes` restarts
 workers too, but does not pass a stop signal on, which would leave workers
 running after their parent stopped.)
@@ -27,7 +27,9 @@ RESTART_WINDOW = 60.0
 # it starts is given up on after about half a minute (one that takes longer to fail may never be).
 BACKOFF_FIRST = 0.1
 BACKOFF_LONGEST = 2.0
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: SIGHUP too: a closed terminal or ssh session would otherwise kill the supervisor alone and
+#: leave its workers serving the port with no parent.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def supervise(count: int, run_worker: Callable[[int], int], *, announce=print,
@@ -69,8 +71,8 @@ def supervise(count: int, run_worker: Callable[[int], int], *, announce=print,
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
     ready()
     for index in range(count):
         spawn(index)

@@ -76,14 +76,15 @@ async def test_sigkill_mid_conversation_loses_nothing_acknowledged(tmp_path):
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_sigterm_closes_sockets_with_1001_and_exits_0(tmp_path):
+@pytest.mark.parametrize("signum", [15, 1], ids=["SIGTERM", "SIGHUP"])
+async def test_sigterm_closes_sockets_with_1001_and_exits_0(tmp_path, signum):
     server = ServerProcess(tmp_path)
     port = server.start()
     client = await Client.connect(port)
     await client.hello()
     await client.recv()
     started = time.monotonic()
-    server.proc.send_signal(15)
+    server.proc.send_signal(signum)
     assert await client.recv(timeout=10) is None
     assert client.conn.close_code == 1001
     assert server.proc.wait(10) == 0

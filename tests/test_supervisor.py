@@ -114,6 +114,20 @@ def run_worker(index):
 """
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_an_interrupt_or_a_hangup_stops_every_worker_too(tmp_path, postgres_url, signum):
+    # A closed terminal or ssh session sends SIGHUP: no worker may go on serving the port alone.
+    server = serve(tmp_path, "--workers", "2", "--db", postgres_url)
+    try:
+        server.read_until(LISTENING.pattern)
+        time.sleep(1)  # the workers are serving
+        server.signal(signum)
+        assert server.wait(20) == 0
+        assert server.gone(), "a worker outlived its parent"
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize("workers", [2, 4])
 def test_a_sigterm_as_the_server_starts_stops_every_worker(tmp_path, postgres_url, workers):
     for _ in range(8):
