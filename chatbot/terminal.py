@@ -6,10 +6,13 @@ bot author can register and log in freely while trying a flow.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import io
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -51,7 +54,7 @@ def run_chat(engine: Engine, *, lang: str | None, debug: bool, stdin: TextIO | N
         stdin.reconfigure(errors="replace")
     if read_secret is None and stdin.isatty():
         read_secret = getpass.getpass
-    with tempfile.TemporaryDirectory(prefix="chatbot-chat-") as scratch:
+    with _quit_on_hangup(), tempfile.TemporaryDirectory(prefix="chatbot-chat-") as scratch:
         store = Store(f"sqlite:///{Path(scratch) / 'accounts.db'}")
         store.open()
         try:
@@ -88,6 +91,25 @@ def run_chat(engine: Engine, *, lang: str | None, debug: bool, stdin: TextIO | N
                 actions = _show(result, out, debug) or actions
         finally:
             store.close()
+
+
+@contextlib.contextmanager
+def _quit_on_hangup():
+    """SIGTERM and SIGHUP (a closed terminal) end the chat as Ctrl-C does: the throw-away
+    accounts, password hashes included, are deleted instead of left in the temporary folder."""
+    if threading.current_thread() is not threading.main_thread():  # only there can handlers be set
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _event(line: str, actions: list[str]) -> Text | Action:

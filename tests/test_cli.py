@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -283,3 +286,25 @@ def test_serve_on_a_host_that_cannot_be_used_is_a_message(here, capsys, config):
     assert run(["serve", "--port", "0", "--log-format", "none", *argv]) == 2
     assert capsys.readouterr().err.startswith(expected)
     assert not (here / "data" / "chatbot.db").exists(), "nothing was started"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_chat_ended_by_a_signal_leaves_no_accounts_behind(tmp_path, signum):
+    chat = subprocess.Popen([sys.executable, "-m", "chatbot", "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        for line in ("/register", "alice", "secret pass 1", "secret pass 1"):
+            chat.stdin.write(line + "\n")
+        chat.stdin.flush()
+        seen = ""
+        while "Your account is ready, alice." not in seen:
+            line = chat.stdout.readline()
+            assert line, seen
+            seen += line
+        assert list(tmp_path.glob("chatbot-chat-*/accounts.db")), "the account is stored meanwhile"
+        chat.send_signal(signum)
+        assert chat.wait(20) in (0, 1)  # 0 at the prompt, 1 (click's "Aborted!") in the middle of a turn
+    finally:
+        chat.kill()
+        chat.wait()
+    assert list(tmp_path.iterdir()) == []
