@@ -55,10 +55,12 @@ class Client:
         self.frames: list[dict] = []  # everything received, in order
 
     @classmethod
-    async def connect(cls, port: int, *, origin: str | None = None, path: str = "/ws") -> "Client":
+    async def connect(cls, port: int, *, origin: str | None = None, path: str = "/ws",
+                      deflate: bool = False) -> "Client":
+        """`deflate`: offer permessage-deflate (used if the server enables it)."""
         headers = {"Origin": origin} if origin else {}
         request = HTTPRequest(f"ws://127.0.0.1:{port}{path}", headers=headers)
-        return cls(await websocket_connect(request))
+        return cls(await websocket_connect(request, compression_options={} if deflate else None))
 
     async def send(self, frame) -> None:
         await self.conn.write_message(frame if isinstance(frame, (str, bytes)) else json.dumps(frame),

@@ -279,11 +279,8 @@ BAD_FRAMES = [
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.parametrize("deflate", [False, True])
 async def test_bad_frames_get_their_error_code_and_the_connection_keeps_working(tmp_path, deflate):
-    from tornado.websocket import websocket_connect
-
     async with running_server(tmp_path, rate_burst=100, deflate=deflate) as server:
-        options = {"compression_options": {}} if deflate else {}
-        client = Client(await websocket_connect(f"ws://127.0.0.1:{server.port}/ws", **options))
+        client = await Client.connect(server.port, deflate=deflate)
         assert ("permessage-deflate" in client.conn.headers.get("Sec-WebSocket-Extensions", "")) is deflate
         await client.hello()
         await client.recv()
@@ -303,11 +300,8 @@ async def test_bad_frames_get_their_error_code_and_the_connection_keeps_working(
 @pytest.mark.parametrize("deflate", [False, True])
 async def test_an_oversized_frame_closes_with_1009(tmp_path, deflate):
     # Compressed, 2,000 x's take a few bytes on the wire: the limit holds for the text they make.
-    from tornado.websocket import websocket_connect
-
     async with running_server(tmp_path, max_frame_bytes=1024, deflate=deflate) as server:
-        options = {"compression_options": {}} if deflate else {}
-        client = Client(await websocket_connect(f"ws://127.0.0.1:{server.port}/ws", **options))
+        client = await Client.connect(server.port, deflate=deflate)
         await client.send({"type": "message", "text": "x" * 2000})
         assert await client.recv() is None
         assert client.conn.close_code == 1009
@@ -487,11 +481,9 @@ async def test_idle_sessions_leave_memory_and_expired_ones_do_not_resume(tmp_pat
 
 @pytest.mark.gen_test(timeout=30)
 async def test_permessage_deflate_is_off_unless_enabled(tmp_path):
-    from tornado.websocket import websocket_connect
-
     for deflate, expected in ((False, None), (True, "permessage-deflate")):
         async with running_server(tmp_path / str(deflate), deflate=deflate) as server:
-            conn = await websocket_connect(f"ws://127.0.0.1:{server.port}/ws", compression_options={})
+            conn = (await Client.connect(server.port, deflate=True)).conn
             extensions = conn.headers.get("Sec-WebSocket-Extensions")
             assert (extensions.split(";")[0] if extensions else None) == expected
             conn.close()
@@ -656,18 +648,15 @@ async def test_frames_of_every_length_arrive_whole_with_and_without_deflate(tmp_
     import random
     import string
 
-    from tornado.websocket import websocket_connect
-
     rng = random.Random(7)
     letters = string.ascii_letters + string.digits + " ,."  # random enough that deflate cannot shrink it much
     texts = ["".join(rng.choice(letters) for _ in range(4000)) for _ in range(30)]
     for deflate in (False, True):
         async with running_server(tmp_path / str(deflate), deflate=deflate, rate_burst=100) as server:
-            options = {"compression_options": {}} if deflate else {}
-            first = Client(await websocket_connect(f"ws://127.0.0.1:{server.port}/ws", **options))
+            first = await Client.connect(server.port, deflate=deflate)
             welcome = await first.hello()
             await first.recv()
-            second = Client(await websocket_connect(f"ws://127.0.0.1:{server.port}/ws", **options))
+            second = await Client.connect(server.port, deflate=deflate)
             await second.hello(resume=welcome["resume"])
             for text in texts:
                 frames = await first.say(text)
