@@ -20,7 +20,7 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 from chatbot import cluster
-from chatbot.dialogs import Action, Engine, LocalEnvironment, SessionState, Text, TurnResult
+from chatbot.dialogs import Action, Engine, LocalEnvironment, PatternTimeout, SessionState, Text, TurnResult
 from chatbot.dialogs.engine import SECRET_MASK
 from chatbot.errors import StorageError
 from chatbot.live import LiveSession, Peer, iso, new_token, token_hash
@@ -287,6 +287,9 @@ class SessionManager:
                     except SessionGone:
                         self._end_expired(live, "deleted")
                         return
+                    except PatternTimeout as timeout:
+                        self._refuse_slow_text(peer, live, client_id, timeout)
+                        return
                     except SessionConflict:
                         # Another node took a turn of this session (or processed this very id) first:
                         # show its turn here, then try again from where it left the session.
@@ -318,6 +321,17 @@ class SessionManager:
             user_text = SECRET_MASK if result.secret_input else event.text
         return await self._commit(live, result, self.clock(), user_text=user_text, client_id=client_id,
                                   rotate=result.auth_changed, secret=result.secret_input)
+
+    def _refuse_slow_text(self, peer: Peer, live: LiveSession, client_id: str | None,
+                          timeout: PatternTimeout) -> None:
+        """A flow's pattern ran out of time on this text: the turn is dropped, and its author told."""
+        self.events.warning("turn.pattern_timeout", session=live.id, conn=peer.conn_id, id=client_id,
+                            flow=live.state.flow, state=live.state.state, pattern=timeout.where,
+                            chars=timeout.chars)
+        self.metrics.errors.labels(code="pattern_timeout").inc()
+        peer.send({"type": "error", "code": "pattern_timeout",
+                   "message": "the bot took too long to read this text; it was not processed",
+                   **({"in_reply_to": client_id} if client_id else {})})
 
     def _end_expired(self, live: LiveSession, reason: str) -> None:
         """The session expired and was deleted: the tabs still connected to it must start anew."""

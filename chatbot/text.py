@@ -16,6 +16,8 @@ from typing import NamedTuple
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
+from chatbot.patterns import Pattern, PatternError, PatternMatch, compile_pattern, deadline, search
+
 __all__ = ["IntentMatcher", "IntentSpec", "Match", "extract", "normalise"]
 
 # Punctuation becomes a space so that "hello,world" and "hello world" read alike. Every P*
@@ -116,7 +118,7 @@ class _Intent(NamedTuple):
 
     name: str
     threshold: float
-    patterns: dict[str, list[re.Pattern[str]]]
+    patterns: dict[str, list[tuple[Pattern, str]]]  # each compiled, with its place
     keywords: dict[str, list[str]]
     examples: dict[str, list[str]]
 
@@ -134,7 +136,7 @@ class _Index:
     """
 
     def __init__(self) -> None:
-        self.patterns: list[tuple[re.Pattern[str], _Entry]] = []
+        self.patterns: list[tuple[tuple[Pattern, str], _Entry]] = []
         self.exact: dict[str, _Entry] = {}
         self.exact_widths: set[int] = set()
         self.symbols: list[tuple[str, _Entry]] = []
@@ -145,7 +147,7 @@ class _Index:
         #: text -> the match found for it (or None): a match depends on nothing else.
         self.answers: dict[str, Match | None] = {}
 
-    def add_pattern(self, pattern: re.Pattern[str], entry: _Entry) -> None:
+    def add_pattern(self, pattern: tuple[Pattern, str], entry: _Entry) -> None:
         self.patterns.append((pattern, entry))
 
     def add_keyword(self, keyword: str, entry: _Entry) -> None:
@@ -169,7 +171,7 @@ class _Index:
 class IntentMatcher:
     """Find which intent a message expresses.
 
-    Patterns (``re.search``) are written for and matched against the *normalised* text, so
+    Patterns (searched as :mod:`chatbot.patterns` does, which may raise PatternTimeout) are written for and matched against the *normalised* text, so
     they see lowercase words without punctuation. Their named groups become slots, and a slot's
     value is the matching stretch of the *raw* text ('call me Ann-Marie!' with
     ``call me (?P<nickname>.+)`` gives 'Ann-Marie'), falling back to the normalised value in
@@ -203,7 +205,7 @@ class IntentMatcher:
                 raise ValueError(f"{where}: defined more than once")
             limit = self._threshold if spec.threshold is None else _check_threshold(
                 f"{where}.threshold", spec.threshold)
-            patterns = {lang: [_compile(f"{where}.patterns.{lang}[{i}]", p) for i, p in items]
+            patterns = {lang: [_placed(f"{where}.patterns.{lang}[{i}]", p) for i, p in items]
                         for lang, items in _entries(f"{where}.patterns", spec.patterns)}
             keywords = {lang: [_phrase(f"{where}.keywords.{lang}[{i}]", k) for i, k in items]
                         for lang, items in _entries(f"{where}.keywords", spec.keywords)}
@@ -235,8 +237,9 @@ class IntentMatcher:
         return None if known is None else Match(known.intent, known.score, known.via, dict(known.slots))
 
     def _search(self, index: _Index, text: str, norm: str) -> Match | None:
-        for regex, entry in index.patterns:
-            found = regex.search(norm)
+        until = deadline() if index.patterns else 0.0
+        for (pattern, where), entry in index.patterns:
+            found = search(pattern, norm, where, until)
             if found:
                 return Match(entry.intent, 100.0, "pattern", _slots(found, text, norm))
         if not norm:
@@ -431,11 +434,15 @@ def _entries(where: str, per_lang: Mapping[str, Sequence[str]]) -> Iterable[tupl
         yield lang, list(enumerate(items))
 
 
-def _compile(where: str, pattern: str) -> re.Pattern[str]:
+def _compile(where: str, pattern: str) -> Pattern:
     try:
-        return re.compile(pattern)
-    except re.error as err:
+        return compile_pattern(pattern)
+    except PatternError as err:
         raise ValueError(f"{where}: invalid regular expression: {err}") from None
+
+
+def _placed(where: str, pattern: str) -> tuple[Pattern, str]:
+    return _compile(where, pattern), where
 
 
 def _phrase(where: str, phrase: str) -> str:
@@ -445,7 +452,7 @@ def _phrase(where: str, phrase: str) -> str:
     return folded
 
 
-def _slots(found: re.Match[str], raw: str, norm: str) -> dict[str, str]:
+def _slots(found: PatternMatch, raw: str, norm: str) -> dict[str, str]:
     """Named groups of ``found``, each taken from the raw text when the two line up."""
     origins = _origins(raw, norm)
     slots = {}
@@ -524,7 +531,8 @@ def extract(kind: str, text: str, *, pattern: str | None = None,
     Works on the raw text because values keep their case ('Ann', 'John.Doe@…'):
     'text' the stripped text; 'number' the first number, written plainly ('-3.5' for '−3,50');
     'email' the first address, its domain lowercased; 'word' the first word (letters, digits,
-    '_', inner '-'); 'regex' ``re.search(pattern)``, its ``group`` or else the first group, or
+    '_', inner '-'); 'regex' a search for ``pattern`` (see :mod:`chatbot.patterns`: it raises
+    PatternTimeout when the search takes too long), its ``group`` or else the first group, or
     else the whole match. An empty match counts as no value.
     """
     if kind not in _KINDS:
@@ -550,7 +558,7 @@ def extract(kind: str, text: str, *, pattern: str | None = None,
         return f"{found.group(1)}@{found.group(2).lower()}" if found else None
     if pattern is None:
         raise ValueError("capture kind 'regex': needs a pattern")
-    found = re.search(_compile("capture pattern", pattern), text)
+    found = search(_compile("capture pattern", pattern), text, "capture pattern", deadline())
     if not found:
         return None
     if group is None:

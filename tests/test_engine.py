@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from chatbot.dialogs import Action, ScriptedEnvironment, Text
+from chatbot.dialogs import Action, PatternTimeout, ScriptedEnvironment, Text
 from tests.engine_helpers import Conversation, MemoryWorld, make_engine
 
 
@@ -348,6 +348,30 @@ def test_the_show_help_action_leaves_the_question_to_the_state_it_leads_into(tmp
     assert chat.texts == ["Answer with a number.", "How many legs has a cat?"]
     chat.say("/help")
     assert chat.texts == ["Answer with a number.", "How many legs has a cat?"], "the command asks again itself"
+
+
+def test_a_pattern_that_runs_away_fails_the_turn_naming_its_file_line_and_key(tmp_path):
+    (tmp_path / "echo.yaml").write_text(
+        "name: echo\nlanguages: [en]\ninitial: ask\nentry: {command: /echo}\n"
+        "intents:\n  many_a:\n    patterns:\n      en: ['^(a|aa)+$']\n"
+        "states:\n  - name: ask\n    say: 'Say something.'\n"
+        "    capture: {slot: said, kind: regex, pattern: '^(b|bb)+$'}\n"
+        "  - name: done\n    say: 'Heard.'\n    goto: chat\n"
+        "transitions:\n  - {trigger: many_a, source: ask, dest: done}\n"
+        "  - {trigger: text, source: ask, dest: done}\n",
+        encoding="utf-8")
+    chat = Conversation(make_engine(tmp_path))
+    chat.register()
+    chat.say("/echo")
+    before = chat.state
+    with pytest.raises(PatternTimeout) as intent:
+        chat.engine.handle(before, Text("a" * 40 + "c"), chat.world)
+    assert intent.value.where == f"{tmp_path / 'echo.yaml'}:8: intents.many_a.patterns.en[0]"
+    with pytest.raises(PatternTimeout) as capture:
+        chat.engine.handle(before, Text("b" * 40 + "c"), chat.world)
+    assert capture.value.where == f"{tmp_path / 'echo.yaml'}:12: states[0].capture.pattern"
+    chat.say("aaaa")
+    assert chat.texts[0] == "Heard."
 
 
 @pytest.mark.parametrize("access, anonymous, logged_in", [

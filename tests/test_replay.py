@@ -586,3 +586,32 @@ def test_the_benchmark_writes_logs_that_replay_the_same(tmp_path):
     outcomes = [replay_session(engine, s) for s in read_sessions([tmp_path]).sessions.values()]
     assert {outcome.status for outcome in outcomes} == {"same"}
     assert sum(outcome.steps - 1 for outcome in outcomes) == written >= 150
+
+
+def test_a_turn_refused_for_a_runaway_pattern_is_shown_and_the_rest_replays_the_same(tmp_path):
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    hub = (BUILTIN_FLOWS / "hub.yaml").read_text(encoding="utf-8")
+    assert hub.count("en: ['^👋$']") == 1
+    (flows / "hub.yaml").write_text(hub.replace("en: ['^👋$']", "en: ['^(a|aa)+$']"), encoding="utf-8")
+
+    async def converse() -> str:
+        with setup_logging(log_dir=tmp_path / "logs", console="none"):
+            async with running_server(tmp_path / "data", make_engine(flows)) as server:
+                visitor = Visitor(server.port)
+                session = await visitor.arrive()
+                await visitor.client.send({"type": "message", "id": "slow", "text": "a" * 40 + "b"})
+                assert (await visitor.client.recv())["code"] == "pattern_timeout"
+                await visitor.say("hello", "log in")
+                visitor.leave()
+        return session
+
+    session = asyncio.run(converse())
+    code, out, err = cli(tmp_path / "logs", "--flows", flows)
+    assert code == 0, out + err
+    assert re.search(r"same\s+3 steps", status_line(out, session)), out
+    assert "unknown event" not in out + err
+    code, out, _ = cli(tmp_path / "logs", "--flows", flows, "--transcript", session)
+    assert code == 0
+    assert (f"· the server failed on this turn ({flows / 'hub.yaml'}:29: intents.greet.patterns.en[0]: "
+            "too slow (turn.pattern_timeout))") in out, out

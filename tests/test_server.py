@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
@@ -717,3 +718,37 @@ async def test_a_language_that_cannot_be_stored_still_gets_the_page_its_welcome(
         monkeypatch.setattr(server.store, "save_turn", database_down)
         again = await Client.connect(server.port)
         assert (await again.hello(resume=welcome["resume"], lang="ru"))["lang"] == "ru"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_text_a_pattern_runs_away_on_is_refused_and_the_server_goes_on(tmp_path, caplog):
+    import shutil
+    from pathlib import Path
+
+    from chatbot import dialogs
+    from tests.engine_helpers import make_engine
+
+    flows = tmp_path / "flows"
+    shutil.copytree(Path(dialogs.__file__).parent / "flows", flows)
+    hub = flows / "hub.yaml"
+    hub.write_text(hub.read_text(encoding="utf-8").replace("en: ['^👋$']", "en: ['^(a|aa)+$']"), encoding="utf-8")
+    caplog.set_level("INFO", logger="chatbot")
+    async with running_server(tmp_path / "data", make_engine(flows)) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello()
+        await client.recv()
+        started = time.perf_counter()
+        await client.send({"type": "message", "id": "slow-1", "text": "a" * 40 + "b"})
+        refused = await client.recv()
+        assert time.perf_counter() - started < 2
+        assert refused["type"] == "error" and refused["code"] == "pattern_timeout"
+        assert refused["in_reply_to"] == "slow-1"
+        assert replies(await client.say("hello"))  # the loop is free: the next message is answered
+        reader = await Client.connect(server.port)
+        await reader.hello(resume=welcome["resume"], history=50)
+        history = (await reader.recv_until("history"))[-1]
+    assert "a" * 40 + "b" not in [entry["text"] for entry in history["entries"]]
+    (logged,) = [r for r in caplog.records if r.getMessage() == "turn.pattern_timeout"]
+    fields = record_fields(logged)
+    assert fields["pattern"] == f"{hub}:29: intents.greet.patterns.en[0]"
+    assert fields["id"] == "slow-1" and fields["chars"] == 41

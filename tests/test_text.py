@@ -5,6 +5,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from chatbot.patterns import PatternTimeout
 from chatbot.text import IntentMatcher, IntentSpec, Match, extract, normalise
 
 
@@ -205,6 +206,26 @@ def test_pattern_sees_normalised_text():
     assert matcher.match("  STOP, it!!", "en").intent == "stop"
 
 
+def test_a_pattern_that_runs_away_stops_the_match_each_time_it_is_asked():
+    matcher = IntentMatcher([IntentSpec("greet", keywords={"en": ["hello"]}),
+                             IntentSpec("runaway", patterns={"en": [r"^(a|aa)+$"]})])
+    for _ in range(2):  # a text that timed out is not remembered as matching nothing
+        with pytest.raises(PatternTimeout) as raised:
+            matcher.match("a" * 40 + "b", "en")
+        assert raised.value.where == "intents.runaway.patterns.en[0]"
+    assert matcher.match("hello", "en").intent == "greet"
+
+
+def test_a_capture_pattern_that_runs_away_raises():
+    with pytest.raises(PatternTimeout, match="^capture pattern: took longer"):
+        extract("regex", "a" * 40 + "b", pattern=r"^(a|aa)+$")
+
+
+def test_named_groups_may_be_written_as_in_perl():
+    matcher = IntentMatcher([IntentSpec("name", patterns={"en": [r"^call me (?<nickname>.+)$"]})])
+    assert matcher.match("call me Ann", "en").slots == {"nickname": "Ann"}
+
+
 def test_optional_group_that_did_not_take_part_is_not_a_slot():
     spec = IntentSpec("order", patterns={"en": [r"order(?: (?P<count>\d+))?"]})
     matcher = IntentMatcher([spec])
@@ -283,7 +304,7 @@ def test_short_text_does_not_match_long_example():
 
 @pytest.mark.parametrize("spec, message", [
     (IntentSpec("bad", patterns={"en": ["ok", "(unclosed"]}),
-     "intents.bad.patterns.en[1]: invalid regular expression: missing ), unterminated subpattern at position 0"),
+     "intents.bad.patterns.en[1]: invalid regular expression: missing ) at position 9"),
     (IntentSpec("bad", keywords={"en": "hello"}),
      "intents.bad.keywords.en: expected a list of strings, got str"),
     (IntentSpec("bad", examples={"en": ["fine", 3]}),
@@ -369,7 +390,7 @@ def test_extract_regex(text, pattern, group, expected):
     ("date", {}, "unknown capture kind 'date' (expected one of: email, number, regex, text, word)"),
     ("regex", {}, "capture kind 'regex': needs a pattern"),
     ("regex", {"pattern": "(x"},
-     "capture pattern: invalid regular expression: missing ), unterminated subpattern at position 0"),
+     "capture pattern: invalid regular expression: missing ) at position 2"),
     ("regex", {"pattern": "(x)", "group": 2}, "capture pattern '(x)': has no group 2"),
     ("regex", {"pattern": "(x)", "group": "name"}, "capture pattern '(x)': has no group 'name'"),
     ("number", {"pattern": r"\d"}, "capture kind 'number': takes no pattern or group"),

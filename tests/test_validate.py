@@ -249,12 +249,12 @@ CASES = {
     "invalid capture regex": (
         {"pizza.yaml": GOOD.replace("{slot: size, kind: word}", "{slot: size, kind: regex, pattern: '(small|large'}")},
         ["data/flows/pizza.yaml:8: states[0].capture.pattern: invalid regular expression: "
-         "missing ), unterminated subpattern at position 0"],
+         "missing ) at position 12"],
     ),
     "invalid intent regex": (
         {"pizza.yaml": GOOD + "intents:\n  size:\n    patterns: ['(?P<size>small|large']\n"},
         ["data/flows/pizza.yaml:18: intents.size.patterns.en[0]: invalid regular expression: "
-         "missing ), unterminated subpattern at position 0"],
+         "missing ) at position 20"],
     ),
     "capture group that the pattern lacks": (
         {"pizza.yaml": GOOD.replace("{slot: size, kind: word}",
@@ -427,6 +427,11 @@ CASES = {
     ),
     "a pattern group named lang": (
         {"pizza.yaml": GOOD + "intents:\n  size:\n    patterns:\n      - '(?P<lang>en|ru)'\n"},
+        ["data/flows/pizza.yaml:19: intents.size.patterns.en[0]: slot name 'lang' is reserved: '{lang}' shows "
+         "the session's language"],
+    ),
+    "a pattern group named lang, written as in Perl": (
+        {"pizza.yaml": GOOD + "intents:\n  size:\n    patterns:\n      - '(?<lang>en|ru)'\n"},
         ["data/flows/pizza.yaml:19: intents.size.patterns.en[0]: slot name 'lang' is reserved: '{lang}' shows "
          "the session's language"],
     ),

@@ -1,6 +1,6 @@
 """The dialog engine and the flows it runs."""
 
-from chatbot.dialogs.engine import Action, Engine, Reply, SessionState, Text, TurnResult
+from chatbot.dialogs.engine import Action, Engine, PatternTimeout, Reply, SessionState, Text, TurnResult
 from chatbot.dialogs.environment import Environment, LocalEnvironment, ScriptedEnvironment
 from chatbot.dialogs.flowset import BUILTIN_FLOWS, load_flows
 from chatbot.dialogs.registry import Registry, action, condition
@@ -11,6 +11,7 @@ __all__ = [
     "Engine",
     "Environment",
     "LocalEnvironment",
+    "PatternTimeout",
     "Registry",
     "Reply",
     "ScriptedEnvironment",

@@ -23,6 +23,7 @@ from chatbot.dialogs.environment import Environment, Recorder
 from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message, StateSpec
 from chatbot.dialogs.registry import Registry
 from chatbot.dialogs.turn import PLACEHOLDER_RE, Action, Reply, SessionState, Text, Turn, TurnResult
+from chatbot.patterns import PatternTimeout
 from chatbot.text import IntentMatcher, Match, extract, is_email
 
 __all__ = ["Action", "Engine", "FlowRuntime", "PLACEHOLDER_RE", "Reply", "SessionState", "Text", "Turn",
@@ -226,7 +227,10 @@ class Engine:
         # Asked for an e-mail address, a text that is one is the answer: the words in it
         # (stop@example.com) are not intents.
         if candidates and not (spec.capture and spec.capture.kind == "email" and is_email(stripped)):
-            match = turn.runtime.matcher.match(text, turn.lang, candidates)
+            try:
+                match = turn.runtime.matcher.match(text, turn.lang, candidates)
+            except PatternTimeout as timeout:
+                raise _placed(turn.runtime.spec, timeout.where, timeout) from None
             if match is not None and self._fire_intent(turn, match):
                 return
         if spec.capture and not self._capture(turn, spec, text):
@@ -252,7 +256,10 @@ class Engine:
 
     def _capture(self, turn: Turn, spec: StateSpec, text: str) -> bool:
         capture = spec.capture
-        value = extract(capture.kind, text, pattern=capture.pattern, group=capture.group)
+        try:
+            value = extract(capture.kind, text, pattern=capture.pattern, group=capture.group)
+        except PatternTimeout as timeout:
+            raise _placed(turn.runtime.spec, f"states[{spec.index}].capture.pattern", timeout) from None
         valid = value is not None
         if valid:
             previous = turn.slots.get(capture.slot)
@@ -444,3 +451,8 @@ class Engine:
             auth_changed=turn.auth_changed,
             secret_input=secret_input,
         )
+
+
+def _placed(flow: FlowSpec, key: str, timeout: PatternTimeout) -> PatternTimeout:
+    """The timeout, naming the pattern as a flow problem does: file, line and key."""
+    return PatternTimeout(f"{flow.path}:{flow.line_of(key)}: {key}", timeout.chars)

@@ -26,6 +26,7 @@ from chatbot.dialogs.model import (
 from chatbot.dialogs.reader import Reader, did_you_mean, each_mapping, key_lines
 from chatbot.dialogs.yamlsource import LineDict, LineList, load_yaml, yaml_kind
 from chatbot.errors import FlowError
+from chatbot.patterns import Pattern, PatternError, compile_pattern
 from chatbot.text import IntentSpec, normalise
 
 FLOW_KEYS = ("name", "description", "languages", "initial", "fallback_state", "fallback", "help", "entry",
@@ -270,7 +271,7 @@ def _capture(reader: Reader, value: Any, line: int, key: str, languages) -> Capt
     )
 
 
-def _group_exists(reader: Reader, compiled: re.Pattern, group: Any, line: int, key: str) -> bool:
+def _group_exists(reader: Reader, compiled: Pattern, group: Any, line: int, key: str) -> bool:
     if isinstance(group, bool) or not isinstance(group, (int, str)):
         reader.problem(line, key, f"expected a group number or name, got {yaml_kind(group)}")
         return False
@@ -295,8 +296,8 @@ def _compile(reader: Reader, pattern: Any, line: int, key: str):
     if not reader.typed(pattern, str, line, key, "a regular expression"):
         return None
     try:
-        return re.compile(pattern)
-    except re.error as err:
+        return compile_pattern(pattern)
+    except PatternError as err:
         reader.problem(line, key, f"invalid regular expression: {err}")
         return None
 

@@ -7,7 +7,6 @@ is checked (reachability, ways out, goto chains).
 
 from __future__ import annotations
 
-import re
 from typing import Mapping
 
 from chatbot.dialogs.engine import (
@@ -25,6 +24,7 @@ from chatbot.dialogs.reader import did_you_mean
 from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message
 from chatbot.dialogs.registry import Registry, split_ref
 from chatbot.errors import FlowError
+from chatbot.patterns import PatternError, compile_pattern
 
 #: Names every message may use without any flow setting them, and what they show.
 BUILTIN_PLACEHOLDERS = {"user": "the logged-in user", "lang": "the session's language"}
@@ -34,7 +34,6 @@ BUILTIN_PLACEHOLDERS = {"user": "the logged-in user", "lang": "the session's lan
 RESERVED_TRIGGERS = (frozenset(name for name in dir(Turn) if not name.startswith("_")) | {"trigger"}) - {
     TEXT_TRIGGER}
 RESERVED_PREFIXES = ("to_", "may_", "is_")
-CAPTURE_GROUP_RE = re.compile(r"\(\?P<([A-Za-z_][A-Za-z0-9_]*)>")
 
 
 def validate_flows(flows: Mapping[str, FlowSpec], registry: Registry, *,
@@ -145,8 +144,16 @@ def _slots_set_anywhere(flows: Mapping[str, FlowSpec], registry: Registry) -> se
         for intent in flow.intents.values():
             for patterns in intent.patterns.values():
                 for pattern in patterns:
-                    slots.update(CAPTURE_GROUP_RE.findall(pattern))
+                    slots.update(_named_groups(pattern))
     return slots
+
+
+def _named_groups(pattern: str) -> list[str]:
+    """The named groups of a pattern, which become slots (``(?P<name>…)`` or ``(?<name>…)``)."""
+    try:
+        return list(compile_pattern(pattern).groupindex)
+    except PatternError:  # reported where the flow is loaded
+        return []
 
 
 def _secrets(flows: Mapping[str, FlowSpec]) -> set[str]:
@@ -225,7 +232,7 @@ class _Checker:
         """A pattern's named groups become slots: none may hide a built-in placeholder."""
         for lang, patterns in intent.patterns.items():
             for index, pattern in enumerate(patterns):
-                for group in CAPTURE_GROUP_RE.findall(pattern):
+                for group in _named_groups(pattern):
                     if group in BUILTIN_PLACEHOLDERS:
                         # one language's list may be written without its language key
                         key = self.flow.item_key(f"intents.{intent.name}.patterns.{lang}", index)

@@ -90,7 +90,7 @@ class Step:
     slots: list[dict] = field(default_factory=list)
     accounts: list[dict] = field(default_factory=list)
     replies: list[dict] = field(default_factory=list)
-    error: bool = False  # the server logged error.unhandled for this turn
+    error: str | None = None  # why the server failed this turn, as its log said
     order: float = 0.0  # sort key: the first reply's seq
 
     @property
@@ -238,6 +238,7 @@ class _Builder:
             "message.in": self._input,
             "action.in": self._input,
             "error.unhandled": self._error,
+            "turn.pattern_timeout": self._error,
         }
 
     @property
@@ -353,7 +354,8 @@ class _Builder:
         if isinstance(record.get("session"), str):
             step = self.open.get(self._writer(record))
             if step is not None:
-                step.error = True
+                pattern = record.get("pattern")
+                step.error = f"{pattern}: too slow ({event})" if isinstance(pattern, str) else event
 
     # --- order ---------------------------------------------------------------------------------
     def finish(self) -> LogSet:

@@ -80,7 +80,7 @@ def transcript_text(session: RecordedSession) -> str:
         lines += [GAP + f"· {s.get('slot')} = {s.get('value')!r}" for s in item.slots]
         lines += [GAP + "· " + _account(a) for a in item.accounts]
         if item.error:
-            lines.append(GAP + "· the server failed on this turn (error.unhandled)")
+            lines.append(GAP + f"· the server failed on this turn ({item.error})")
         for reply in item.replies:
             lines += _line(reply.get("ts", item.ts), "bot", reply.get("text", ""))
             buttons = [b.get("label") for b in reply.get("buttons") or [] if isinstance(b, dict)]
