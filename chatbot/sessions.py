@@ -216,15 +216,21 @@ class SessionManager:
         now = self.clock()
         token = new_token()
         state = self.engine.new_session(lang)
-        result = self.engine.start(state, self.env.for_client(peer.client_key))
+        env = self.env.for_client(peer.client_key)
+        if self.engine.start_may_block():
+            result = await self._run(self.engine.start, state, env)
+        else:
+            result = self.engine.start(state, env)
         live = LiveSession(secrets.token_hex(8), token_hash(token), result.state, 0, now, now)
         record = SessionRecord(live.id, live.token_hash, state.flow, state.state, {}, state.lang, None,
                                state.flow_version, 0, now, now)
         created = self.store.create_session(record)
         async with live.lock:
-            self.events.event("session.created", session=live.id, conn=peer.conn_id, lang=state.lang)
             frames = await self._commit(live, result, now, user_text=None, client_id=None, rotate=False)
             await asyncio.wrap_future(created)  # the writer keeps order: this is done already
+            # Logged once stored: a replay must not meet a session the database never held.
+            self.events.event("session.created", session=live.id, conn=peer.conn_id, lang=state.lang)
+            self._log_turn(live, result, frames)
             # Known to the rest of the server only once stored: a failed creation leaves nothing behind.
             self.live[live.id] = live
             self.by_token[live.token_hash] = live.id
@@ -312,15 +318,16 @@ class SessionManager:
                     client_id: str | None) -> list[tuple[str, dict]]:
         env = self.env.for_client(peer.client_key)
         if self.engine.may_block(live.state):
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self.executor, self.engine.handle, live.state, event, env)
+            result = await self._run(self.engine.handle, live.state, event, env)
         else:
             result = self.engine.handle(live.state, event, env)
         user_text = None
         if isinstance(event, Text):
             user_text = SECRET_MASK if result.secret_input else event.text
-        return await self._commit(live, result, self.clock(), user_text=user_text, client_id=client_id,
-                                  rotate=result.auth_changed, secret=result.secret_input)
+        frames = await self._commit(live, result, self.clock(), user_text=user_text, client_id=client_id,
+                                    rotate=result.auth_changed, secret=result.secret_input)
+        self._log_turn(live, result, frames)
+        return frames
 
     def _refuse_slow_text(self, peer: Peer, live: LiveSession, client_id: str | None,
                           timeout: PatternTimeout) -> None:
@@ -345,7 +352,9 @@ class SessionManager:
 
     async def _commit(self, live: LiveSession, result: TurnResult, now: float, *, user_text: str | None,
                       client_id: str | None, rotate: bool, secret: bool = False) -> list[tuple[str, dict]]:
-        """Store the turn, then update the live session; return the frames to deliver (audience, frame)."""
+        """Store the turn, then update the live session; return the frames to deliver (audience, frame).
+
+        The caller logs the turn (`_log_turn`) once it is stored."""
         seq = live.seq
         entries: list[HistoryRecord] = []
         frames: list[tuple[str, dict]] = []
@@ -397,7 +406,6 @@ class SessionManager:
             frames.insert(first_reply, ("all", {"type": "auth", "user": state.user, "resume": token}))
         if client_id:
             frames.append(("self", {"type": "ack", "id": client_id, "seq": ack_seq}))
-        self._log_turn(live, result, frames)
         return frames
 
     def _deliver(self, live: LiveSession, sender: Peer, frames: list[tuple[str, dict]]) -> None:

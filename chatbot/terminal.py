@@ -60,7 +60,11 @@ def run_chat(engine: Engine, *, lang: str | None, debug: bool, stdin: TextIO | N
         try:
             env = LocalEnvironment(Accounts(store), client_key="terminal")
             session = engine.new_session(lang)
-            result = engine.start(session, env)
+            try:
+                result = engine.start(session, env)
+            except Exception as error:  # an action's bug on the first state: there is no session to go on with
+                print(f"error: the bot failed to greet ({type(error).__name__}: {error})", file=out)
+                return 1
             actions = _show(result, out, debug)
             print(f"(type {BUTTON_PREFIX}N to press button N, /help for commands, Ctrl-D to quit)", file=out)
             while True:

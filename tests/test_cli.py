@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.cli import main
+from chatbot.dialogs import BUILTIN_FLOWS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pizza"
 BROKEN = """\
@@ -189,6 +190,21 @@ def test_chat_says_so_when_an_action_fails_and_goes_on(here, capsys, monkeypatch
                ["/boom", "anything", "/help"])
     assert "error: the bot failed on that message (RuntimeError: out of dough); it was not processed" in out
     assert out.count("bot> ") >= 2, "the conversation went on"
+
+
+def test_chat_says_so_when_the_greeting_fails_and_exits_1(here, capsys, monkeypatch):
+    (here / "boom.py").write_text(
+        "from chatbot.dialogs import action\n\n"
+        "@action()\ndef boom(ctx):\n    raise ValueError('kaboom')\n", encoding="utf-8")
+    flows = here / "flows"
+    flows.mkdir()
+    hub = (BUILTIN_FLOWS / "hub.yaml").read_text(encoding="utf-8")
+    assert hub.count("  - name: welcome\n") == 1
+    (flows / "hub.yaml").write_text(hub.replace("  - name: welcome\n", "  - name: welcome\n    on_enter: boom\n"),
+                                    encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n"))
+    assert run(["chat", "--flows", str(flows), "--actions", str(here / "boom.py")]) == 1
+    assert capsys.readouterr().out == "error: the bot failed to greet (ValueError: kaboom)\n"
 
 
 def test_chat_in_a_language_the_flows_do_not_have_is_refused(here, capsys):

@@ -752,3 +752,56 @@ async def test_a_text_a_pattern_runs_away_on_is_refused_and_the_server_goes_on(t
     fields = record_fields(logged)
     assert fields["pattern"] == f"{hub}:29: intents.greet.patterns.en[0]"
     assert fields["id"] == "slow-1" and fields["chars"] == 41
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_session_the_database_refused_is_not_logged_as_created(tmp_path, caplog):
+    caplog.set_level("INFO", logger="chatbot")
+    async with running_server(tmp_path) as server:
+        first = await Client.connect(server.port)
+        await first.hello()
+        await first.recv()
+        for path in tmp_path.glob("chatbot.db*"):
+            path.unlink()
+        refused = await Client.connect(server.port)
+        await refused.send({"type": "hello"})
+        assert (await refused.recv())["code"] == "internal_error"
+    created = [r for r in caplog.records if r.getMessage() == "session.created"]
+    assert len(created) == 1, "only the session stored before the file went"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_blocking_action_greeting_a_new_session_leaves_the_event_loop_free(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from chatbot import dialogs
+    from chatbot.dialogs import Registry, action
+    from chatbot.dialogs.registry import MARK
+    from tests.engine_helpers import make_engine
+
+    registry = Registry.with_builtins()
+
+    @action(blocking=True)
+    def slow_welcome(ctx):
+        time.sleep(1.0)  # a call to a slow service
+
+    registry.add(getattr(slow_welcome, MARK))
+    flows = tmp_path / "flows"
+    shutil.copytree(Path(dialogs.__file__).parent / "flows", flows)
+    hub = flows / "hub.yaml"
+    hub.write_text(hub.read_text(encoding="utf-8").replace("  - name: welcome\n",
+                                                           "  - name: welcome\n    on_enter: slow_welcome\n"),
+                   encoding="utf-8")
+    async with running_server(tmp_path / "data", make_engine(flows, registry)) as server:
+        waiting = await Client.connect(server.port)
+        newcomer = await Client.connect(server.port)
+        started = time.perf_counter()
+        await newcomer.send({"type": "hello"})
+        await asyncio.sleep(0.1)  # the greeting is under way
+        await waiting.send({"type": "ping"})
+        assert (await waiting.recv())["type"] == "pong"
+        answered = time.perf_counter() - started
+        assert (await newcomer.recv())["type"] == "welcome"
+        greeted = time.perf_counter() - started
+    assert answered < 0.6 < 1.0 <= greeted

@@ -143,6 +143,11 @@ class Engine:
         self._follow_goto(turn)
         return self._finish(turn, secret_input=secret)
 
+    def start_may_block(self) -> bool:
+        """Whether greeting a new session may call a blocking action: it enters the home flow,
+        or a flow's fallback state when the home flow's start cannot be entered."""
+        return self.switch_blocks
+
     def may_block(self, session: SessionState) -> bool:
         """Whether a turn in this state may call a blocking action or condition."""
         runtime = self.runtimes.get(session.flow)
