@@ -62,3 +62,9 @@ def _key(key: Any) -> str:
     if key is None or isinstance(key, (bool, int, float)):
         return json.dumps(key)  # as json.dumps writes such a key: null, true, 1, 1.5
     return str(key)
+
+
+def as_read_back(value: Any) -> Any:
+    """``value`` as it reads back once stored as JSON (a datetime as its ISO text, a tuple as a
+    list, NaN as None); TypeError for a value JSON has no form for (a set, a Decimal)."""
+    return json.loads(dumps(value))  # as storage reads it: big integers and lone surrogates survive

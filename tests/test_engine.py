@@ -453,3 +453,38 @@ def test_switching_to_a_language_the_engine_has_no_text_in_names_that_language(t
     assert chat.texts[0] == "I will speak English."
     chat.say("/lang ru")
     assert chat.texts[0] == "Буду говорить по-русски."
+
+
+def test_a_slot_an_action_sets_reads_the_same_before_and_after_storage_or_the_action_fails(tmp_path):
+    import datetime
+    import decimal
+
+    from chatbot.dialogs import Registry, action
+    from chatbot.dialogs.registry import MARK
+
+    values = {"when": datetime.datetime(2024, 1, 2, 3, 4, 5), "price": decimal.Decimal("1.5")}
+
+    @action(sets=("when", "price"))
+    def stamp(ctx, slot):
+        ctx.set_slot(slot, values[slot])
+
+    registry = Registry.with_builtins()
+    registry.add(getattr(stamp, MARK))
+    (tmp_path / "stamp.yaml").write_text(
+        "name: stamp\nlanguages: [en]\ninitial: ask\nentry: {command: /stamp}\n"
+        "states:\n  - name: ask\n    say: 'Which?'\n    buttons: [{label: When, action: when}, {label: Price, action: price}]\n"
+        "  - name: done\n    say: 'Stamped {when}.'\n    goto: chat\n"
+        "transitions:\n  - {trigger: when, source: ask, dest: done, before: 'stamp:when'}\n"
+        "  - {trigger: price, source: ask, dest: done, before: 'stamp:price'}\n",
+        encoding="utf-8")
+    chat = Conversation(make_engine(tmp_path, registry))
+    chat.register()
+    chat.say("/stamp")
+    asked = chat.state
+    with pytest.raises(TypeError, match=r"^set_slot\('price'\): a Decimal cannot be kept in a slot"):
+        chat.press("price")
+    assert chat.state == asked, "the failed turn changed nothing"
+    chat.press("when")
+    assert chat.texts[0] == "Stamped 2024-01-02T03:04:05."
+    assert chat.state.slots["when"] == "2024-01-02T03:04:05"
+    assert chat.result.slots_set == [{"slot": "when", "value": "2024-01-02T03:04:05"}]

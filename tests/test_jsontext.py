@@ -25,3 +25,14 @@ def test_nesting_deeper_than_orjson_takes_is_written_and_a_value_holding_itself_
     loop["self"] = loop
     with pytest.raises(ValueError, match="Circular reference detected"):
         jsontext.dumps(loop)
+
+
+def test_a_value_reads_back_as_storage_gives_it_or_is_refused():
+    import datetime
+    import decimal
+
+    assert jsontext.as_read_back(datetime.datetime(2024, 1, 2, 3, 4, 5)) == "2024-01-02T03:04:05"
+    assert jsontext.as_read_back((1, float("nan"), 2 ** 70, "a\ud800")) == [1, None, 2 ** 70, "a\ud800"]
+    for refused in (decimal.Decimal("1.5"), {1, 2}):
+        with pytest.raises(TypeError):
+            jsontext.as_read_back(refused)

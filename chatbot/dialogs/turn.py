@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from chatbot.dialogs.environment import Recorder
 from chatbot.dialogs.messages import ANY_LANGUAGE, ENGINE_MESSAGES
 from chatbot.dialogs.model import FlowSpec, Message, StateSpec
+from chatbot.jsontext import as_read_back
 from chatbot.text import Match
 
 if TYPE_CHECKING:
@@ -150,6 +151,14 @@ class Turn:
         return PLACEHOLDER_RE.sub(fill, text)
 
     def set_slot(self, name: str, value: Any) -> None:
+        # Slots are stored as JSON: the value is kept as it will read back after a restart, so a
+        # template shows the same before and after, and one JSON cannot hold fails here, in the
+        # action that set it, not in the commit of the turn.
+        try:
+            value = as_read_back(value)
+        except TypeError:
+            raise TypeError(f"set_slot('{name}'): a {type(value).__name__} cannot be kept in a slot "
+                            "(slots hold text, numbers, true/false, null, lists and objects)") from None
         self.slots[name] = value
         self.slots_set.append({"slot": name, "value": value})
 
