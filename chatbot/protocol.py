@@ -45,10 +45,12 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> dict[str, Any]:
     if not isinstance(frame, dict):
         raise ProtocolError("not_object", f"a frame must be a JSON object, got {_json_type(frame)}")
     in_reply_to = frame.get("id") if isinstance(frame.get("id"), str) else None
-    kind = frame.get("type")
-    if kind is None:
+    if "type" not in frame:
         raise _error("missing_field", "type: required field is missing", in_reply_to)
-    if not isinstance(kind, str) or kind not in _FIELDS:
+    kind = frame["type"]
+    if not isinstance(kind, str):
+        raise _error("bad_field", f"type: expected a string, got {_json_type(kind)}", in_reply_to)
+    if kind not in _FIELDS:
         raise _error("unknown_type", f"type: unknown frame type {kind!r} (expected one of: "
                                      f"{', '.join(sorted(_FIELDS))})", in_reply_to)
     for name, (expected, required) in _FIELDS[kind].items():

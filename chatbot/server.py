@@ -16,6 +16,7 @@ import secrets
 import signal
 import struct
 import time
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,6 +46,7 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 #: Allocations between two collections of the youngest generation (Python's default: 700).
 GC_THRESHOLD = 20_000
 GOING_AWAY = 1001
+INVALID_PAYLOAD = 1007
 POLICY = 1008
 TRY_AGAIN_LATER = 1013
 
@@ -93,6 +95,10 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
                 data = self._decompressor.decompress(data)
             except tornado.websocket._DecompressTooLargeError:
                 self.close(1009, "message too big after decompression")
+                self._abort()
+                return None
+            except zlib.error:  # a broken stream: the frames after it cannot be read either
+                self.close(INVALID_PAYLOAD, "compressed data is corrupt")
                 self._abort()
                 return None
         self._message_bytes_in += len(data)

@@ -366,8 +366,8 @@ class SessionManager:
             if secret:
                 meta["secret"] = True
             entries.append(HistoryRecord(seq, "user", user_text, meta, now))
-            frames.append(("others", {"type": "user", "seq": seq, "id": client_id, "text": user_text,
-                                      **({"secret": True} if secret else {})}))
+            # As `_frame` shows the entry to a resuming tab: no `id` when the client gave none.
+            frames.append(("others", {"type": "user", "seq": seq, **meta, "text": user_text}))
         for reply in result.replies:
             seq += 1
             frame = {"type": "reply", "seq": seq, **reply.to_dict()}

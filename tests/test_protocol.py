@@ -20,8 +20,10 @@ from chatbot.protocol import _loads_checked, _loads_plain, parse_frame
         ("[]", "not_object", "a frame must be a JSON object, got an array"),
         ("null", "not_object", "a frame must be a JSON object, got null"),
         ('{"id": "x"}', "missing_field", "type: required field is missing"),
-        ('{"type": 3}', "unknown_type", "type: unknown frame type 3 (expected one of: action, hello, history, "
-                                        "message, ping)"),
+        ('{"type": "pong"}', "unknown_type", "type: unknown frame type 'pong' (expected one of: action, hello, "
+                                             "history, message, ping)"),
+        ('{"type": 3}', "bad_field", "type: expected a string, got a number"),
+        ('{"type": null}', "bad_field", "type: expected a string, got null"),
         ('{"type": "message"}', "missing_field", "text: required field is missing"),
         ('{"type": "message", "text": true}', "bad_field", "text: expected a string, got a boolean"),
         ('{"type": "hello", "last_seq": "3"}', "bad_field", "last_seq: expected an integer, got a string"),

@@ -311,6 +311,20 @@ async def test_an_oversized_frame_closes_with_1009(tmp_path, deflate):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_corrupt_compressed_data_closes_with_1007_and_logs_no_error(tmp_path, caplog):
+    async with running_server(tmp_path, deflate=True) as server:
+        client = await Client.connect(server.port, deflate=True)
+        await client.hello()
+        await client.recv()
+        client.conn.protocol._write_frame(True, 0x1, b"\xff\xff\xff\xff", flags=0x40)  # RSV1: compressed
+        assert await client.recv() is None
+        assert client.conn.close_code == 1007
+        fine = await Client.connect(server.port)
+        assert (await fine.hello())["type"] == "welcome", "the server is still up"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_rate_limit_errors_then_closes_with_1008(tmp_path):
     async with running_server(tmp_path, rate_limit=1, rate_burst=3, rate_strikes=3) as server:
         client = await Client.connect(server.port)
@@ -805,3 +819,19 @@ async def test_a_blocking_action_greeting_a_new_session_leaves_the_event_loop_fr
         assert (await newcomer.recv())["type"] == "welcome"
         greeted = time.perf_counter() - started
     assert answered < 0.6 < 1.0 <= greeted
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_message_sent_without_an_id_reaches_other_tabs_without_one_as_a_resume_resends_it(tmp_path):
+    async with running_server(tmp_path) as server:
+        tab = await Client.connect(server.port)
+        welcome = await tab.hello()
+        await tab.recv()
+        other = await Client.connect(server.port)
+        await other.hello(resume=welcome["resume"])
+        await tab.send({"type": "message", "text": "hello"})
+        live = (await other.recv_until("user"))[-1]
+        late = await Client.connect(server.port)
+        await late.hello(resume=welcome["resume"], last_seq=1)
+        resent = (await late.recv_until("user"))[-1]
+    assert live == resent == {"type": "user", "seq": 2, "text": "hello"}
