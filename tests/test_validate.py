@@ -453,9 +453,88 @@ CASES = {
         ["data/flows/pizza.yaml:16: fallback_state: expected a state name, got a number"],
     ),
     "placeholder of a password input's secret": (
-        {"pizza.yaml": GOOD.replace('    say: "Which size?"', '    say: "Which size?"\n    input: password')},
+        {"pizza.yaml": GOOD.replace('    say: "Which size?"', '    say: "Which size?"\n    input: password')
+         .replace("{slot: size, kind: word}", "{slot: size}")},
         ["data/flows/pizza.yaml:11: states[1].say: placeholder '{size}' names the secret of a password input, "
          "which is never shown"],
+    ),
+    "a button left out does not shift the keys of the later ones": (
+        {"pizza.yaml": GOOD.replace("    capture: {slot: size, kind: word}",
+                                    "    capture: {slot: size, kind: word}\n    buttons:\n      - {label: A}\n"
+                                    "      - {label: B, action: nope}\n      - {label: '{sise}', action: help}")},
+        ["data/flows/pizza.yaml:10: states[0].buttons[0].action: required key is missing",
+         "data/flows/pizza.yaml:11: states[0].buttons[1].action: no transition has trigger 'nope'",
+         "data/flows/pizza.yaml:12: states[0].buttons[2].label: placeholder '{sise}' names a slot that is never set "
+         "(did you mean 'size'?)"],
+    ),
+    "a button without a usable action is still read": (
+        {"pizza.yaml": GOOD.replace("    capture: {slot: size, kind: word}",
+                                    "    capture: {slot: size, kind: word}\n    buttons:\n      - {action: 5}")},
+        ["data/flows/pizza.yaml:10: states[0].buttons[0].action: expected an action name, got a number",
+         "data/flows/pizza.yaml:10: states[0].buttons[0].label: required key is missing"],
+    ),
+    "a flow without initial is still read to the end": (
+        {"pizza.yaml": GOOD.replace("initial: ask_size\n", "help: 5\n")
+         .replace("{command: /pizza}", "{command: a}")},
+        ["data/flows/pizza.yaml:1: initial: required key is missing",
+         "data/flows/pizza.yaml:4: help: expected a text or a mapping of language to text, got a number",
+         "data/flows/pizza.yaml:2: entry.command: invalid command 'a' (a '/' then lowercase letters, digits, _)"],
+    ),
+    "a capture without a usable slot is still read": (
+        {"pizza.yaml": GOOD.replace("{slot: size, kind: word}", "{slot: 5, kind: wrd}").replace("A {size}", "A")},
+        ["data/flows/pizza.yaml:8: states[0].capture.slot: expected a slot name, got a number",
+         "data/flows/pizza.yaml:8: states[0].capture.kind: unknown capture kind 'wrd' "
+         "(expected one of: email, number, regex, text, word)"],
+    ),
+    "a state or transition without its name or trigger is still read": (
+        {"pizza.yaml": GOOD.replace("transitions:", "  - input: secret\n    goto: chat\ntransitions:")
+         + "  - source: done\n    dest: [ask_size]\n"},
+        ["data/flows/pizza.yaml:12: states[2].name: required key is missing",
+         "data/flows/pizza.yaml:12: states[2].input: unknown input kind 'secret' (expected one of: text, password)",
+         "data/flows/pizza.yaml:18: transitions[1].trigger: required key is missing",
+         "data/flows/pizza.yaml:19: transitions[1].dest: expected a state name, got a list"],
+    ),
+    "what a password input does not use": (
+        {"pizza.yaml": GOOD.replace("    capture: {slot: size, kind: word}",
+                                    "    input: password\n    capture:\n      slot: size\n      kind: word\n"
+                                    "      validate: logged_in\n      invalid: 'Again?'")
+         .replace("A {size} pizza", "A pizza")},
+        ["data/flows/pizza.yaml:11: states[0].capture.kind: a password input keeps the text as typed, "
+         "so 'kind' is not used",
+         "data/flows/pizza.yaml:12: states[0].capture.validate: a password input keeps the text as typed, "
+         "so 'validate' is not used",
+         "data/flows/pizza.yaml:13: states[0].capture.invalid: a password input keeps the text as typed, "
+         "so 'invalid' is not used"],
+    ),
+    "set_language to a language no flow speaks": (
+        {"pizza.yaml": GOOD.replace("    dest: done",
+                                    "    dest: done\n    after: [set_language:ru, set_language:de]")
+         .replace("    goto: chat", "    goto: chat\n    on_enter: set_language")},
+        ["data/flows/pizza.yaml:17: transitions[0].after[1]: unknown language 'de' (the flows speak: en, ru)"],
+    ),
+    "an empty goto": (
+        {"pizza.yaml": GOOD.replace("goto: chat", "goto: ''")},
+        ["data/flows/pizza.yaml:11: states[1].goto: expected a flow name, got an empty text"],
+    ),
+    "line and paragraph separators in a text are not line breaks": (
+        {"pizza.yaml": GOOD.replace('"Which size?"', '"Which\u2028size\u2029or\x85what?"')
+         .replace("dest: done", "dest: dnoe")},
+        ["data/flows/pizza.yaml:15: transitions[0].dest: unknown state 'dnoe' (did you mean 'done'?)"],
+    ),
+    "a yaml syntax error after a line separator": (
+        {"pizza.yaml": GOOD.replace('"Which size?"', '"Which\u2028size?"')
+         .replace("    dest: done", "    dest: [done")},
+        ["data/flows/pizza.yaml:16: yaml syntax: expected ',' or ']', but got '<stream end>'"],
+    ),
+    "a control character after a line separator": (
+        {"pizza.yaml": GOOD.replace('"Which size?"', '"Which\u2028size?"').replace("A {size}", "A\x0c{size}")},
+        ["data/flows/pizza.yaml:10: yaml syntax: unacceptable character #x000c: special characters are not allowed"],
+    ),
+    "an action where a condition belongs, and the reverse": (
+        {"pizza.yaml": GOOD.replace("    dest: done", "    dest: done\n    before: logged_in\n    unless: forget")},
+        ["data/flows/pizza.yaml:17: transitions[0].unless: unknown condition 'forget' ('forget' is an action)",
+         "data/flows/pizza.yaml:16: transitions[0].before: unknown action 'logged_in' ('logged_in' is a condition) "
+         "(did you mean 'log_in'?)"],
     ),
 }
 
@@ -464,6 +543,21 @@ CASES = {
 def test_each_kind_of_problem_is_reported_exactly(here, files, expected):
     write(here, files)
     assert problems_of(Path("data/flows")) == expected
+
+
+def test_a_password_capture_may_say_its_kind_is_text(here):
+    write(here, {"pizza.yaml": GOOD.replace("{slot: size, kind: word}", "{slot: size, kind: text}")
+          .replace('    say: "Which size?"', '    say: "Which size?"\n    input: password')
+          .replace("A {size}", "A")})
+    assert "pizza" in load_flows(Path("data/flows"), Registry.with_builtins())
+
+
+def test_a_file_that_is_not_utf8_is_reported_at_the_line_of_the_first_bad_byte(here):
+    flows = write(here, {})
+    # far past the first chunk a text-mode read decodes, and with Windows line breaks
+    text = GOOD + "# more\n" * 3000 + "description: café\n"
+    (flows / "pizza.yaml").write_bytes(text.replace("\n", "\r\n").encode("latin-1"))
+    assert problems_of(Path("data/flows")) == ["data/flows/pizza.yaml:3016: cannot read: not UTF-8 (byte 0xe9)"]
 
 
 def test_keys_written_next_to_a_merge_key_override_the_merged_ones(here):

@@ -16,6 +16,7 @@ from chatbot.dialogs.loader import parse_flow
 from chatbot.dialogs.model import FlowSpec
 from chatbot.dialogs.registry import Registry
 from chatbot.dialogs.validate import validate_flows
+from chatbot.dialogs.yamlsource import line_starts
 from chatbot.errors import FlowError, FlowSetError
 
 BUILTIN_FLOWS = Path(__file__).parent / "flows"
@@ -53,16 +54,28 @@ def flow_files(folder: Path) -> list[Path]:
                   if path.suffix in (".yaml", ".yml") and not path.name.startswith("."))
 
 
+def _unreadable(shown: str, err: OSError | UnicodeDecodeError) -> FlowError:
+    """A file that cannot be read; one that is not UTF-8 at the line of its first bad byte, as editors count."""
+    if isinstance(err, UnicodeDecodeError):
+        before = err.object[:err.start].decode("utf-8")
+        return FlowError(shown, len(line_starts(before)), "",
+                         f"cannot read: not UTF-8 (byte 0x{err.object[err.start]:02x})")
+    return FlowError(shown, None, "", f"cannot read: {err}")
+
+
 def load_folder(folder: Path) -> FolderLoad:
     result = FolderLoad()
     for path in flow_files(folder):
         shown = display_path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            # decoded whole, so that a decoding error's position counts from the start of the file
+            text = path.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            result.problems.append(FlowError(shown, None, "", f"cannot read: {err}"))
+            result.problems.append(_unreadable(shown, err))
             result.unparsed.add(path.stem)
             continue
+        # line breaks as text mode reads them: a flow's version is the hash of this text
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
         flow, found = parse_flow(text, shown)
         result.problems.extend(found)
         if flow is None:

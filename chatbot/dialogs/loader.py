@@ -82,6 +82,13 @@ def _parse_document(reader: Reader, doc: LineDict, stem: str, version: str) -> F
                                languages)
     intents = _intents(reader, doc.get("intents"), doc.line_of("intents"), languages)
     line = doc.line_of
+    # Read every part before giving up on the flow, so that all its problems are reported at once.
+    fallback = reader.message(doc.get("fallback"), line("fallback"), "fallback", languages)
+    help_ = reader.message(doc.get("help"), line("help"), "help", languages)
+    description = doc.get("description", "")
+    if not reader.typed(description, str, line("description"), "description", "a text"):
+        description = ""
+    entry = _entry(reader, doc.get("entry"), line("entry"), languages)
     if not isinstance(name, str) or not isinstance(initial, str) or states is None:
         return None
     return FlowSpec(
@@ -94,11 +101,10 @@ def _parse_document(reader: Reader, doc: LineDict, stem: str, version: str) -> F
         states=states,
         transitions=transitions,
         intents=intents,
-        fallback=reader.message(doc.get("fallback"), line("fallback"), "fallback", languages),
-        help=reader.message(doc.get("help"), line("help"), "help", languages),
-        description=doc.get("description", "") if reader.typed(
-            doc.get("description", ""), str, line("description"), "description", "a text") else "",
-        entry=_entry(reader, doc.get("entry"), line("entry"), languages),
+        fallback=fallback,
+        help=help_,
+        description=description,
+        entry=entry,
         lines=key_lines(doc),
         positions=reader.positions,
     )
@@ -176,10 +182,9 @@ def _state(reader: Reader, item: LineDict, where: str, index: int, languages) ->
     name = item.get("name")
     if name is None:
         reader.problem(item.line, f"{where}.name", "required key is missing")
-        return None
-    if not reader.typed(name, str, line("name"), f"{where}.name", "a state name"):
-        return None
-    if not NAME_RE.match(name):
+    elif not reader.typed(name, str, line("name"), f"{where}.name", "a state name"):
+        name = None
+    elif not NAME_RE.match(name):
         reader.problem(line("name"), f"{where}.name", f"invalid state name '{name}' (letters, digits, _)")
     input_kind = item.get("input", "text")
     if input_kind not in INPUT_KINDS:
@@ -189,43 +194,45 @@ def _state(reader: Reader, item: LineDict, where: str, index: int, languages) ->
     final = item.get("final", False)
     reader.typed(final, bool, line("final"), f"{where}.final", "true or false")
     goto = item.get("goto")
-    if goto is not None:
-        reader.typed(goto, str, line("goto"), f"{where}.goto", "a flow name")
-    return StateSpec(
-        name=name,
-        say=reader.message(item.get("say"), line("say"), f"{where}.say", languages),
-        buttons=_buttons(reader, item.get("buttons"), line("buttons"), f"{where}.buttons", languages),
-        input=input_kind,
-        capture=_capture(reader, item.get("capture"), line("capture"), f"{where}.capture", languages),
-        on_enter=reader.names(item.get("on_enter"), line("on_enter"), f"{where}.on_enter"),
-        goto=goto if isinstance(goto, str) else None,
-        final=final is True,
-        index=index,
-        line=line("name"),
-    )
+    if goto is not None and not reader.typed(goto, str, line("goto"), f"{where}.goto", "a flow name"):
+        goto = None
+    elif goto == "":  # the engine would take it for no goto at all
+        reader.problem(line("goto"), f"{where}.goto", "expected a flow name, got an empty text")
+        goto = None
+    say = reader.message(item.get("say"), line("say"), f"{where}.say", languages)
+    buttons = _buttons(reader, item.get("buttons"), line("buttons"), f"{where}.buttons", languages)
+    capture = _capture(reader, item.get("capture"), line("capture"), f"{where}.capture", languages, input_kind)
+    on_enter = reader.names(item.get("on_enter"), line("on_enter"), f"{where}.on_enter")
+    if name is None:
+        return None
+    return StateSpec(name=name, say=say, buttons=buttons, input=input_kind, capture=capture, on_enter=on_enter,
+                     goto=goto, final=final is True, index=index, line=line("name"))
 
 
 def _buttons(reader: Reader, value: Any, line: int, key: str, languages) -> tuple[Button, ...]:
-    buttons = []
+    buttons, indexes = [], []
     for index, item, where in each_mapping(reader, value, line, key, "buttons"):
         reader.check_keys(item, BUTTON_KEYS, where)
         action = item.get("action")
         if action is None:
             reader.problem(item.line, f"{where}.action", "required key is missing")
-            continue
-        if not reader.typed(action, str, item.line_of("action"), f"{where}.action", "an action name"):
-            continue
+        elif not reader.typed(action, str, item.line_of("action"), f"{where}.action", "an action name"):
+            action = None
         label = reader.message(item.get("label"), item.line_of("label"), f"{where}.label", languages)
         if "label" not in item:
             reader.problem(item.line, f"{where}.label", "required key is missing")
         elif item["label"] is None:
             reader.problem(item.line_of("label"), f"{where}.label",
                            "expected a text or a mapping of language to text, got nothing")
-        buttons.append(Button(label=label or {}, action=action, line=item.line))
+        if action is not None:
+            buttons.append(Button(label=label or {}, action=action, line=item.line))
+            indexes.append(index)
+    if isinstance(value, list):
+        reader.kept(key, indexes, len(value))
     return tuple(buttons)
 
 
-def _capture(reader: Reader, value: Any, line: int, key: str, languages) -> Capture | None:
+def _capture(reader: Reader, value: Any, line: int, key: str, languages, input_kind: str) -> Capture | None:
     if value is None:
         return None
     if not reader.typed(value, dict, line, key, "a mapping"):
@@ -234,10 +241,9 @@ def _capture(reader: Reader, value: Any, line: int, key: str, languages) -> Capt
     slot = value.get("slot")
     if slot is None:
         reader.problem(value.line, f"{key}.slot", "required key is missing")
-        return None
-    if not reader.typed(slot, str, value.line_of("slot"), f"{key}.slot", "a slot name"):
-        return None
-    if not NAME_RE.match(slot):
+    elif not reader.typed(slot, str, value.line_of("slot"), f"{key}.slot", "a slot name"):
+        slot = None
+    elif not NAME_RE.match(slot):
         reader.problem(value.line_of("slot"), f"{key}.slot", f"invalid slot name '{slot}' (letters, digits, _)")
     kind = value.get("kind", "text")
     if kind not in CAPTURE_KINDS:
@@ -258,15 +264,26 @@ def _capture(reader: Reader, value: Any, line: int, key: str, languages) -> Capt
     elif group is not None and not _group_exists(reader, compiled, group, value.line_of("group"), f"{key}.group"):
         group = None
     validate = value.get("validate")
-    if validate is not None:
-        reader.typed(validate, str, value.line_of("validate"), f"{key}.validate", "a condition name")
+    if validate is not None and not reader.typed(validate, str, value.line_of("validate"), f"{key}.validate",
+                                                 "a condition name"):
+        validate = None
+    invalid = reader.message(value.get("invalid"), value.line_of("invalid"), f"{key}.invalid", languages)
+    if input_kind == "password":
+        # The engine keeps a password as typed, before any capture runs: these would silently do nothing.
+        for name, default in (("kind", "text"), ("validate", None), ("invalid", None)):
+            if value.get(name, default) not in (default, None):
+                reader.problem(value.line_of(name), f"{key}.{name}",
+                               f"a password input keeps the text as typed, so '{name}' is not used")
+        kind, pattern, group, validate, invalid = "text", None, None, None, None
+    if slot is None:
+        return None
     return Capture(
         slot=slot,
         kind=kind or "text",
         pattern=pattern,
         group=group,
-        validate=validate if isinstance(validate, str) else None,
-        invalid=reader.message(value.get("invalid"), value.line_of("invalid"), f"{key}.invalid", languages),
+        validate=validate,
+        invalid=invalid,
         line=value.line,
     )
 
@@ -311,16 +328,17 @@ def _transitions(reader: Reader, value: Any, line: int, languages) -> tuple[Tran
         for key in missing:
             reader.problem(item.line, f"{where}.{key}", "required key is missing")
         trigger = item.get("trigger")
-        if missing or not reader.typed(trigger, str, at("trigger"), f"{where}.trigger", "a trigger name"):
-            continue
-        source = item["source"]
-        if source is None or source == []:  # a transition from no state could never fire
+        usable = not missing
+        if "trigger" in item and not reader.typed(trigger, str, at("trigger"), f"{where}.trigger", "a trigger name"):
+            usable = False
+        source = item.get("source")
+        if "source" in item and (source is None or source == []):  # a transition from no state could never fire
             reader.problem(at("source"), f"{where}.source", "expected a state, a list of states or '*', got "
                                                             + ("nothing" if source is None else "an empty list"))
         dest = item.get("dest")
         if dest is not None and not reader.typed(dest, str, at("dest"), f"{where}.dest", "a state name"):
             dest = None
-        transitions.append(TransitionSpec(
+        spec = TransitionSpec(
             trigger=trigger,
             sources=reader.names(source, at("source"), f"{where}.source"),
             dest=dest,
@@ -331,7 +349,9 @@ def _transitions(reader: Reader, value: Any, line: int, languages) -> tuple[Tran
             say=reader.message(item.get("say"), at("say"), f"{where}.say", languages),
             index=index,
             line=item.line,
-        ))
+        )
+        if usable:
+            transitions.append(spec)
     return tuple(transitions)
 
 

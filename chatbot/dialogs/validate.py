@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from chatbot.dialogs.builtins import set_language as builtin_set_language
 from chatbot.dialogs.engine import (
     COMMANDS,
     FLOW_PREFIX,
@@ -208,8 +209,9 @@ class _Checker:
         where = f"states[{state.index}]"
         self._message(state.say, f"{where}.say")
         for b_index, button in enumerate(state.buttons):
-            self._message(button.label, f"{where}.buttons[{b_index}].label")
-            self._button_action(state.name, button.action, f"{where}.buttons[{b_index}].action")
+            key = self.flow.item_key(f"{where}.buttons", b_index)
+            self._message(button.label, f"{key}.label")
+            self._button_action(state.name, button.action, f"{key}.action")
         self._callables("action", state.on_enter, f"{where}.on_enter")
         if state.capture:
             capture = state.capture
@@ -242,9 +244,7 @@ class _Checker:
 
     def _button_action(self, state: str, action: str, key: str) -> None:
         if action.startswith(LANG_PREFIX):
-            lang = action[len(LANG_PREFIX):]
-            if lang not in self.languages:
-                self.problem(key, f"unknown language '{lang}' (the flows speak: {', '.join(sorted(self.languages))})")
+            self._language(action[len(LANG_PREFIX):], key)
         elif action.startswith(FLOW_PREFIX):
             name = action[len(FLOW_PREFIX):]
             flow = self.flows.get(name)
@@ -262,6 +262,10 @@ class _Checker:
             self.problem(key, f"no transition has trigger '{action}'{did_you_mean(action, known)}")
         elif not any(t.trigger == action and state in self.flow.sources_of(t) for t in self.flow.transitions):
             self.problem(key, f"no transition with trigger '{action}' leaves state '{state}'")
+
+    def _language(self, lang: str, key: str) -> None:
+        if lang not in self.languages:
+            self.problem(key, f"unknown language '{lang}' (the flows speak: {', '.join(sorted(self.languages))})")
 
     def _goto(self, target: str, key: str) -> None:
         flow_name, _, state_name = target.partition(":")
@@ -304,10 +308,16 @@ class _Checker:
     def _callables(self, kind: str, refs: tuple[str, ...], key: str) -> None:
         """`after: log_in` or `after: [a, b]`: each name must be registered."""
         for index, ref in enumerate(refs):
-            if self.registry.get(kind, ref) is None:
-                name, _ = split_ref(ref)
+            found = self.registry.get(kind, ref)
+            name, arg = split_ref(ref)
+            if found is None:
+                other, what = ("condition", "a condition") if kind == "action" else ("action", "an action")
+                hint = f" ('{name}' is {what})" if self.registry.get(other, ref) else ""
                 self.problem(self._item_key(key, index),
-                             f"unknown {kind} '{name}'{did_you_mean(name, self.registry.names(kind))}")
+                             f"unknown {kind} '{name}'{hint}{did_you_mean(name, self.registry.names(kind))}")
+            elif found[0].func is builtin_set_language and arg:
+                # as with a `lang:xx` button, switching to a language no flow speaks does nothing
+                self._language(arg, self._item_key(key, index))
 
     def _item_key(self, key: str, index: int) -> str:
         """`source: a` is one name, `source: [a, b]` a list: name the item only where the file has a list."""

@@ -14,6 +14,7 @@ values without lines (`!!omap`, `!!pairs`, `!!set`).
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from typing import Any
@@ -25,8 +26,19 @@ from chatbot.errors import FlowError
 #: Far deeper than any flow needs, and shallow enough that building and walking a
 #: document (construction, key paths, checks) stays well inside Python's recursion limit.
 MAX_DEPTH = 50
-#: What YAML counts as a line break, to turn a character position into a line.
-LINE_BREAK_RE = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")
+#: A line break as editors and `grep -n` count them.  YAML also counts U+0085, U+2028 and U+2029,
+#: which a quoted text may hold, so lines come from a mark's character index, not its `line`.
+LINE_BREAK_RE = re.compile(r"\r\n|[\n\r]")
+
+
+def line_starts(text: str) -> list[int]:
+    """The index of the first character of each line of `text`."""
+    return [0] + [match.end() for match in LINE_BREAK_RE.finditer(text)]
+
+
+def line_at(starts: list[int], index: int) -> int:
+    """The line (from 1) of the character at `index`, given the `line_starts` of its text."""
+    return bisect.bisect_right(starts, index)
 
 
 class LineDict(dict):
@@ -73,6 +85,7 @@ class _Loader(yaml.SafeLoader):
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
+        self.line_starts = line_starts(stream)
         self.depth = 0
         #: The height of each composed node, counting what its aliases bring in.
         self.heights: dict[int, int] = {}
@@ -104,6 +117,9 @@ class _Loader(yaml.SafeLoader):
         self.heights[id(node)] = height
         return node
 
+    def mark_line(self, mark) -> int:
+        return line_at(self.line_starts, mark.index)
+
     @staticmethod
     def _too_deep(mark) -> None:
         raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
@@ -116,7 +132,7 @@ class _Loader(yaml.SafeLoader):
 
     def construct_line_mapping(self, node: yaml.MappingNode) -> LineDict:
         mapping = LineDict()
-        mapping.line = node.start_mark.line + 1
+        mapping.line = self.mark_line(node.start_mark)
         mapping.key_lines = {}
         mapping.rejected = []
         merged: list[LineDict] = []
@@ -127,7 +143,7 @@ class _Loader(yaml.SafeLoader):
             if key_node.tag == VALUE_TAG:  # a plain `=` key, which PyYAML would otherwise refuse
                 key_node.tag = STR_TAG
             key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
+            line = self.mark_line(key_node.start_mark)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 mapping.rejected.append((line, None, f"a key must be a name, got {yaml_kind(key)}"))
                 continue
@@ -168,8 +184,8 @@ class _Loader(yaml.SafeLoader):
 
     def construct_line_sequence(self, node: yaml.SequenceNode) -> LineList:
         sequence = LineList(self.construct_object(child, deep=True) for child in node.value)
-        sequence.line = node.start_mark.line + 1
-        sequence.item_lines = [child.start_mark.line + 1 for child in node.value]
+        sequence.line = self.mark_line(node.start_mark)
+        sequence.item_lines = [self.mark_line(child.start_mark) for child in node.value]
         return sequence
 
 
@@ -221,14 +237,14 @@ def load_yaml(text: str, path: str) -> tuple[Any, list[FlowError]]:
     try:
         loader = _Loader(text)  # PyYAML checks the characters of a whole text up front
     except yaml.reader.ReaderError as err:
-        line = len(LINE_BREAK_RE.findall(text, 0, err.position)) + 1
+        line = line_at(line_starts(text), err.position)
         return None, [FlowError(path, line, "", f"yaml syntax: unacceptable character #x{err.character:04x}: "
                                                 f"{err.reason}")]
     try:
         document = loader.get_single_data()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark else None
+        line = loader.mark_line(mark) if mark else None
         reason = err.problem or err.context or "invalid yaml"
         return None, [FlowError(path, line, "", f"yaml syntax: {reason}")]
     except yaml.YAMLError as err:
