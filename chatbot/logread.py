@@ -35,14 +35,26 @@ _ROTATED = re.compile(r"\.(\d+)(\.gz)?$")
 def read_log_records(paths: Iterable[Path | str]) -> Iterator[LogLine]:
     """Every line of the given files, oldest first; never raises for bad or missing files.
 
-    A base file (``chatbot.log``) brings its rotated siblings along, oldest first:
-    ``chatbot.log.3(.gz)``, ``.2``, ``.1``, then ``chatbot.log``. A file named twice, directly
-    or through a base file, is read once. A file that rotates while it is read may be seen
-    partly twice or not at all; read a set that is not being written for an exact replay.
+    A base file (``chatbot.log``) brings its rotated siblings along. The files of one base,
+    however they are named (the base, rotated files one by one, in any order), are read oldest
+    first: ``chatbot.log.3(.gz)``, ``.2``, ``.1``, then ``chatbot.log``; a rotated file named
+    without its base brings no sibling. Different bases are read in the order first named. A
+    file named twice, directly or through a base file, is read once. A file that rotates while
+    it is read may be seen partly twice or not at all; read a set that is not being written for
+    an exact replay.
     """
-    seen: set[str] = set()
+    # A turn may straddle a rotation: only files read oldest first keep its records together.
+    logs: dict[str, list[Path]] = {}
     for given in paths:
-        for path in _expand_rotated(Path(given)):
+        path = Path(given)
+        rotated = _ROTATED.search(path.name)
+        base_name = path.name[: rotated.start()] if rotated else path.name
+        # Siblings share their folder and base name, whichever way the folder is spelt.
+        base = os.path.join(os.path.realpath(path.parent), base_name)
+        logs.setdefault(base, []).extend([path] if rotated else _with_rotated(path))
+    seen: set[str] = set()
+    for files in logs.values():
+        for path in sorted(files, key=_oldest_first):
             identity = os.path.realpath(path)
             if identity in seen:
                 continue
@@ -50,26 +62,25 @@ def read_log_records(paths: Iterable[Path | str]) -> Iterator[LogLine]:
             yield from _read_file(path)
 
 
-def _expand_rotated(path: Path) -> list[Path]:
-    if _ROTATED.search(path.name):
-        return [path]
-    siblings: list[tuple[int, int, Path]] = []
-    try:
-        candidates = list(path.parent.iterdir())
-    except OSError:
-        candidates = []
+def _with_rotated(path: Path) -> list[Path]:
     prefix = path.name
-    for candidate in candidates:
-        rest = candidate.name[len(prefix) :] if candidate.name.startswith(prefix) else ""
-        match = _ROTATED.fullmatch(rest)
-        if match:
-            siblings.append((int(match[1]), 0 if match[2] else 1, candidate))
-    # Highest number is oldest; a stray plain ".N" beside ".N.gz" is read after it.
-    siblings.sort(key=lambda item: (-item[0], item[1]))
-    rotated = [candidate for _, _, candidate in siblings]
-    if siblings and not path.exists():
+    try:
+        rotated = [candidate for candidate in path.parent.iterdir() if candidate.name.startswith(prefix)
+                   and _ROTATED.fullmatch(candidate.name[len(prefix) :])]
+    except OSError:
+        rotated = []
+    if rotated and not path.exists():
         return rotated  # a rollover in progress: the new base file is not there yet
     return [*rotated, path]
+
+
+def _oldest_first(path: Path) -> tuple[int, int, int]:
+    """Sort key among the files of one base: the highest number is oldest, the base file last;
+    a stray plain ".N" beside ".N.gz" is read after it."""
+    rotated = _ROTATED.search(path.name)
+    if rotated is None:
+        return (1, 0, 0)
+    return (0, -int(rotated[1]), 0 if rotated[2] else 1)
 
 
 def _read_file(path: Path) -> Iterator[LogLine]:

@@ -508,6 +508,31 @@ def test_reader_reads_each_file_once(tmp_path):
     assert [line.record["n"] for line in read_log_records(given)] == [1, 2]
 
 
+def test_reader_reads_the_files_of_one_log_oldest_first_however_they_are_named(tmp_path):
+    # A turn may straddle a rotation: its records stay together only when read oldest first.
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    write_lines(first / "chatbot.log.10.gz", {"n": 1})
+    write_lines(first / "chatbot.log.2", {"n": 2})
+    write_lines(first / "chatbot.log.1.gz", {"n": 3})
+    write_lines(first / "chatbot.log", {"n": 4})
+    write_lines(second / "chatbot.log.1", {"n": 5})
+    write_lines(second / "chatbot.log", {"n": 6})
+
+    def numbers(*given) -> list[int]:
+        return [line.record["n"] for line in read_log_records(given)]
+
+    shell_order = sorted(first.glob("chatbot.log.*"))  # .1.gz, .10.gz, .2
+    assert numbers(*shell_order) == [1, 2, 3], "rotated files only: no sibling comes along"
+    assert numbers(*shell_order, first / "chatbot.log") == [1, 2, 3, 4]
+    assert numbers(first / "chatbot.log.2", tmp_path / "second" / ".." / "first" / "chatbot.log.1.gz",
+                   first / "chatbot.log", first / "chatbot.log.2") == [1, 2, 3, 4]
+    # Two logs are read one after the other, in the order each is first named.
+    assert numbers(second / "chatbot.log", first / "chatbot.log.1.gz", second / "chatbot.log.1",
+                   first / "chatbot.log.10.gz") == [5, 6, 1, 3]
+
+
 def test_reader_reports_bad_lines_with_file_and_line(tmp_path):
     path = tmp_path / "chatbot.log"
     path.write_bytes(

@@ -7,6 +7,7 @@ import gzip
 import json
 import re
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
+from tornado.testing import bind_unused_port
+from tornado.web import Application
+from tornado.websocket import WebSocketHandler
 
 from bench.bench_replay import write_log
 from chatbot.dialogs import BUILTIN_FLOWS
@@ -213,11 +218,21 @@ def test_changed_flows_diverge_at_the_right_steps_with_a_readable_diff(recording
     assert set(report[login]["divergence"]["differences"]) == {"replies", "transitions"}
 
 
-def test_a_session_spread_over_rotated_and_compressed_files_replays_whole(tmp_path):
+@dataclass
+class Rotated:
+    log_dir: Path
+    session_id: str
+
+
+@pytest.fixture(scope="module")
+def rotated(tmp_path_factory) -> Rotated:
+    """One long conversation logged into many small compressed files."""
+    tmp = tmp_path_factory.mktemp("rotated")
+
     async def chat():
-        with setup_logging(log_dir=tmp_path / "logs", console="none", max_bytes=1500, backup_count=200,
+        with setup_logging(log_dir=tmp / "logs", console="none", max_bytes=1500, backup_count=200,
                            compress_backups=True):
-            async with running_server(tmp_path) as server:
+            async with running_server(tmp) as server:
                 visitor = Visitor(server.port)
                 session_id = await visitor.arrive()
                 await visitor.press("register")
@@ -227,14 +242,40 @@ def test_a_session_spread_over_rotated_and_compressed_files_replays_whole(tmp_pa
                 visitor.leave()
         return session_id
 
-    session_id = asyncio.run(chat())
-    rotated = sorted((tmp_path / "logs").glob("chatbot.log.*.gz"))
-    assert len(rotated) >= 5, "the conversation spans many files"
-    code, out, err = cli(tmp_path / "logs" / "chatbot.log")
+    return Rotated(tmp / "logs", asyncio.run(chat()))
+
+
+def without_time(report: str) -> str:
+    return re.sub(r" in \d+\.\d+ s$", "", report, flags=re.MULTILINE)
+
+
+def test_a_session_spread_over_rotated_and_compressed_files_replays_whole(rotated):
+    files = sorted(rotated.log_dir.glob("chatbot.log.*.gz"))
+    assert len(files) >= 5, "the conversation spans many files"
+    code, out, err = cli(rotated.log_dir / "chatbot.log")
     assert code == 0, out + err
-    assert re.fullmatch(rf"{session_id}\s+same\s+29 steps\s+user dora", status_line(out, session_id))
-    assert f"from {len(rotated) + 1} file(s)" in out
-    _assert_no_secret_in(tmp_path / "logs")
+    assert re.fullmatch(rf"{rotated.session_id}\s+same\s+29 steps\s+user dora",
+                        status_line(out, rotated.session_id))
+    assert f"from {len(files) + 1} file(s)" in out
+    _assert_no_secret_in(rotated.log_dir)
+
+
+def test_the_files_of_one_log_named_in_any_order_replay_as_its_folder(rotated, tmp_path):
+    logs = tmp_path / "logs"
+    shutil.copytree(rotated.log_dir, logs)
+    packed = logs / "chatbot.log.3.gz"  # unpacked by someone reading it: .gz or not, its place is the same
+    (logs / "chatbot.log.3").write_bytes(gzip.decompress(packed.read_bytes()))
+    packed.unlink()
+    code, expected, err = cli(logs)
+    assert code == 0 and err == "" and "same        29 steps" in status_line(expected, rotated.session_id)
+
+    shell_order = sorted(logs.glob("chatbot.log.*"))  # as `logs/chatbot.log.*` expands: .1, .10, .11, …, .2
+    assert len(shell_order) >= 10, "numbers of two digits sort before some of one digit"
+    base = logs / "chatbot.log"
+    for named in ([*shell_order, base], [*reversed(shell_order), base],
+                  [shell_order[4], logs, shell_order[0], shell_order[4], base]):
+        code, out, err = cli(*named)
+        assert (code, without_time(out), err) == (0, without_time(expected), ""), [path.name for path in named]
 
 
 def test_a_session_across_a_server_restart_with_logs_in_two_folders_replays_in_either_order(tmp_path):
@@ -410,7 +451,31 @@ def test_a_turn_missing_from_the_log_is_found_by_its_seqs(recording, tmp_path):
     code, out, _ = cli(log)
     assert code == 0, out
     assert re.search(r"incomplete  step 6 .*its first reply is seq \d+, not \d+: the log lacks a turn or a reply "
-                     r"before it", status_line(out, ann)), out
+                     r"before it; no line near it is unusable", status_line(out, ann)), out
+
+
+def test_a_turn_lacking_lines_points_to_the_warnings_only_when_a_line_near_it_is_unusable(recording, tmp_path):
+    log, lines = copy_log(recording, tmp_path)
+    login, bob = recording.ids["login"], recording.ids["bob"]
+    # Bob's session is only its greeting, which logged no reply (the server failed on it).
+    greeting = lines_of(lines, bob, "session.created")[0]
+    lines = [line for i, line in enumerate(lines)
+             if f'"{bob}"' not in line or (i <= greeting + 1 and '"event":"reply.out"' not in line)]
+    assert len(lines_of(lines, bob, "effect")) == 1, "its answer for the greeting's wording is left"
+    log.write_text("".join(lines), encoding="utf-8")
+    code, out, err = cli(log)
+    assert code == 0 and err == "", out + err
+    assert re.fullmatch(rf"{bob}\s+incomplete  step 0 \({re.escape(str(log))}:\d+\): the log lacks the replies of "
+                        r"this turn; no line near it is unusable: not logged, or in a file not given",
+                        status_line(out, bob)), out
+
+    # A damaged line in a turn of another session, before Bob's: only that turn is sent to the warnings.
+    lines[lines_of(lines, login, "reply.out")[3]] = "{garbled\n"
+    log.write_text("".join(lines), encoding="utf-8")
+    code, out, err = cli(log)
+    assert code == 0 and f"warning: {log}:" in err, out + err
+    assert re.search(r"incomplete  step 3 .*the log lacks .*, see the warnings", status_line(out, login)), out
+    assert "see the warnings" not in status_line(out, bob), out
 
 
 def test_a_slot_value_json_has_no_form_for_compares_as_the_log_wrote_it():
@@ -563,6 +628,35 @@ async def test_live_replay_reports_changed_replies_and_logins_it_cannot_make(rec
 def test_live_replay_of_an_unreachable_server_exits_2(recording):
     code, _, err = cli(recording.log_dir, "--live", "ws://127.0.0.1:9/ws", "--timeout", "2")
     assert code == 2 and err.startswith("replay: ws://127.0.0.1:9/ws: cannot open a WebSocket:")
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections, never answers the handshake
+        url = f"ws://127.0.0.1:{silent.getsockname()[1]}/ws"
+        code, _, err = cli(recording.log_dir, "--live", url, "--timeout", "0.5")
+    assert (code, err) == (2, f"replay: {url}: cannot open a WebSocket: no answer within 0.5 s\n")
+
+
+class GreetsThenCloses(WebSocketHandler):
+    """A server that goes away in the middle of a conversation, without saying why."""
+
+    def on_message(self, message) -> None:
+        self.write_message(json.dumps({"type": "welcome", "session": "s1", "resume": "t1", "resumed": False}))
+        self.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_live_replay_says_how_a_server_that_went_away_failed(recording):
+    sock, port = bind_unused_port()
+    server = HTTPServer(Application([("/ws", GreetsThenCloses)]))
+    server.add_sockets([sock])
+    try:
+        code, out, err = await cli_in_thread(recording.log_dir, "--live", f"ws://127.0.0.1:{port}/ws",
+                                             "--session", recording.ids["ann"])
+    finally:
+        server.stop()
+    assert code == 1, out + err
+    problem = out.splitlines()[2]
+    # Which of the two it is depends on when the client notices the close; either has its reason.
+    assert re.fullmatch(r"    (the server closed the connection|the connection failed: \S.*)", problem), out
 
 
 # --- secrecy and the benchmark's log -----------------------------------------------------------

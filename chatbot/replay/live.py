@@ -48,6 +48,13 @@ def _seconds(ts: str) -> float | None:
         return None
 
 
+def _reason(error: BaseException, timeout: float) -> str:
+    """An error in words: a timeout or a closed WebSocket has no message of its own."""
+    if isinstance(error, (asyncio.TimeoutError, TimeoutError)):
+        return f"no answer within {timeout:g} s"
+    return str(error) or type(error).__name__
+
+
 def _wire_reply(frame: dict) -> dict:
     return {"text": frame.get("text"),
             "buttons": [[b.get("label"), b.get("action")] for b in frame.get("buttons") or []
@@ -85,7 +92,7 @@ async def _probe_server(url: str, timeout: float) -> None:
     try:
         conn = await asyncio.wait_for(websocket_connect(HTTPRequest(url, connect_timeout=timeout)), timeout)
     except (OSError, HTTPClientError, StreamClosedError, asyncio.TimeoutError, ValueError) as error:
-        raise UnusableInput(f"{url}: cannot open a WebSocket: {error or type(error).__name__}") from None
+        raise UnusableInput(f"{url}: cannot open a WebSocket: {_reason(error, timeout)}") from None
     conn.close()
 
 
@@ -157,7 +164,7 @@ class _Player:
         except (asyncio.TimeoutError, TimeoutError):
             self._diverge(step, problem=f"the server did not answer within {self.timeout:g} s")
         except (OSError, StreamClosedError, WebSocketClosedError, HTTPClientError) as error:
-            self._diverge(step, problem=f"the connection failed: {error or type(error).__name__}")
+            self._diverge(step, problem=f"the connection failed: {_reason(error, self.timeout)}")
         except ValueError as error:  # json.JSONDecodeError included
             self._diverge(step, problem=f"the server sent a frame that is not JSON: {error}")
         finally:
@@ -266,8 +273,9 @@ class _Player:
         while True:
             raw = await asyncio.wait_for(self.conn.read_message(), self.timeout)
             if raw is None:
-                raise _Broken(f"the server closed the connection ({self.conn.close_code} "
-                              f"{self.conn.close_reason or ''})".rstrip())
+                # A close without a code, or without a close frame, leaves nothing to show.
+                said = " ".join(str(part) for part in (self.conn.close_code, self.conn.close_reason) if part)
+                raise _Broken("the server closed the connection" + (f" ({said})" if said else ""))
             frame = json.loads(raw)
             frames.append(frame)
             if frame.get("type") == "auth":

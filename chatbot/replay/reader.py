@@ -6,7 +6,9 @@ session by the process that wrote them: the records of one turn (its input, the
 environment's answers, transitions, slots, account events, replies) are written by one
 process, in that order.  Turns are then put in order by the `seq` of their first reply,
 which the server numbers per session across restarts, so files read in the wrong order
-or two processes taking turns of one session still give the true order.
+or two processes taking turns of one session still give the true order.  The files of one
+log are read oldest first however they are named (see `chatbot.logs.read_log_records`), so a
+turn that straddles a rotation is read whole.
 
 Bad lines never stop the reading: each one becomes a warning naming its file and line.
 """
@@ -92,6 +94,9 @@ class Step:
     replies: list[dict] = field(default_factory=list)
     error: str | None = None  # why the server failed this turn, as its log said
     order: float = 0.0  # sort key: the first reply's seq
+    #: A line was unusable (a warning) near this turn: after the previous turn of its writer began,
+    #: before the next one began. Only then may a line it lacks be among the warnings.
+    warned: bool = False
 
     @property
     def finished(self) -> bool:
@@ -230,6 +235,8 @@ class _Builder:
         self.line_no = 0
         #: The turn each process is writing, per session: (session, pid, process) → Step.
         self.open: dict[tuple, Step] = {}
+        #: The warning count when that turn began.
+        self.warnings_at_start: dict[tuple, int] = {}
         self.handlers = {
             "session.created": self._created,
             "session.resumed": self._mark,
@@ -291,7 +298,16 @@ class _Builder:
 
     def _start(self, session: RecordedSession, record: dict, step: Step) -> None:
         session.timeline.append(step)
-        self.open[self._writer(record)] = step
+        writer = self._writer(record)
+        if self.logs.warning_count > self.warnings_at_start.get(writer, 0):
+            # The unusable line may be one the previous turn lacks (a reply) or one this turn lacks
+            # (its input, a turn before it); nothing comes before a session's greeting.
+            previous = self.open.get(writer)
+            if previous is not None:
+                previous.warned = True
+            step.warned = step.kind != "greeting"
+        self.open[writer] = step
+        self.warnings_at_start[writer] = self.logs.warning_count
 
     def _created(self, event: str, record: dict) -> None:
         session = self._session(record)
@@ -359,6 +375,9 @@ class _Builder:
 
     # --- order ---------------------------------------------------------------------------------
     def finish(self) -> LogSet:
+        for writer, step in self.open.items():
+            if self.logs.warning_count > self.warnings_at_start[writer]:
+                step.warned = True
         for session in self.logs.sessions.values():
             _order(session)
         self.logs.files = list(self.files)

@@ -191,15 +191,18 @@ def incomplete_reason(step: Step, last_seq: int) -> str | None:
     `last_seq` is the seq of the last reply before it. A session's seqs run without gaps: a
     committed turn takes one for a typed message and one for each reply.
     """
+    # Only an unusable line near the turn (a warning) can be one it lacks.
+    hint = (", see the warnings" if step.warned
+            else "; no line near it is unusable: not logged, or in a file not given")
     if step.kind == "unknown" or step.lost_replies:
         lacking = "the input" if step.kind == "unknown" else "the replies"
-        return f"step {step.number} ({step.where}): the log lacks {lacking} of this turn, see the warnings"
+        return f"step {step.number} ({step.where}): the log lacks {lacking} of this turn{hint}"
     if step.finished:
         first = step.replies[0]["seq"]
         expected = last_seq + (2 if step.kind == "message" else 1)
         if first != expected:
             return (f"step {step.number} ({step.where}): its first reply is seq {first}, not {expected}: "
-                    "the log lacks a turn or a reply before it, see the warnings")
+                    f"the log lacks a turn or a reply before it{hint}")
     return None
 
 
