@@ -27,6 +27,7 @@ the hasher; nothing here logs.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import threading
 import time
@@ -87,7 +88,7 @@ class ThrottlePolicy:
     lock_after: int = 10  # failures before each further one locks the key
     lock_seconds: float = 15 * 60
     forget_after: float = 24 * 3600  # a key without failures for this long starts afresh
-    max_keys: int = 100_000  # the oldest keys are forgotten beyond this many
+    max_keys: int = 100_000  # beyond this many, the oldest keys not blocked are forgotten
 
 
 @dataclass
@@ -196,12 +197,23 @@ class Throttle:
             self._keys.pop(key, None)
 
     def _forget_old(self, now: float) -> None:
-        while self._keys:
-            oldest = next(iter(self._keys.values()))
-            stale = now - oldest.last > self.policy.forget_after and oldest.blocked_until <= now
-            if not stale and len(self._keys) <= self.policy.max_keys:
-                return
-            self._keys.popitem(last=False)
+        keys, policy = self._keys, self.policy
+        while keys:  # oldest failure first
+            oldest = next(iter(keys.values()))
+            if now - oldest.last <= policy.forget_after or oldest.blocked_until > now:
+                break
+            keys.popitem(last=False)
+        # Over the limit, counts of keys not blocked go first: failures under throwaway names
+        # must not push out the lock they are trying to get round. Only a table of nothing but
+        # locks loses its oldest.
+        passed = 0
+        while len(keys) > policy.max_keys:
+            key, oldest = next(iter(keys.items()))
+            if oldest.blocked_until > now and passed < len(keys):
+                keys.move_to_end(key)
+                passed += 1
+            else:
+                keys.popitem(last=False)
 
 
 class Accounts:
@@ -242,6 +254,11 @@ class Accounts:
             if not allowed:
                 return "bad_characters"
         return None
+
+    @staticmethod
+    def passwords_match(first: str, second: str) -> bool:
+        """Whether two typed passwords are one password, as hashing sees them (NFKC), in constant time."""
+        return hmac.compare_digest(_password_bytes(first), _password_bytes(second))
 
     def validate_password(self, password: str, *, username: str | None = None) -> str | None:
         """None when the password fits the policy, else 'too_short', 'too_long',

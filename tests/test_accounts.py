@@ -263,6 +263,18 @@ def test_throttle_forgets_old_failures_and_stays_bounded(clock):
     assert throttle.tracked_keys == 5
 
 
+def test_failures_under_throwaway_names_do_not_push_a_lock_out_of_a_full_table(clock):
+    throttle = Throttle(ThrottlePolicy(max_keys=10), clock=clock)
+    for _ in range(ThrottlePolicy().lock_after):
+        throttle.failed(["user:ann"])
+    locked = throttle.retry_after(["user:ann"])
+    assert locked > 60
+    for n in range(500):
+        throttle.failed([f"user:throwaway{n}", f"client:{n}"])
+    assert throttle.tracked_keys == 10
+    assert throttle.retry_after(["user:ann"]) == locked
+
+
 def test_login_rehashes_when_the_parameters_changed(store):
     old = Accounts(store, hasher=argon2.PasswordHasher(**CHEAP))
     old.register("Alice", "long enough")

@@ -835,3 +835,22 @@ async def test_a_message_sent_without_an_id_reaches_other_tabs_without_one_as_a_
         await late.hello(resume=welcome["resume"], last_seq=1)
         resent = (await late.recv_until("user"))[-1]
     assert live == resent == {"type": "user", "seq": 2, "text": "hello"}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_confirmation_typed_in_another_unicode_form_of_the_password_matches(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        await client.press("register")
+        await client.say("ann")
+        await client.say("password12 résumé")  # composed é
+        frames = await client.say("ｐａｓｓｗｏｒｄ12 re\u0301sume\u0301")  # full-width letters, decomposed é
+        assert any(frame["type"] == "auth" and frame["user"] == "ann" for frame in frames), replies(frames)
+        other = await Client.connect(server.port)
+        await other.hello()
+        await other.recv()
+        await other.press("login")
+        await other.say("ann")
+        assert any(frame["type"] == "auth" for frame in await other.say("password12 résumé"))
