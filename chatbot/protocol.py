@@ -23,12 +23,12 @@ MAX_INTEGER = 2**63 - 1
 # The fields of each client frame: name -> (type, required).
 _FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "hello": {"resume": (str, False), "last_seq": (int, False), "lang": (str, False), "history": (int, False)},
-    "message": {"id": (str, False), "text": (str, True)},
+    "message": {"id": (str, False), "text": (str, True), "secret": (bool, False)},
     "action": {"id": (str, False), "name": (str, True)},
     "history": {"before_seq": (int, False), "limit": (int, False)},
     "ping": {},
 }
-TYPE_NAMES = {str: "a string", int: "an integer"}
+TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 
 
@@ -59,7 +59,7 @@ def parse_frame(raw: str | bytes, *, max_text_chars: int) -> dict[str, Any]:
                 raise _error("missing_field", f"{name}: required field is missing", in_reply_to)
             continue
         value = frame[name]
-        if not isinstance(value, expected) or isinstance(value, bool):
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise _error("bad_field", f"{name}: expected {TYPE_NAMES[expected]}, got {_json_type(value)}",
                          in_reply_to)
         if isinstance(value, str):

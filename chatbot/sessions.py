@@ -273,7 +273,11 @@ class SessionManager:
                 if done is not None:
                     peer.send({"type": "ack", "id": client_id, "seq": done[0]})
                     return
-                secret = self.engine.input_kind(live.state) == "password"
+                typed_secret = frame.get("secret") is True
+                if typed_secret and self.engine.input_kind(live.state) != "password":
+                    self._refuse_stale_secret(peer, live, client_id)
+                    return
+                secret = typed_secret or self.engine.input_kind(live.state) == "password"
                 if frame["type"] == "message":
                     event: Text | Action = Text(frame["text"])
                     self.metrics.messages_in_by_kind["message"].inc()
@@ -287,6 +291,9 @@ class SessionManager:
                                       flow=live.state.flow, state=live.state.state, id=client_id,
                                       name=frame["name"])
                 for attempt in range(CONFLICT_RETRIES):
+                    if typed_secret and attempt and self.engine.input_kind(live.state) != "password":
+                        self._refuse_stale_secret(peer, live, client_id)  # another node's turn moved on
+                        return
                     try:
                         frames = await self._turn(peer, live, event, client_id)
                         break
@@ -328,6 +335,15 @@ class SessionManager:
                                     rotate=result.auth_changed, secret=result.secret_input)
         self._log_turn(live, result, frames)
         return frames
+
+    def _refuse_stale_secret(self, peer: Peer, live: LiveSession, client_id: str | None) -> None:
+        """A password typed into a box another tab's turn made stale: kept nowhere, shown to no one."""
+        self.events.warning("message.secret_refused", session=live.id, conn=peer.conn_id, id=client_id,
+                            flow=live.state.flow, state=live.state.state)
+        self.metrics.errors.labels(code="secret_not_expected").inc()
+        peer.send({"type": "error", "code": "secret_not_expected",
+                   "message": "the bot no longer asks for a password; what was typed was not kept",
+                   **({"in_reply_to": client_id} if client_id else {})})
 
     def _refuse_slow_text(self, peer: Peer, live: LiveSession, client_id: str | None,
                           timeout: PatternTimeout) -> None:

@@ -26,6 +26,8 @@ from chatbot.protocol import _loads_checked, _loads_plain, parse_frame
         ('{"type": null}', "bad_field", "type: expected a string, got null"),
         ('{"type": "message"}', "missing_field", "text: required field is missing"),
         ('{"type": "message", "text": true}', "bad_field", "text: expected a string, got a boolean"),
+        ('{"type": "message", "text": "x", "secret": "yes"}', "bad_field", "secret: expected true or false, got a string"),
+        ('{"type": "message", "text": "x", "secret": 1}', "bad_field", "secret: expected true or false, got a number"),
         ('{"type": "hello", "last_seq": "3"}', "bad_field", "last_seq: expected an integer, got a string"),
         ('{"type": "message", "text": "hi", "id": ""}', "bad_field", "id: must be 1 to 64 characters"),
         ('{"type": "message", "text": "a\\u0000b"}', "bad_field", "text: contains a NUL character"),

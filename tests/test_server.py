@@ -854,3 +854,27 @@ async def test_a_confirmation_typed_in_another_unicode_form_of_the_password_matc
         await other.press("login")
         await other.say("ann")
         assert any(frame["type"] == "auth" for frame in await other.say("password12 résumé"))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_password_typed_into_a_box_another_tab_made_stale_is_kept_nowhere(tmp_path, caplog):
+    caplog.set_level("INFO", logger="chatbot")
+    async with running_server(tmp_path) as server:
+        typing = await Client.connect(server.port)
+        welcome = await typing.hello()
+        await typing.recv()
+        other = await Client.connect(server.port)
+        await other.hello(resume=welcome["resume"])
+        await typing.press("register")
+        assert (await typing.say("ann"))[-2]["input"] == "password"
+        await other.press("cancel")  # the other tab moves the dialog on; this one still shows the box
+        await typing.send({"type": "message", "id": "pw", "text": "Correct Horse 99", "secret": True})
+        refused = (await typing.recv_until("error"))[-1]
+        assert (refused["code"], refused["in_reply_to"]) == ("secret_not_expected", "pw")
+        assert replies(await typing.say("hello")), "the conversation goes on"
+        reader = await Client.connect(server.port)
+        await reader.hello(resume=welcome["resume"], history=50)
+        history = (await reader.recv_until("history"))[-1]
+    assert "Correct Horse 99" not in json.dumps(history) + json.dumps(other.frames)
+    assert not [r for r in caplog.records if "Correct Horse 99" in repr(r.__dict__)]
+    assert b"Correct Horse 99" not in b"".join(p.read_bytes() for p in tmp_path.glob("chatbot.db*"))

@@ -281,6 +281,24 @@ def test_server_restart_mid_dialog_delivers_the_waiting_message_once(open_chat, 
 
 
 # --- 4. passwords ------------------------------------------------------------------------------
+SENT_FRAMES = """
+window.__sent = [];
+const Original = window.WebSocket;
+window.WebSocket = class extends Original {
+  send(data) { window.__sent.push(JSON.parse(data)); super.send(data); }
+};
+"""
+
+
+def test_what_is_typed_into_the_password_box_and_only_that_is_sent_marked_secret(open_chat):
+    chat = open_chat(setup=lambda page: page.add_init_script(SENT_FRAMES))
+    register(chat, "sam_web", "correct horse 42")
+    chat.exchange("who am i", "You are logged in as sam_web.")
+    sent = [frame for frame in chat.page.evaluate("window.__sent") if frame["type"] == "message"]
+    assert [(frame["text"], frame.get("secret")) for frame in sent] == [
+        ("sam_web", None), ("correct horse 42", True), ("correct horse 42", True), ("who am i", None)]
+
+
 def send_password(chat: ChatPage, password: str, *replies: str) -> None:
     expect(chat.input).to_have_attribute("type", "password")
     before = chat.bot_texts.count()

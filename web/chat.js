@@ -730,7 +730,9 @@ function sendText() {
 function sendSecret() {
   if (!state.connected) return;
   const id = newId();
-  send({ type: 'message', id, text: ui.input.value });
+  // `secret`: should another tab's turn have moved on meanwhile, the server drops the text
+  // rather than read a password as an ordinary message.
+  send({ type: 'message', id, text: ui.input.value, secret: true });
   ui.input.value = '';
   showOwnMessage(id, '', true);
 }

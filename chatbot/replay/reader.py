@@ -33,7 +33,7 @@ TURN_EVENTS = frozenset({"effect", "transition", "slot.set", "account.register",
 IGNORED_EVENTS = frozenset({"server.start", "server.stop", "conn.open", "protocol.error", "ratelimit.hit",
                             "sessions.deleted", "sessions.expiry_failed", "cluster.listener_lost",
                             "session.language_not_stored", "session.token_reissued",
-                            "session.token_not_reissued"})
+                            "session.token_not_reissued", "message.secret_refused"})
 #: Fields without which a record of that event cannot be used.
 REQUIRED_FIELDS = {
     "session.created": ("session",),
