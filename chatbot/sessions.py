@@ -396,6 +396,10 @@ class SessionManager:
         token = new_token() if rotate else None
         hashed = token_hash(token) if token else None
         state = result.state
+        # A logout ends the conversation for the page too: what came before its replies is not
+        # for the next person at that browser (the logs keep it for the operator).
+        logged_out = rotate and live.state.user is not None and state.user is None
+        forget_before = live.seq + (2 if user_text is not None else 1) if logged_out else None
         ack_seq = ack_seq if ack_seq is not None else seq
         notice = None
         if self.shared:
@@ -404,7 +408,7 @@ class SessionManager:
         write = TurnWrite(live.id, state.flow, state.state, dict(state.slots), state.lang, state.user,
                           state.flow_version, seq, now, token_hash=hashed, entries=tuple(entries),
                           client_id=client_id, reply_seq_range=(ack_seq, seq) if client_id else None,
-                          expected_seq=live.seq, notify=notice)
+                          expected_seq=live.seq, notify=notice, forget_before=forget_before)
         committing = time.perf_counter()
         await self._save(write)
         self.metrics.db_commit.observe(time.perf_counter() - committing)

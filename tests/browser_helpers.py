@@ -196,6 +196,15 @@ class ChatPage:
         button.dblclick()
         self._expect_replies(before, replies)
 
+    def log_out(self, *replies: str | re.Pattern, double_click: bool = False) -> None:
+        """Log out with the header's button; expect the conversation cleared, these replies alone on display."""
+        if double_click:
+            self.logout_button.dblclick()
+        else:
+            self.logout_button.click()
+        self._expect_replies(0, replies)
+        expect(self.user_texts).to_have_count(0)
+
     def set_offline(self, offline: bool) -> None:
         """This tab alone loses (or gets back) the network, as DevTools' "Offline" does: new
         connections fail at once, and the page gets `offline` and `online` events."""

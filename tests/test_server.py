@@ -878,3 +878,32 @@ async def test_a_password_typed_into_a_box_another_tab_made_stale_is_kept_nowher
     assert "Correct Horse 99" not in json.dumps(history) + json.dumps(other.frames)
     assert not [r for r in caplog.records if "Correct Horse 99" in repr(r.__dict__)]
     assert b"Correct Horse 99" not in b"".join(p.read_bytes() for p in tmp_path.glob("chatbot.db*"))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_logout_forgets_the_conversation_before_it_for_the_next_person_at_the_page(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        await register(client, "ann", "correct horse battery")
+        await client.say("call me Annie")
+        frames = await client.say("log out")
+        token = new_token(frames)
+        goodbye = [frame for frame in frames if frame["type"] == "reply"]
+        assert goodbye[0]["text"] == "You are logged out. Bye!"
+        after_logout = await client.say("hello")
+        next_person = await Client.connect(server.port)
+        await next_person.hello(resume=token, history=100)
+        history = (await next_person.recv_until("history"))[-1]
+        resent = await Client.connect(server.port)
+        await resent.hello(resume=token, last_seq=0)
+        await resent.recv_until("reply", seq=max(f["seq"] for f in after_logout if "seq" in f))
+    texts = [entry["text"] for entry in history["entries"]]
+    assert texts[:len(goodbye)] == [reply["text"] for reply in goodbye]
+    assert history["entries"][0]["seq"] == goodbye[0]["seq"]
+    assert "call me Annie" not in texts and "ann" not in texts
+    assert "hello" in texts, "what came after the logout is kept"
+    assert [f["seq"] for f in resent.frames if f["type"] in ("reply", "user")][0] == goodbye[0]["seq"]
+    stored = sqlite3.connect(tmp_path / "chatbot.db").execute("select min(seq) from history").fetchone()
+    assert stored == (goodbye[0]["seq"],)

@@ -121,7 +121,7 @@ def test_register_logout_login_chat_logout(open_chat):
     register(chat, "ann_web", "correct horse 42")
     chat.expect_logged_in("ann_web")
 
-    chat.click_and_expect(chat.logout_button, "You are logged out. Bye!", WELCOME_EN)
+    chat.log_out("You are logged out. Bye!", WELCOME_EN)
     chat.expect_anonymous()
 
     chat.click_and_expect(chat.login_button, "What is your username?")
@@ -137,10 +137,13 @@ def test_register_logout_login_chat_logout(open_chat):
         chat.input.blur()
         chat.page.screenshot(path=SCREENSHOT_TO, animations="disabled")
 
-    chat.click_and_expect(chat.logout_button, "You are logged out. Bye!", WELCOME_EN)
-    chat.expect_anonymous()
     users = [entry["text"] for entry in chat.entries() if entry["from"] == "user"]
-    assert users == ["ann_web", MASK, MASK, "ann_web", MASK, "call me Annie", "what is my name"]
+    assert users == ["ann_web", MASK, "call me Annie", "what is my name"], "the first logout cleared the page"
+    chat.log_out("You are logged out. Bye!", WELCOME_EN)
+    chat.expect_anonymous()
+    chat.reload()  # the next person at this screen: the server forgot the conversation too
+    goodbye, welcome = [entry["text"] for entry in chat.entries()]
+    assert goodbye == "You are logged out. Bye!" and WELCOME_EN.fullmatch(welcome)
 
 
 # --- 2. reload ---------------------------------------------------------------------------------
@@ -321,7 +324,7 @@ def test_passwords_are_nowhere_in_the_page_or_its_storage(open_chat):
     right, wrong = "Zebra-Quartz-1977", "Wrong-Guess-4242"
 
     register(chat, "dee_pw", right)
-    chat.click_and_expect(chat.logout_button, "You are logged out. Bye!", WELCOME_EN)
+    chat.log_out("You are logged out. Bye!", WELCOME_EN)
     chat.click_and_expect(chat.login_button, "What is your username?")
     chat.exchange("dee_pw", "Your password, please.")
     send_password(chat, wrong, "Wrong username or password. Let us try again.", "What is your username?")
@@ -342,7 +345,7 @@ def test_passwords_are_nowhere_in_the_page_or_its_storage(open_chat):
     for secret in (right, wrong):
         for where, content in seen.items():
             assert secret not in content, f"a password shows in the {where}"
-    assert seen["text"].count(MASK) == 4
+    assert seen["text"].count(MASK) == 2  # the login's two: the logout cleared the registration's
     # Each password typed went out in exactly one frame: never queued, never resent.
     assert sum(right in frame for frame in sent) == 3
     assert sum(wrong in frame for frame in sent) == 1
@@ -393,7 +396,7 @@ def test_russian_ui_and_conversation(open_chat):
     chat.exchange(None, "Вы вошли как Борис.", press="Кто я?")
     chat.exchange("зови меня Боря", "Приятно познакомиться, Боря! Я запомню.")
     chat.exchange("как меня зовут", "Вы просили называть вас Боря.")
-    chat.click_and_expect(chat.logout_button, "Вы вышли из системы. До встречи!", WELCOME_RU)
+    chat.log_out("Вы вышли из системы. До встречи!", WELCOME_RU)
     expect(chat.register_button).to_be_visible()
 
 
@@ -620,12 +623,24 @@ def test_a_double_click_on_log_in_or_log_out_acts_once_and_the_focus_stays_on_th
 
     register(chat, "fay_dbl", "double click pass")  # the header's Register works in any state
     chat.logout_button.focus()
-    chat.double_click_and_expect(chat.logout_button, "You are logged out. Bye!", WELCOME_EN)
+    chat.log_out("You are logged out. Bye!", WELCOME_EN, double_click=True)
     chat.expect_anonymous()
     expect(chat.input).to_be_focused()  # not <body>: the focused button is gone
     chat.page.keyboard.type("hi")
     chat.page.keyboard.press("Enter")
     expect(chat.user_texts.last).to_have_text("hi")
+
+
+def test_a_logout_in_one_tab_clears_the_conversation_in_the_others(open_chat):
+    first = open_chat()
+    register(first, "gil_tabs", "two tabs pass")
+    second = open_chat(context=first.page.context)
+    expect(second.user_texts.first).to_have_text("gil_tabs")
+    first.log_out("You are logged out. Bye!", WELCOME_EN)
+    expect(second.bot_texts.first).to_have_text("You are logged out. Bye!")
+    expect(second.bot_texts).to_have_count(2)
+    expect(second.user_texts).to_have_count(0)
+    second.expect_anonymous()
 
 
 # --- languages in several tabs -----------------------------------------------------------------

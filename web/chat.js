@@ -329,6 +329,8 @@ function onWelcome(frame) {
     addNote(t('expired'));
     // The hello asked for what followed a seq of the conversation that is over.
     if (frame.resumed && !state.askedHistory) askHistory(frame.last_seq);
+  } else if (state.user !== null && frame.user === null) {
+    clearConversation();  // another tab logged out while this one was away (see onAuth)
   } else if (frame.resumed && Number.isInteger(frame.last_seq) && frame.last_seq < state.lastSeq) {
     forgetSeqsAbove(frame.last_seq);
   }
@@ -429,7 +431,11 @@ function onHistory(frame) {
 
 function onAuth(frame) {
   if (typeof frame.resume === 'string') save(KEYS.resume, frame.resume);
-  state.user = typeof frame.user === 'string' ? frame.user : null;
+  const user = typeof frame.user === 'string' ? frame.user : null;
+  // A logout ends the conversation: the next person at this screen must not read it. The
+  // server forgot it too; the replies that follow (the goodbye) start the new one.
+  if (state.user !== null && user === null) clearConversation();
+  state.user = user;
   refreshControls();
 }
 

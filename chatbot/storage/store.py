@@ -406,6 +406,8 @@ class Store:
         return [None] * len(turns)
 
     def _trim(self, cursor, turn: TurnWrite) -> None:
+        if turn.forget_before is not None:
+            self._turn_sql.trim_history(cursor, turn.session_id, turn.forget_before)
         # Trimming is a DELETE a turn need not pay each time: it runs when the seq passes a
         # multiple of trim_every, so a session holds up to trim_every entries (and ids) more.
         previous_seq = turn.seq - len(turn.entries)
