@@ -12,7 +12,9 @@ functions are marked with the `action` and `condition` decorators:
         ctx.slots["pizza_size"] = ctx.text.strip()
 
 Every callable takes the turn context and, when the flow writes `name:arg`,
-that argument.  `blocking=True` marks a callable that waits on something
+that argument.  `@action` without parentheses is the same as `@action()`.
+Callables run synchronously, so an `async def` one is refused when it is
+registered.  `blocking=True` marks a callable that waits on something
 (a database, a password hash): the server runs turns that may call one off
 its event loop.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,19 +44,22 @@ class Callback:
     sets: tuple[str, ...] = ()
 
 
-def _marker(kind: str, name: str | None, blocking: bool, sets: tuple[str, ...]):
+def _marker(kind: str, name: str | Callable | None, blocking: bool, sets: tuple[str, ...]):
+    if callable(name):  # written bare, `@action`: Python passed the function itself as `name`
+        return _marker(kind, None, blocking, sets)(name)
+
     def mark(func: Callable) -> Callable:
         setattr(func, MARK, Callback(kind, name or func.__name__, func, blocking, tuple(sets)))
         return func
     return mark
 
 
-def action(name: str | None = None, *, blocking: bool = False, sets: tuple[str, ...] = ()):
+def action(name: str | Callable | None = None, *, blocking: bool = False, sets: tuple[str, ...] = ()):
     """Mark a function as a flow action (`before`, `after`, `on_enter`)."""
     return _marker("action", name, blocking, sets)
 
 
-def condition(name: str | None = None, *, blocking: bool = False, sets: tuple[str, ...] = ()):
+def condition(name: str | Callable | None = None, *, blocking: bool = False, sets: tuple[str, ...] = ()):
     """Mark a function as a flow condition (`conditions`, `unless`, `capture.validate`)."""
     return _marker("condition", name, blocking, sets)
 
@@ -78,6 +84,11 @@ class Registry:
         return registry
 
     def add(self, callback: Callback) -> None:
+        # The engine calls callables without awaiting: a coroutine would never run, and as a
+        # condition's answer it is always true.
+        if inspect.iscoroutinefunction(callback.func):
+            raise ConfigError(f"{callback.kind} {callback.name!r}: is a coroutine function (async def); "
+                              "actions and conditions run synchronously (mark slow ones blocking=True)")
         table = self.actions if callback.kind == "action" else self.conditions
         table[callback.name] = callback
 
@@ -91,7 +102,10 @@ class Registry:
     def load(self, spec: str) -> int:
         """Register the marked functions of `pkg.module` or `path/to/file.py`."""
         module = _import(spec)
-        count = self.add_module(module)
+        try:
+            count = self.add_module(module)
+        except ConfigError as err:
+            raise ConfigError(f"actions: {spec}: {err}") from None
         if count == 0:
             raise ConfigError(f"actions: {spec}: no function marked with @action or @condition")
         return count

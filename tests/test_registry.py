@@ -1,0 +1,132 @@
+"""Registering an author's actions and conditions: the forms of the decorators, and what is refused."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from chatbot.cli import main
+from chatbot.dialogs import Registry
+from chatbot.errors import ConfigError
+from tests.engine_helpers import Conversation, make_engine
+
+PIZZA = """\
+name: pizza
+entry: {command: /pizza}
+languages: [en]
+initial: ask_size
+states:
+  - name: ask_size
+    say: "Which size?"
+    capture: {slot: size, kind: word, validate: size_on_menu, invalid: "Small or large?"}
+  - name: done
+    say: "A {size} pizza, coming."
+    goto: chat
+transitions:
+  - trigger: text
+    source: ask_size
+    dest: done
+    before: price_order
+"""
+
+# Both decorators written without parentheses, as Python decorators often are.
+BARE = """\
+from chatbot.dialogs import action, condition
+
+
+@action
+def price_order(ctx, arg=None):
+    ctx.say(f"That is {12 if ctx.slots['size'] == 'large' else 8} euros.")
+
+
+@condition
+def size_on_menu(ctx, arg=None):
+    return ctx.slots.get("size") in ("small", "large")
+"""
+CALLED = BARE.replace("@action\n", "@action()\n").replace("@condition\n", "@condition()\n")
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_bot(folder: Path, actions: str) -> Path:
+    """The pizza flow in data/flows and `actions` in pizza_actions.py; return the flows folder."""
+    flows = folder / "data" / "flows"
+    flows.mkdir(parents=True)
+    (flows / "pizza.yaml").write_text(PIZZA, encoding="utf-8")
+    (folder / "pizza_actions.py").write_text(textwrap.dedent(actions), encoding="utf-8")
+    return flows
+
+
+def run(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    return done.value.code or 0
+
+
+def test_bare_decorators_register_like_the_called_ones_and_run(here):
+    flows = write_bot(here, BARE)
+    registry = Registry.with_builtins()
+    assert registry.load("pizza_actions.py") == 2
+    assert registry.actions["price_order"].func.__name__ == "price_order", "the function itself, not the decorator"
+    chat = Conversation(make_engine(flows, registry))
+    chat.register()
+    chat.say("/pizza")
+    chat.say("huge")
+    assert chat.texts == ["Small or large?"], "the condition ran and said no"
+    chat.say("large")
+    assert chat.texts[:2] == ["That is 12 euros.", "A large pizza, coming."]
+
+
+def test_bare_decorators_keep_the_function_callable(here):
+    write_bot(here, BARE)
+    Registry().load("pizza_actions.py")
+    module = sys.modules["chatbot_user_actions_pizza_actions"]
+    assert module.size_on_menu(SimpleNamespace(slots={"size": "small"})) is True
+
+
+def test_flows_check_accepts_bare_decorators(here, capsys):
+    write_bot(here, BARE)
+    assert run(["flows", "check", "--actions", "pizza_actions.py"]) == 0
+    assert "ok  pizza" in capsys.readouterr().out
+
+
+ASYNC_MESSAGE = ("actions: pizza_actions.py: {kind} {name!r}: is a coroutine function (async def); "
+                 "actions and conditions run synchronously (mark slow ones blocking=True)")
+
+
+@pytest.mark.parametrize("kind, name, source", [
+    ("action", "price_order", CALLED.replace("def price_order", "async def price_order")),
+    ("condition", "size_on_menu", CALLED.replace("def size_on_menu", "async def size_on_menu")),
+    ("action", "price", CALLED.replace("@action()\ndef price_order", "@action('price', blocking=True)\n"
+                                                                    "async def price_order")),
+    ("action", "price_order", BARE.replace("def price_order", "async def price_order")),
+])
+def test_an_async_function_is_refused_when_registered(here, kind, name, source):
+    write_bot(here, source)
+    with pytest.raises(ConfigError) as raised:
+        Registry.with_builtins().load("pizza_actions.py")
+    assert str(raised.value) == ASYNC_MESSAGE.format(kind=kind, name=name)
+
+
+def test_flows_check_reports_an_async_function_and_exits_2(here, capsys):
+    write_bot(here, CALLED.replace("def size_on_menu", "async def size_on_menu"))
+    assert run(["flows", "check", "--actions", "pizza_actions.py"]) == 2
+    assert capsys.readouterr().err == "error: " + ASYNC_MESSAGE.format(kind="condition", name="size_on_menu") + "\n"
+
+
+def test_serve_reports_an_async_function_and_starts_nothing(here, capsys):
+    flows = write_bot(here, CALLED.replace("def price_order", "async def price_order"))
+    # were the module accepted, this flow would still stop the server from starting
+    (flows / "broken.yaml").write_text(PIZZA.replace("name: pizza", "name: broken").replace("dest: done", "dest: dnoe"),
+                                       encoding="utf-8")
+    assert run(["serve", "--port", "0", "--log-format", "none", "--actions", "pizza_actions.py"]) == 2
+    assert capsys.readouterr().err == "error: " + ASYNC_MESSAGE.format(kind="action", name="price_order") + "\n"
+    assert not (here / "data" / "chatbot.db").exists(), "nothing was started"
