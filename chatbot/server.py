@@ -33,7 +33,7 @@ from chatbot.accounts import Accounts
 from chatbot.cluster import TurnListener
 from chatbot.config import Settings
 from chatbot.dialogs import Engine, LocalEnvironment
-from chatbot.errors import ConfigError, ProtocolError
+from chatbot.errors import ConfigError, ProtocolError, StorageError
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
 from chatbot.protocol import encode, error_frame, frame_id, parse_frame
@@ -246,13 +246,20 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             return
         try:
             await self._dispatch(frame)
+        except StorageError as error:  # the database failed (restarting, disk full): no bug, no traceback
+            self.server.events.warning("storage.failed", conn=self.conn_id,
+                                       session=self.live.id if self.live else None, reason=str(error))
+            self._failed(frame)
         except Exception:  # a bug: log it with its traceback, tell the client, keep serving
             self.server.events.error("error.unhandled", exc_info=True, conn=self.conn_id,
                                      session=self.live.id if self.live else None)
-            self.server.metrics.errors.labels(code="internal_error").inc()
-            client_id = frame.get("id") if isinstance(frame.get("id"), str) else None
-            self.send({"type": "error", "code": "internal_error", "message": "the server failed to handle "
-                       "this frame; it was not processed", **({"in_reply_to": client_id} if client_id else {})})
+            self._failed(frame)
+
+    def _failed(self, frame: dict) -> None:
+        self.server.metrics.errors.labels(code="internal_error").inc()
+        client_id = frame.get("id") if isinstance(frame.get("id"), str) else None
+        self.send({"type": "error", "code": "internal_error", "message": "the server failed to handle "
+                   "this frame; it was not processed", **({"in_reply_to": client_id} if client_id else {})})
 
     async def _dispatch(self, frame: dict) -> None:
         kind = frame["type"]

@@ -709,3 +709,14 @@ def test_a_turn_refused_for_a_runaway_pattern_is_shown_and_the_rest_replays_the_
     assert code == 0
     assert (f"· the server failed on this turn ({flows / 'hub.yaml'}:29: intents.greet.patterns.en[0]: "
             "too slow (turn.pattern_timeout))") in out, out
+
+
+def test_every_event_the_server_logs_is_known_to_the_reader():
+    from chatbot.replay import reader
+
+    source = "\n".join(path.read_text(encoding="utf-8") for path in Path(reader.__file__).parents[1].rglob("*.py")
+                       if "replay" not in path.parts)
+    logged = set(re.findall(r'events\.(?:event|warning|error)\(\s*"([a-z_.]+)"', source))
+    assert {"message.in", "storage.failed", "turn.pattern_timeout"} <= logged, "the search finds them"
+    known = set(reader._Builder().handlers) | reader.TURN_EVENTS | reader.IGNORED_EVENTS
+    assert logged - known == set()

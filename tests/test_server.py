@@ -907,3 +907,20 @@ async def test_a_logout_forgets_the_conversation_before_it_for_the_next_person_a
     assert [f["seq"] for f in resent.frames if f["type"] in ("reply", "user")][0] == goodbye[0]["seq"]
     stored = sqlite3.connect(tmp_path / "chatbot.db").execute("select min(seq) from history").fetchone()
     assert stored == (goodbye[0]["seq"],)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_failing_database_is_logged_as_a_warning_without_a_traceback_not_as_a_bug(tmp_path, caplog):
+    caplog.set_level("INFO", logger="chatbot")
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        for path in tmp_path.glob("chatbot.db*"):
+            path.unlink()
+        await client.send({"type": "message", "id": "lost", "text": "hello"})
+        assert (await client.recv())["code"] == "internal_error"
+    (failed,) = [r for r in caplog.records if r.getMessage() == "storage.failed"]
+    assert failed.levelname == "WARNING" and not failed.exc_info
+    assert "chatbot.db" in record_fields(failed)["reason"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

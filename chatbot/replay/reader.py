@@ -246,6 +246,7 @@ class _Builder:
             "action.in": self._input,
             "error.unhandled": self._error,
             "turn.pattern_timeout": self._error,
+            "storage.failed": self._error,
         }
 
     @property
