@@ -430,6 +430,11 @@ CASES = {
         ["data/flows/pizza.yaml:19: intents.size.patterns.en[0]: slot name 'lang' is reserved: '{lang}' shows "
          "the session's language"],
     ),
+    "a state name longer than a session can store": (
+        {"pizza.yaml": GOOD.replace("ask_size", "ask_" + "s" * 61)},
+        ["data/flows/pizza.yaml:6: states[0].name: invalid state name 'ask_" + "s" * 61 + "' (letters, digits, _, "
+         "at most 64 characters)"],
+    ),
     "a pattern group named lang, written as in Perl": (
         {"pizza.yaml": GOOD + "intents:\n  size:\n    patterns:\n      - '(?<lang>en|ru)'\n"},
         ["data/flows/pizza.yaml:19: intents.size.patterns.en[0]: slot name 'lang' is reserved: '{lang}' shows "

@@ -38,7 +38,10 @@ INTENT_KEYS = ("keywords", "patterns", "examples", "threshold")
 CAPTURE_KEYS = ("slot", "kind", "pattern", "group", "validate", "invalid")
 CAPTURE_KINDS = ("email", "number", "regex", "text", "word")
 BUTTON_KEYS = ("label", "action")
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Flow and state names are stored with each session (in columns of 128 characters).
+MAX_NAME_CHARS = 64
+NAME_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_]{{0,{MAX_NAME_CHARS - 1}}}$")
+NAME_RULE = f"letters, digits, _, at most {MAX_NAME_CHARS} characters"
 COMMAND_RE = re.compile(r"^/[a-z][a-z0-9_]*$")
 LANG_RE = re.compile(r"^[a-z]{2,3}$")
 
@@ -67,7 +70,7 @@ def _parse_document(reader: Reader, doc: LineDict, stem: str, version: str) -> F
     reader.check_keys(doc, FLOW_KEYS, "")
     name = doc.get("name", stem)
     if reader.typed(name, str, doc.line_of("name"), "name", "a text") and not NAME_RE.match(name):
-        reader.problem(doc.line_of("name"), "name", f"invalid flow name '{name}' (letters, digits, _)")
+        reader.problem(doc.line_of("name"), "name", f"invalid flow name '{name}' ({NAME_RULE})")
     languages = _languages(reader, doc)
     _required(reader, doc, "initial", "a state name")
     _required(reader, doc, "states", "a list of states")
@@ -185,7 +188,7 @@ def _state(reader: Reader, item: LineDict, where: str, index: int, languages) ->
     elif not reader.typed(name, str, line("name"), f"{where}.name", "a state name"):
         name = None
     elif not NAME_RE.match(name):
-        reader.problem(line("name"), f"{where}.name", f"invalid state name '{name}' (letters, digits, _)")
+        reader.problem(line("name"), f"{where}.name", f"invalid state name '{name}' ({NAME_RULE})")
     input_kind = item.get("input", "text")
     if input_kind not in INPUT_KINDS:
         reader.problem(line("input"), f"{where}.input",
@@ -244,7 +247,7 @@ def _capture(reader: Reader, value: Any, line: int, key: str, languages, input_k
     elif not reader.typed(slot, str, value.line_of("slot"), f"{key}.slot", "a slot name"):
         slot = None
     elif not NAME_RE.match(slot):
-        reader.problem(value.line_of("slot"), f"{key}.slot", f"invalid slot name '{slot}' (letters, digits, _)")
+        reader.problem(value.line_of("slot"), f"{key}.slot", f"invalid slot name '{slot}' ({NAME_RULE})")
     kind = value.get("kind", "text")
     if kind not in CAPTURE_KINDS:
         reader.problem(value.line_of("kind"), f"{key}.kind",
@@ -365,7 +368,7 @@ def _intents(reader: Reader, value: Any, line: int, languages) -> dict[str, Inte
         where = f"intents.{name}"
         at = value.line_of(name)
         if not isinstance(name, str) or not NAME_RE.match(name):
-            reader.problem(at, where, f"invalid intent name {name!r} (letters, digits, _)")
+            reader.problem(at, where, f"invalid intent name {name!r} ({NAME_RULE})")
             continue
         if name == TEXT_TRIGGER:
             # An intent fires its trigger, and 'text' would skip the state's capture.
