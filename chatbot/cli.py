@@ -186,12 +186,20 @@ def serve(config_file: Path | None, **options) -> None:
     if settings.workers == 1:
         sys.exit(run(None))
     from chatbot.server import listen_error, listening_line
+    from chatbot.storage import Store
     from chatbot.supervisor import listening_sockets, supervise
 
     try:
         sockets = listening_sockets(settings.host, settings.port)
     except OSError as error:
         raise listen_error(settings.host, settings.port, error) from None
+    # Opened once here, after the port as with one worker: a database no worker could use (down,
+    # refused, its schema newer than this program) is then reported once, instead of every worker
+    # dying of it and being started again; and the workers find the migrations done. Closed before
+    # the fork, since a connection must not be shared between processes.
+    store = Store(settings.database_url)
+    store.open()
+    store.close()
     code = supervise(settings.workers, lambda index: run(index, sockets), announce=announce,
                      ready=lambda: announce(listening_line(settings.host, sockets[0].getsockname()[1],
                                                            settings.workers)))

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from chatbot.storage import LATEST_VERSION
 from tests.process_helpers import LISTENING
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,10 +189,56 @@ def nosuchdb(postgres_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/nosuchdb_for_chatbot_tests", "", ""))
 
 
-def test_a_worker_that_cannot_start_says_why_and_is_restarted_after_growing_pauses(tmp_path, postgres_url):
-    server = serve(tmp_path, "--workers", "2", "--db", nosuchdb(postgres_url))
+def newer_schema(postgres_url: str) -> str:
+    """The URL of a database whose schema a later version of the program made."""
+    import psycopg2
+
+    from chatbot.storage import Store
+    from chatbot.storage.db import postgresql_connect_params
+
+    store = Store(postgres_url)
+    store.open()
+    store.close()
+    connection = psycopg2.connect(**postgresql_connect_params(postgres_url))
     try:
-        server.read_until(LISTENING.pattern)
+        with connection, connection.cursor() as cursor:
+            cursor.execute("UPDATE schema_version SET version = %s", (LATEST_VERSION + 5,))
+    finally:
+        connection.close()
+    return postgres_url
+
+
+@pytest.mark.parametrize("database", [newer_schema, nosuchdb], ids=["newer schema", "no such database"])
+def test_a_database_no_worker_could_use_is_refused_at_once_as_with_one_worker(tmp_path, postgres_url, database):
+    # Every worker would fail on it, and the supervisor start them again for half a minute.
+    url = database(postgres_url)
+    outputs = {}
+    for workers in ("1", "2"):
+        server = serve(tmp_path, "--workers", workers, "--db", url)
+        try:
+            assert server.wait(5) == 1
+            outputs[workers] = server.rest()
+            assert server.gone()
+        finally:
+            server.close()
+    assert outputs["2"] == outputs["1"]
+    if database is newer_schema:
+        assert outputs["2"] == (f"error: storage: the database schema is at version {LATEST_VERSION + 5}, "
+                                f"newer than this program knows ({LATEST_VERSION})\n")
+    else:
+        assert outputs["2"].startswith("error: storage: cannot open") and outputs["2"].count("error:") == 1
+        assert 'database "nosuchdb_for_chatbot_tests" does not exist' in outputs["2"]
+
+
+def test_a_worker_that_cannot_start_says_why_and_is_restarted_after_growing_pauses():
+    # `chatbot serve` opened the database before forking, and it went away since, say.
+    server = supervised("""
+        COUNT = 2
+        from chatbot.errors import StorageError
+        def run_worker(index):
+            raise StorageError("storage: cannot open 'postgresql://db/chatbot': connection refused")
+    """)
+    try:
         started = time.monotonic()
         pauses = [float(server.read_until(r"exited with 1; starting it again in ([\d.]+) s").group(1))
                   for _ in range(7)]
@@ -202,7 +249,7 @@ def test_a_worker_that_cannot_start_says_why_and_is_restarted_after_growing_paus
         output = server.rest()
     finally:
         server.close()
-    assert "error: storage: cannot open" in output and 'database "nosuchdb_for_chatbot_tests" does not exist' in output
+    assert "error: storage: cannot open 'postgresql://db/chatbot': connection refused\n" in output
     assert "keeps dying" not in output
 
 
