@@ -135,6 +135,9 @@ def _settings_options(command):
         if spec.type in (bool, "bool"):
             option = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None,
                                   help=spec.metadata["help"])
+        elif spec.metadata["listed"]:  # repeated, the values add up, as with `chat --actions`
+            option = click.option(flag, name, multiple=True, metavar=name.upper(),
+                                   help=spec.metadata["help"] + " Repeatable.")
         else:
             option = click.option(flag, name, default=None, metavar=name.upper(), help=spec.metadata["help"])
         command = option(command)
@@ -153,11 +156,14 @@ def serve(config_file: Path | None, **options) -> None:
     """
     import asyncio
 
-    from chatbot.config import load_settings
+    from chatbot.config import FIELDS, load_settings
     from chatbot.logs import EventLog, setup_logging
     from chatbot.server import ChatServer, serve as run_server
     from chatbot.storage.db import check_database_url
 
+    for name, spec in FIELDS.items():
+        if spec.metadata["listed"]:
+            options[name] = ",".join(options[name]) or None
     settings = load_settings(options, config_file=config_file)
     # Checked before anything starts: when a worker opened the store, an unusable URL would end
     # only that worker, and the supervisor would start it again.

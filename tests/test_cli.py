@@ -225,6 +225,27 @@ def test_serve_refuses_to_start_on_an_invalid_flow_with_the_same_messages(here, 
     assert not (here / "data" / "chatbot.db").exists(), "nothing was started"
 
 
+def test_serve_takes_every_module_of_a_repeated_actions_option(here, capsys):
+    import socket
+
+    (here / "first.py").write_text("from chatbot.dialogs import action\n\n@action\ndef one(ctx):\n    pass\n",
+                                   encoding="utf-8")
+    (here / "second.py").write_text("from chatbot.dialogs import action\n\n@action\ndef two(ctx):\n    pass\n",
+                                    encoding="utf-8")
+    folder = here / "data" / "flows"
+    folder.mkdir(parents=True)
+    (folder / "both.yaml").write_text(
+        "name: both\nlanguages: [en]\ninitial: go\nentry: {command: /both}\n"
+        "states:\n  - name: go\n    on_enter: [one, two]\n    say: Done.\n    goto: chat\n", encoding="utf-8")
+    with socket.socket() as taken:  # the flows load, then the port stops the start
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run(["serve", "--port", str(port), "--log-format", "none",
+                    "--actions", "first.py", "--actions", "second.py"]) == 2
+    assert "cannot listen" in capsys.readouterr().err
+
+
 def test_serve_reports_a_bad_setting_with_its_source_and_exit_2(here, capsys, monkeypatch):
     monkeypatch.setenv("CHATBOT_PORT", "eighty")
     assert run(["serve"]) == 2
