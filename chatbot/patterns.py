@@ -11,12 +11,12 @@ so a replay from the logs stays exact whatever the speed of the machine replayin
 
 from __future__ import annotations
 
-import time
-
 import regex
 
-#: Seconds the patterns of one text may take, all together. Real patterns take microseconds,
-#: and a millisecond or two on the longest message allowed.
+#: Seconds one pattern may take on one text. Real patterns take microseconds, and a millisecond
+#: or two on the longest message allowed. Each search has its own: a budget shared by a text's
+#: searches would also count the time the thread waits between them for the interpreter (other
+#: threads), and fail innocent texts on a busy machine.
 TIME_LIMIT = 0.05
 
 Pattern = regex.Pattern
@@ -38,14 +38,12 @@ def compile_pattern(pattern: str) -> Pattern:
     return regex.compile(pattern, regex.VERSION0)
 
 
-def deadline() -> float:
-    """When the searches for one text must be over."""
-    return time.monotonic() + TIME_LIMIT
-
-
-def search(pattern: Pattern, text: str, where: str, until: float) -> PatternMatch | None:
-    """``pattern.search(text)``, or PatternTimeout naming ``where`` once ``until`` has passed."""
+def search(pattern: Pattern, text: str, where: str) -> PatternMatch | None:
+    """``pattern.search(text)``, or PatternTimeout naming ``where`` when it takes over TIME_LIMIT."""
     try:
-        return pattern.search(text, timeout=max(until - time.monotonic(), 0.0))
+        # concurrent=False holds the interpreter lock through the search, as `re` does: released,
+        # the thread would wait for it again afterwards (other threads, up to milliseconds on the
+        # event loop), and the time limit would count that wait.
+        return pattern.search(text, concurrent=False, timeout=TIME_LIMIT)
     except TimeoutError:
         raise PatternTimeout(where, len(text)) from None

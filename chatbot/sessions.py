@@ -275,7 +275,14 @@ class SessionManager:
                     return
                 typed_secret = frame.get("secret") is True
                 if typed_secret and self.engine.input_kind(live.state) != "password":
-                    self._refuse_stale_secret(peer, live, client_id)
+                    # A resend of a secret another node took: only the store knows its id.
+                    done = await self._run(self.store.processed, live.id, client_id) \
+                        if self.shared and client_id else None
+                    if done is not None:
+                        live.remember(client_id, done)
+                        peer.send({"type": "ack", "id": client_id, "seq": done[0]})
+                    else:
+                        self._refuse_stale_secret(peer, live, client_id)
                     return
                 secret = typed_secret or self.engine.input_kind(live.state) == "password"
                 if frame["type"] == "message":
@@ -396,10 +403,11 @@ class SessionManager:
         token = new_token() if rotate else None
         hashed = token_hash(token) if token else None
         state = result.state
-        # A logout ends the conversation for the page too: what came before its replies is not
-        # for the next person at that browser (the logs keep it for the operator).
-        logged_out = rotate and live.state.user is not None and state.user is None
-        forget_before = live.seq + (2 if user_text is not None else 1) if logged_out else None
+        # A user leaving (a logout, or an action logging another user in) ends the conversation:
+        # what came before this turn's replies is not for the next person at that browser (the
+        # logs keep it for the operator).
+        user_left = rotate and live.state.user is not None and state.user != live.state.user
+        forget_before = live.seq + (2 if user_text is not None else 1) if user_left else None
         ack_seq = ack_seq if ack_seq is not None else seq
         notice = None
         if self.shared:
@@ -526,7 +534,10 @@ class SessionManager:
 
     # --- history -------------------------------------------------------------------------
     async def history(self, peer: Peer, live: LiveSession, frame: dict) -> None:
-        peer.send(await self._history_frame(live, frame.get("before_seq"), frame.get("limit", 50)))
+        # Under the lock: a page that clears its display at a logout's `auth` must get a history
+        # read before that logout ahead of the `auth`, never after it.
+        async with live.lock:
+            peer.send(await self._history_frame(live, frame.get("before_seq"), frame.get("limit", 50)))
 
     async def _history_frame(self, live: LiveSession, before_seq: int | None, limit: int) -> dict:
         before = (live.seq + 1) if before_seq is None else before_seq

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
-from chatbot.patterns import Pattern, PatternError, PatternMatch, compile_pattern, deadline, search
+from chatbot.patterns import Pattern, PatternError, PatternMatch, compile_pattern, search
 
 __all__ = ["IntentMatcher", "IntentSpec", "Match", "extract", "normalise"]
 
@@ -237,9 +237,8 @@ class IntentMatcher:
         return None if known is None else Match(known.intent, known.score, known.via, dict(known.slots))
 
     def _search(self, index: _Index, text: str, norm: str) -> Match | None:
-        until = deadline() if index.patterns else 0.0
         for (pattern, where), entry in index.patterns:
-            found = search(pattern, norm, where, until)
+            found = search(pattern, norm, where)
             if found:
                 return Match(entry.intent, 100.0, "pattern", _slots(found, text, norm))
         if not norm:
@@ -558,7 +557,7 @@ def extract(kind: str, text: str, *, pattern: str | None = None,
         return f"{found.group(1)}@{found.group(2).lower()}" if found else None
     if pattern is None:
         raise ValueError("capture kind 'regex': needs a pattern")
-    found = search(_compile("capture pattern", pattern), text, "capture pattern", deadline())
+    found = search(_compile("capture pattern", pattern), text, "capture pattern")
     if not found:
         return None
     if group is None:

@@ -370,3 +370,24 @@ async def test_a_language_a_reconnect_chose_on_one_node_holds_for_the_tabs_on_an
         said = await near.say("who am i")
         assert replies(said) == ["Чтобы поговорить, сначала войдите или зарегистрируйтесь."]
         assert replies(await far.recv_until("reply", seq=said[-2]["seq"])) == replies(said)
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_secret_resent_to_another_node_after_it_was_taken_gets_its_ack(nodes):
+    first = await Client.connect(nodes[0].port)
+    welcome = await first.hello()
+    await first.recv()
+    second = await Client.connect(nodes[1].port)
+    await second.hello(resume=welcome["resume"])
+    await first.press("register")
+    await first.say("sergei")
+    for client_id in ("pw-1", "pw-2"):  # the password, then its confirmation, which logs in
+        await first.send({"type": "message", "id": client_id, "text": PASSWORD, "secret": True})
+        acked = (await first.recv_until("ack", id=client_id))[-1]
+    await second.recv_until("auth")  # the other node has taken the turn in: no password asked now
+    # A tab that missed the ack resends there: only the store knows that id on that node.
+    await second.send({"type": "message", "id": "pw-2", "text": PASSWORD, "secret": True})
+    again = await second.recv()
+    while again["type"] not in ("ack", "error"):
+        again = await second.recv()
+    assert again == {"type": "ack", "id": "pw-2", "seq": acked["seq"]}

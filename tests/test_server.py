@@ -924,3 +924,67 @@ async def test_a_failing_database_is_logged_as_a_warning_without_a_traceback_not
     assert failed.levelname == "WARNING" and not failed.exc_info
     assert "chatbot.db" in record_fields(failed)["reason"]
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_history_read_before_a_logout_reaches_the_tabs_before_its_auth(tmp_path):
+    async with running_server(tmp_path, rate_burst=1000) as server:
+        tab = await Client.connect(server.port)
+        welcome = await tab.hello()
+        await tab.recv()
+        await register(tab, "ann", "correct horse battery")
+        for n in range(20):
+            await tab.say(f"note {n}")
+        reader = await Client.connect(server.port)
+        await reader.hello(resume=new_token(tab.frames))
+        for _ in range(30):
+            await reader.send({"type": "history", "before_seq": 40, "limit": 50})
+        await tab.press("logout")
+        frames = await reader.recv_until("auth")
+        for _ in range(30 - sum(f["type"] == "history" for f in frames)):
+            frames.append(await reader.recv())
+    after = frames[frames.index(next(f for f in frames if f["type"] == "auth")) + 1:]
+    assert [f for f in after if f["type"] == "history" and f["entries"]] == [], \
+        "no conversation from before the logout after the page was told to clear it"
+    assert welcome["session"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_action_logging_another_user_in_forgets_the_conversation_before_it(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from chatbot import dialogs
+    from chatbot.dialogs import Registry, action
+    from chatbot.dialogs.registry import MARK
+    from tests.engine_helpers import make_engine
+
+    @action
+    def become_bob(ctx):
+        ctx.log_in("bob")
+
+    registry = Registry.with_builtins()
+    registry.add(getattr(become_bob, MARK))
+    flows = tmp_path / "flows"
+    shutil.copytree(Path(dialogs.__file__).parent / "flows", flows)
+    (flows / "switch.yaml").write_text(
+        "name: switch\nlanguages: [en]\ninitial: go\nentry: {command: /switch, access: users}\n"
+        "states:\n  - name: go\n    on_enter: become_bob\n    say: 'Now you are {user}.'\n    goto: chat\n",
+        encoding="utf-8")
+    async with running_server(tmp_path / "data", make_engine(flows, registry)) as server:
+        bob = await Client.connect(server.port)
+        await bob.hello()
+        await bob.recv()
+        await register(bob, "bob", "correct horse battery")
+        alice = await Client.connect(server.port)
+        await alice.hello()
+        await alice.recv()
+        await register(alice, "alice", "another horse battery")
+        await alice.say("call me Secretname")
+        frames = await alice.say("/switch")
+        assert next(f for f in frames if f["type"] == "auth")["user"] == "bob"
+        reader = await Client.connect(server.port)
+        await reader.hello(resume=new_token(frames), history=100)
+        history = (await reader.recv_until("history"))[-1]
+    texts = [entry["text"] for entry in history["entries"]]
+    assert texts[0] == "Now you are bob." and "call me Secretname" not in texts

@@ -643,6 +643,27 @@ def test_a_logout_in_one_tab_clears_the_conversation_in_the_others(open_chat):
     second.expect_anonymous()
 
 
+def test_a_tab_away_while_its_user_left_and_another_came_clears_on_its_return(open_chat):
+    first = open_chat()
+    register(first, "hal_away", "away pass 123")
+    first.exchange("call me Secretname", "Nice to meet you, Secretname! I will remember that.")
+    second = open_chat(context=first.page.context, setup=lambda page: page.add_init_script(SOCKETS),
+                       console=(FAILED_OFFLINE,))
+    expect(second.user_texts.filter(has_text="Secretname")).to_have_count(1)
+    second.set_offline(True)
+    second.page.evaluate("window.__sockets.at(-1).close()")
+    second.type_message("typed while away")  # the outbox: it must not reach the next user's conversation
+    first.log_out("You are logged out. Bye!", WELCOME_EN)
+    register(first, "ivy_next", "next pass 123")
+    second.set_offline(False)
+    second.expect_connected()
+    second.expect_logged_in("ivy_next")
+    expect(second.page.get_by_text("Secretname")).to_have_count(0)
+    expect(second.page.get_by_text("typed while away")).to_have_count(0)
+    first.exchange("who am i", "You are logged in as ivy_next.")
+    assert "typed while away" not in [entry["text"] for entry in first.entries()]
+
+
 # --- languages in several tabs -----------------------------------------------------------------
 def test_a_language_picked_in_one_tab_is_followed_by_the_others_and_kept_when_they_reconnect(open_chat):
     first = open_chat()

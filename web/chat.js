@@ -329,8 +329,8 @@ function onWelcome(frame) {
     addNote(t('expired'));
     // The hello asked for what followed a seq of the conversation that is over.
     if (frame.resumed && !state.askedHistory) askHistory(frame.last_seq);
-  } else if (state.user !== null && frame.user === null) {
-    clearConversation();  // another tab logged out while this one was away (see onAuth)
+  } else if (userLeft(frame.user)) {
+    endConversation();  // another tab logged out while this one was away (see onAuth)
   } else if (frame.resumed && Number.isInteger(frame.last_seq) && frame.last_seq < state.lastSeq) {
     forgetSeqsAbove(frame.last_seq);
   }
@@ -432,9 +432,7 @@ function onHistory(frame) {
 function onAuth(frame) {
   if (typeof frame.resume === 'string') save(KEYS.resume, frame.resume);
   const user = typeof frame.user === 'string' ? frame.user : null;
-  // A logout ends the conversation: the next person at this screen must not read it. The
-  // server forgot it too; the replies that follow (the goodbye) start the new one.
-  if (state.user !== null && user === null) clearConversation();
+  if (userLeft(user)) endConversation();
   state.user = user;
   refreshControls();
 }
@@ -591,6 +589,21 @@ function lastFiniteKey() {
     if (Number.isFinite(key)) return key;
   }
   return 0;
+}
+
+// A user leaving (a logout, or another user logging in) ends the conversation: the next person
+// at this screen must not read it. The server forgot it too; the replies that follow (the
+// goodbye) start the new one.
+function userLeft(user) {
+  return state.user !== null && (typeof user === 'string' ? user : null) !== state.user;
+}
+
+// What the user who left still had on its way goes too: sent now, it would land in the next
+// person's conversation; already stored, the server has forgotten it.
+function endConversation() {
+  for (const el of ui.log.querySelectorAll('.pending')) el.remove();
+  saveOwn(KEYS.outbox, null);
+  clearConversation();
 }
 
 function clearConversation() {

@@ -86,7 +86,8 @@ class Registry:
     def add(self, callback: Callback) -> None:
         # The engine calls callables without awaiting: a coroutine would never run, and as a
         # condition's answer it is always true.
-        if inspect.iscoroutinefunction(callback.func):
+        func = inspect.unwrap(callback.func)  # an `async def` behind functools.wraps is one too
+        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
             raise ConfigError(f"{callback.kind} {callback.name!r}: is a coroutine function (async def); "
                               "actions and conditions run synchronously (mark slow ones blocking=True)")
         table = self.actions if callback.kind == "action" else self.conditions
