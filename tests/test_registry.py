@@ -108,6 +108,14 @@ ASYNC_MESSAGE = ("actions: pizza_actions.py: {kind} {name!r}: is a coroutine fun
     ("action", "price", CALLED.replace("@action()\ndef price_order", "@action('price', blocking=True)\n"
                                                                     "async def price_order")),
     ("action", "price_order", BARE.replace("def price_order", "async def price_order")),
+    ("condition", "size_on_menu", BARE.replace(  # an async generator: truthy, never awaited either
+        "    return ctx.slots.get(\"size\") in (\"small\", \"large\")", "    yield True").replace(
+        "def size_on_menu", "async def size_on_menu")),
+    ("condition", "_size", "import functools\n" + BARE.replace(  # behind a wrapper, named as wraps names it
+        "@condition\ndef size_on_menu(ctx, arg=None):\n",
+        "async def _size(ctx, arg=None):\n    return True\n\n\n"
+        "@condition\n@functools.wraps(_size)\ndef size_on_menu(ctx, arg=None):\n    return _size(ctx, arg)\n\n\n"
+        "def _unused(ctx, arg=None):\n")),
 ])
 def test_an_async_function_is_refused_when_registered(here, kind, name, source):
     write_bot(here, source)
