@@ -273,7 +273,7 @@ class SessionManager:
                 if done is not None:
                     peer.send({"type": "ack", "id": client_id, "seq": done[0]})
                     return
-                typed_secret = frame.get("secret") is True
+                typed_secret = frame["type"] == "message" and frame.get("secret") is True
                 if typed_secret and self.engine.input_kind(live.state) != "password":
                     # A resend of a secret another node took: only the store knows its id.
                     done = await self._run(self.store.processed, live.id, client_id) \

@@ -988,3 +988,15 @@ async def test_an_action_logging_another_user_in_forgets_the_conversation_before
         history = (await reader.recv_until("history"))[-1]
     texts = [entry["text"] for entry in history["entries"]]
     assert texts[0] == "Now you are bob." and "call me Secretname" not in texts
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_secret_on_an_action_is_an_unknown_field_and_ignored(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        await client.send({"type": "action", "id": "a-1", "name": "help", "secret": True})
+        frames = await client.recv_until("ack", id="a-1")
+    assert [f["type"] for f in frames if f["type"] == "error"] == []
+    assert replies(frames)

@@ -664,6 +664,37 @@ def test_a_tab_away_while_its_user_left_and_another_came_clears_on_its_return(op
     assert "typed while away" not in [entry["text"] for entry in first.entries()]
 
 
+# The answers to what the page sends are lost on the way while `__deaf` is set (a network that
+# drops just then): the server has the frames, the page never hears back.
+DEAF_AFTER_SEND = """
+window.__sockets = [];
+window.__deaf = false;
+const Original = window.WebSocket;
+window.WebSocket = class extends Original {
+  constructor(...args) { super(...args); window.__sockets.push(this); }
+  set onmessage(handler) { super.onmessage = (event) => { if (!window.__deaf) handler(event); }; }
+};
+"""
+
+
+def test_a_logout_whose_answer_was_lost_leaves_the_header_usable_and_sends_nothing_on(open_chat, server):
+    chat = open_chat(setup=lambda page: page.add_init_script(DEAF_AFTER_SEND))
+    register(chat, "kim_lost", "lost answer 42")
+    chat.page.evaluate("window.__deaf = true")
+    chat.logout_button.click()
+    chat.type_message("my card number is 1234")
+    chat.page.wait_for_timeout(500)  # the server has logged out and answered into the void
+    chat.page.evaluate("window.__deaf = false; window.__sockets.at(-1).close()")
+    chat.expect_connected()
+    expect(chat.page.get_by_test_id("system-note")).to_have_text(EXPIRED)  # the old token was rotated
+    chat.expect_anonymous()
+    expect(chat.login_button).not_to_have_attribute("aria-disabled", "true")
+    chat.click_and_expect(chat.login_button, "What is your username?")
+    expect(chat.page.get_by_text("my card number is 1234")).to_have_count(0)
+    sent_since = [entry["text"] for entry in chat.entries() if entry["from"] == "user"]
+    assert "my card number is 1234" not in sent_since
+
+
 # --- languages in several tabs -----------------------------------------------------------------
 def test_a_language_picked_in_one_tab_is_followed_by_the_others_and_kept_when_they_reconnect(open_chat):
     first = open_chat()

@@ -325,7 +325,8 @@ function onWelcome(frame) {
   if (typeof frame.resume === 'string') save(KEYS.resume, frame.resume);
   if (!frame.resumed) state.needHistory = false;  // a new session has no past to send
   if (isNewConversation(frame)) {
-    clearConversation();
+    if (userLeft(frame.user)) endConversation();
+    else clearConversation();
     addNote(t('expired'));
     // The hello asked for what followed a seq of the conversation that is over.
     if (frame.resumed && !state.askedHistory) askHistory(frame.last_seq);
@@ -598,11 +599,17 @@ function userLeft(user) {
   return state.user !== null && (typeof user === 'string' ? user : null) !== state.user;
 }
 
-// What the user who left still had on its way goes too: sent now, it would land in the next
-// person's conversation; already stored, the server has forgotten it.
+// What the user who left had typed and this connection has not sent goes too: sent later, it
+// would land in the next person's conversation. A frame already sent on this connection is the
+// server's to answer, in the new conversation: its bubble stays, as the others will show it.
 function endConversation() {
-  for (const el of ui.log.querySelectorAll('.pending')) el.remove();
-  saveOwn(KEYS.outbox, null);
+  const sent = new Set(state.sentSizes.map(([id]) => id));
+  for (const frame of outboxRead()) {
+    if (sent.has(frame.id)) continue;
+    outboxRemove(frame.id);
+    byId.get(frame.id)?.remove();
+  }
+  state.accountAction = null;  // its ack may have been lost with them: the header must work again
   clearConversation();
 }
 
