@@ -695,6 +695,16 @@ def test_a_logout_whose_answer_was_lost_leaves_the_header_usable_and_sends_nothi
     assert "my card number is 1234" not in sent_since
 
 
+def test_an_error_is_told_in_the_language_of_the_page(open_chat, server):
+    chat = open_chat(locale="ru-RU")
+    expect(chat.bot_texts.first).to_have_text(WELCOME_RU)
+    for path in Path(server.data_dir).glob("chatbot.db*"):
+        path.unlink()  # every write fails from now on: the next message gets internal_error
+    chat.type_message("привет")
+    expect(chat.page.locator(".msg.failed .msg-status")).to_have_text(
+        "не отправлено: сервер не смог это обработать; отправьте ещё раз")
+
+
 # --- languages in several tabs -----------------------------------------------------------------
 def test_a_language_picked_in_one_tab_is_followed_by_the_others_and_kept_when_they_reconnect(open_chat):
     first = open_chat()

@@ -35,6 +35,13 @@ const STRINGS = {
     passwordHint: 'What you type here is hidden and never shown in the chat.',
     passwordOffline: 'A password can only be sent while connected.',
     tooLarge: 'too long for this server',
+    // What the server's error codes mean to a person; other codes show the server's own message.
+    errors: {
+      internal_error: 'the server could not handle it; send it again',
+      pattern_timeout: 'the bot could not read this text in time; try a shorter one',
+      secret_not_expected: 'the bot no longer asks for a password; it was not kept',
+      text_too_long: 'too long for this server',
+    },
   },
   ru: {
     title: 'Чат', conversation: 'Разговор', language: 'Язык',
@@ -48,6 +55,12 @@ const STRINGS = {
     passwordHint: 'То, что вы вводите здесь, скрыто и не показывается в чате.',
     passwordOffline: 'Пароль можно отправить только при связи с сервером.',
     tooLarge: 'слишком длинное для этого сервера',
+    errors: {
+      internal_error: 'сервер не смог это обработать; отправьте ещё раз',
+      pattern_timeout: 'бот не успел прочитать этот текст; попробуйте покороче',
+      secret_not_expected: 'бот больше не спрашивает пароль; он не сохранён',
+      text_too_long: 'слишком длинное для этого сервера',
+    },
   },
 };
 
@@ -438,9 +451,15 @@ function onAuth(frame) {
   refreshControls();
 }
 
+function errorText(frame) {
+  const known = STRINGS[state.lang].errors;
+  if (Object.prototype.hasOwnProperty.call(known, frame.code)) return known[frame.code];
+  return asText(frame.message) || asText(frame.code);
+}
+
 function onError(frame) {
   const id = frame.in_reply_to;
-  const message = asText(frame.message) || asText(frame.code);
+  const message = errorText(frame);
   if (typeof id === 'string' && outboxRead().some((queued) => queued.id === id)) {
     if (frame.code === 'rate_limited') {
       setTimeout(() => outboxRead().filter((q) => q.id === id).forEach(send), RATE_LIMIT_RETRY_MS);
