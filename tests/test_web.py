@@ -705,6 +705,13 @@ def test_an_error_is_told_in_the_language_of_the_page(open_chat, server):
         "не отправлено: сервер не смог это обработать; отправьте ещё раз")
 
 
+def test_on_a_phone_the_replies_after_a_login_with_a_long_name_stay_in_view(open_chat):
+    chat = open_chat(width=360, height=640)
+    register(chat, "u123456" + "x" * 25, "long name pass 1")  # the header wraps and grows
+    expect(chat.bot_texts.last).to_be_in_viewport()
+    assert chat.log.evaluate("log => log.scrollHeight - log.scrollTop - log.clientHeight") < 2
+
+
 # --- languages in several tabs -----------------------------------------------------------------
 def test_a_language_picked_in_one_tab_is_followed_by_the_others_and_kept_when_they_reconnect(open_chat):
     first = open_chat()

@@ -848,6 +848,13 @@ function start() {
   ui.register.addEventListener('click', () => sendAccountAction(ui.register, 'register'));
   ui.logout.addEventListener('click', () => sendAccountAction(ui.logout, 'logout'));
   ui.earlier.addEventListener('click', loadEarlier);
+  // The conversation shrinks when the header or the hint grows (a long username wraps, the
+  // password hint appears): a reader who was at the newest message stays there.
+  let followed = true;
+  ui.log.addEventListener('scroll', () => { followed = nearBottom(); });
+  if (typeof ResizeObserver === 'function') {
+    new ResizeObserver(() => { if (followed) scrollToBottom(); }).observe(ui.log);
+  }
   for (const button of ui.langButtons) {
     button.addEventListener('click', () => switchLanguage(button.dataset.lang));
   }
