@@ -712,6 +712,17 @@ def test_on_a_phone_the_replies_after_a_login_with_a_long_name_stay_in_view(open
     assert chat.log.evaluate("log => log.scrollHeight - log.scrollTop - log.clientHeight") < 2
 
 
+def test_a_text_over_the_server_limit_is_marked_not_sent_whole_not_cut_short(open_chat):
+    chat = open_chat()
+    expect(chat.bot_texts.first).to_have_text(WELCOME_EN)
+    long_text = "word " * 1000  # 5,000 characters, over the default limit of 4,000
+    chat.input.fill(long_text)
+    assert len(chat.input.input_value()) == 5000, "the field keeps what was pasted"
+    chat.input.press("Enter")
+    expect(chat.page.locator(".msg.failed .msg-status")).to_have_text("not sent: too long for this server")
+    expect(chat.user_texts.last).to_have_text(long_text.strip())
+
+
 # --- languages in several tabs -----------------------------------------------------------------
 def test_a_language_picked_in_one_tab_is_followed_by_the_others_and_kept_when_they_reconnect(open_chat):
     first = open_chat()
