@@ -159,10 +159,11 @@ def _json_type(value: Any) -> str:
 
 
 # --- server frames ------------------------------------------------------------------------
-def error_frame(error: ProtocolError) -> dict:
-    frame = {"type": "error", "code": error.code, "message": error.message}
-    if error.in_reply_to is not None:
-        frame["in_reply_to"] = error.in_reply_to
+def error_frame(code: str, message: str, in_reply_to: str | None = None) -> dict:
+    """An `error` frame; `in_reply_to` names the client frame it answers, when that had an id."""
+    frame = {"type": "error", "code": code, "message": message}
+    if in_reply_to is not None:
+        frame["in_reply_to"] = in_reply_to
     return frame
 
 

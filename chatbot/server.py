@@ -258,8 +258,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     def _failed(self, frame: dict) -> None:
         self.server.metrics.errors.labels(code="internal_error").inc()
         client_id = frame.get("id") if isinstance(frame.get("id"), str) else None
-        self.send({"type": "error", "code": "internal_error", "message": "the server failed to handle "
-                   "this frame; it was not processed", **({"in_reply_to": client_id} if client_id else {})})
+        self.send(error_frame("internal_error", "the server failed to handle this frame; it was not processed",
+                              client_id))
 
     async def _dispatch(self, frame: dict) -> None:
         kind = frame["type"]
@@ -291,7 +291,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.server.metrics.errors.labels(code=err.code).inc()
         self.server.events.warning("protocol.error", conn=self.conn_id, session=self.live.id if self.live else None,
                                    code=err.code, detail=err.message)
-        self.send(error_frame(err))
+        self.send(error_frame(err.code, err.message, err.in_reply_to))
 
     def _rate_limited(self, refused_id: str | None) -> None:
         self.strikes += 1
@@ -302,9 +302,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             self.close(POLICY, "rate limit exceeded")
             return
         # With the frame's id, a client knows which frame to send again later.
-        self.send({"type": "error", "code": "rate_limited",
-                   "message": f"too many frames: at most {self.settings_.rate_limit:g} a second on average; "
-                              "this frame was dropped", **({"in_reply_to": refused_id} if refused_id else {})})
+        self.send(error_frame("rate_limited", f"too many frames: at most {self.settings_.rate_limit:g} a second "
+                              "on average; this frame was dropped", refused_id))
 
 
 class HealthHandler(tornado.web.RequestHandler):

@@ -26,6 +26,7 @@ from chatbot.errors import StorageError
 from chatbot.live import LiveSession, Peer, iso, new_token, token_hash
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
+from chatbot.protocol import error_frame
 from chatbot.storage import HistoryRecord, SessionConflict, SessionGone, SessionRecord, Store, TurnWrite
 from chatbot.turnlog import log_turn, login_outcome
 
@@ -275,13 +276,8 @@ class SessionManager:
                     return
                 typed_secret = frame["type"] == "message" and frame.get("secret") is True
                 if typed_secret and self.engine.input_kind(live.state) != "password":
-                    # A resend of a secret another node took: only the store knows its id.
-                    done = await self._run(self.store.processed, live.id, client_id) \
-                        if self.shared and client_id else None
-                    if done is not None:
-                        live.remember(client_id, done)
-                        peer.send({"type": "ack", "id": client_id, "seq": done[0]})
-                    else:
+                    # Unless it resends a secret another node took: only the store knows that id.
+                    if not (self.shared and await self._acked_from_store(peer, live, client_id)):
                         self._refuse_stale_secret(peer, live, client_id)
                     return
                 secret = typed_secret or self.engine.input_kind(live.state) == "password"
@@ -316,10 +312,7 @@ class SessionManager:
                         await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))
                         await self._catch_up(live)
                         # Only the store knows whether another node processed this very id.
-                        done = await self._run(self.store.processed, live.id, client_id) if client_id else None
-                        if done is not None:
-                            live.remember(client_id, done)
-                            peer.send({"type": "ack", "id": client_id, "seq": done[0]})
+                        if await self._acked_from_store(peer, live, client_id):
                             return
                 else:
                     raise SessionConflict(f"sessions: {live.id}: gave up after {CONFLICT_RETRIES} conflicts")
@@ -327,6 +320,15 @@ class SessionManager:
         finally:
             self.in_flight -= 1
             self.metrics.reply_latency.observe(time.perf_counter() - started)
+
+    async def _acked_from_store(self, peer: Peer, live: LiveSession, client_id: str | None) -> bool:
+        """Ack `client_id` if the store has it processed (by another node); return whether it did."""
+        done = await self._run(self.store.processed, live.id, client_id) if client_id else None
+        if done is None:
+            return False
+        live.remember(client_id, done)
+        peer.send({"type": "ack", "id": client_id, "seq": done[0]})
+        return True
 
     async def _turn(self, peer: Peer, live: LiveSession, event: Text | Action,
                     client_id: str | None) -> list[tuple[str, dict]]:
@@ -348,9 +350,8 @@ class SessionManager:
         self.events.warning("message.secret_refused", session=live.id, conn=peer.conn_id, id=client_id,
                             flow=live.state.flow, state=live.state.state)
         self.metrics.errors.labels(code="secret_not_expected").inc()
-        peer.send({"type": "error", "code": "secret_not_expected",
-                   "message": "the bot no longer asks for a password; what was typed was not kept",
-                   **({"in_reply_to": client_id} if client_id else {})})
+        peer.send(error_frame("secret_not_expected",
+                              "the bot no longer asks for a password; what was typed was not kept", client_id))
 
     def _refuse_slow_text(self, peer: Peer, live: LiveSession, client_id: str | None,
                           timeout: PatternTimeout) -> None:
@@ -359,17 +360,15 @@ class SessionManager:
                             flow=live.state.flow, state=live.state.state, pattern=timeout.where,
                             chars=timeout.chars)
         self.metrics.errors.labels(code="pattern_timeout").inc()
-        peer.send({"type": "error", "code": "pattern_timeout",
-                   "message": "the bot took too long to read this text; it was not processed",
-                   **({"in_reply_to": client_id} if client_id else {})})
+        peer.send(error_frame("pattern_timeout", "the bot took too long to read this text; it was not processed",
+                              client_id))
 
     def _end_expired(self, live: LiveSession, reason: str) -> None:
         """The session expired and was deleted: the tabs still connected to it must start anew."""
         self.events.event("session.expired", session=live.id, reason=reason)
         self._forget(live)
         for peer in list(live.peers):
-            peer.send({"type": "error", "code": "session_expired",
-                       "message": "this session expired; reconnect to start a new one"})
+            peer.send(error_frame("session_expired", "this session expired; reconnect to start a new one"))
             peer.close(1000, "session expired")
         live.peers.clear()
 
