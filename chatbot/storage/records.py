@@ -63,8 +63,8 @@ class TurnWrite:
     # Published with pg_notify in the same transaction, so it is seen exactly
     # when the turn is committed (PostgreSQL only).
     notify: str | None = None
-    # A logout: the session's entries with a lower seq are deleted with the turn, so the
-    # next person at the page cannot read the conversation of the one who left.
+    # A user left (a logout, another user's login): the session's entries with a lower seq are
+    # deleted with the turn, so the next person at the page cannot read the one who left.
     forget_before: int | None = None
 
     def __post_init__(self) -> None:
