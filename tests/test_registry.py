@@ -138,3 +138,73 @@ def test_serve_reports_an_async_function_and_starts_nothing(here, capsys):
     assert run(["serve", "--port", "0", "--log-format", "none", "--actions", "pizza_actions.py"]) == 2
     assert capsys.readouterr().err == "error: " + ASYNC_MESSAGE.format(kind="action", name="price_order") + "\n"
     assert not (here / "data" / "chatbot.db").exists(), "nothing was started"
+
+
+@pytest.mark.parametrize("kind, source", [
+    ("action", BARE.replace("    ctx.say(f\"That", "    yield\n    ctx.say(f\"That")),
+    ("condition", BARE.replace("    return ctx.slots.get(\"size\")", "    yield ctx.slots.get(\"size\")")),
+])
+def test_a_generator_function_is_refused_when_registered(here, kind, source):
+    # Called, it would return a generator without running a line: an action that does nothing,
+    # a condition that is always true.
+    write_bot(here, source)
+    name = "price_order" if kind == "action" else "size_on_menu"
+    with pytest.raises(ConfigError) as raised:
+        Registry.with_builtins().load("pizza_actions.py")
+    assert str(raised.value) == (f"actions: pizza_actions.py: {kind} {name!r}: is a generator function (it uses "
+                                 "yield); actions and conditions must run to the end when called")
+
+
+def test_a_name_taken_twice_in_one_module_is_refused(here):
+    write_bot(here, BARE + textwrap.dedent("""
+
+        @action("price_order")
+        def price_with_tax(ctx, arg=None):
+            ctx.say("That is 10 euros.")
+    """))
+    with pytest.raises(ConfigError) as raised:
+        Registry.with_builtins().load("pizza_actions.py")
+    assert str(raised.value) == ("actions: pizza_actions.py: action 'price_order': is taken twice in this module "
+                                 "(by price_order and price_with_tax); choose another name")
+
+
+def test_a_built_in_name_is_refused(here):
+    write_bot(here, BARE + textwrap.dedent("""
+
+        @condition
+        def credentials_valid(ctx, arg=None):
+            return True
+    """))
+    with pytest.raises(ConfigError) as raised:
+        Registry.with_builtins().load("pizza_actions.py")
+    assert str(raised.value) == ("actions: pizza_actions.py: condition 'credentials_valid': is a built-in "
+                                 "condition; choose another name")
+    # and the same as the command line says it, starting nothing
+    assert run(["flows", "check", "--actions", "pizza_actions.py"]) == 2
+
+
+def test_a_name_taken_by_another_module_is_refused(here):
+    write_bot(here, BARE)
+    (here / "more_actions.py").write_text(textwrap.dedent("""
+        from chatbot.dialogs import action
+
+
+        @action
+        def price_order(ctx, arg=None):
+            ctx.say("Free pizza!")
+    """), encoding="utf-8")
+    registry = Registry.with_builtins()
+    registry.load("pizza_actions.py")
+    with pytest.raises(ConfigError) as raised:
+        registry.load("more_actions.py")
+    assert str(raised.value) == ("actions: more_actions.py: action 'price_order': is already taken by "
+                                 "pizza_actions.py; choose another name")
+
+
+def test_a_module_given_twice_is_loaded_once(here, capsys):
+    write_bot(here, BARE + "\nfrom chatbot.dialogs.builtins import log_in  # the built-in itself, not a clash\n")
+    registry = Registry.with_builtins()
+    assert registry.load("pizza_actions.py") == 3
+    assert registry.load(f"{here}/pizza_actions.py") == 3, "the same file, by another path"
+    assert run(["flows", "check", "--actions", "pizza_actions.py", "--actions", "./pizza_actions.py"]) == 0
+    assert "ok  pizza" in capsys.readouterr().out

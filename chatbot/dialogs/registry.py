@@ -13,8 +13,9 @@ functions are marked with the `action` and `condition` decorators:
 
 Every callable takes the turn context and, when the flow writes `name:arg`,
 that argument.  `@action` without parentheses is the same as `@action()`.
-Callables run synchronously, so an `async def` one is refused when it is
-registered.  `blocking=True` marks a callable that waits on something
+Callables run synchronously, so an `async def` one (or a generator function)
+is refused when it is registered, and so is a second callable under a name
+already taken.  `blocking=True` marks a callable that waits on something
 (a database, a password hash): the server runs turns that may call one off
 its event loop.
 """
@@ -33,6 +34,8 @@ from typing import Callable
 from chatbot.errors import ConfigError
 
 MARK = "__chatbot_callable__"
+#: The origin of the built-in callables (see Registry.add).
+BUILTIN = "chatbot.dialogs.builtins"
 
 
 @dataclass(frozen=True)
@@ -74,41 +77,66 @@ class Registry:
     def __init__(self) -> None:
         self.actions: dict[str, Callback] = {}
         self.conditions: dict[str, Callback] = {}
+        #: Where each registered name came from ((kind, name) → the built-ins or a module's spec).
+        self._origins: dict[tuple[str, str], str] = {}
+        #: The modules loaded so far (resolved file paths and dotted names) and what each registered.
+        self._loaded: dict[str, int] = {}
 
     @classmethod
     def with_builtins(cls) -> "Registry":
         from chatbot.dialogs import builtins
 
         registry = cls()
-        registry.add_module(builtins)
+        registry.add_module(builtins, origin=BUILTIN)
         return registry
 
-    def add(self, callback: Callback) -> None:
+    def add(self, callback: Callback, *, origin: str = "") -> None:
+        """Register a callable; `origin` (the built-ins, a module's spec) names it in a clash."""
         # The engine calls callables without awaiting: a coroutine would never run, and as a
         # condition's answer it is always true.
         func = inspect.unwrap(callback.func)  # an `async def` behind functools.wraps is one too
         if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
             raise ConfigError(f"{callback.kind} {callback.name!r}: is a coroutine function (async def); "
                               "actions and conditions run synchronously (mark slow ones blocking=True)")
+        if inspect.isgeneratorfunction(func):  # its body would never run, and a generator is truthy
+            raise ConfigError(f"{callback.kind} {callback.name!r}: is a generator function (it uses yield); "
+                              "actions and conditions must run to the end when called")
         table = self.actions if callback.kind == "action" else self.conditions
+        taken = table.get(callback.name)
+        if taken is not None and taken.func is not callback.func:  # the same function imported twice is one
+            where = self._origins[callback.kind, callback.name]
+            if where == BUILTIN:
+                clash = f"is a built-in {callback.kind}"
+            elif where == origin:
+                clash = f"is taken twice in this module (by {taken.func.__name__} and {callback.func.__name__})"
+            else:
+                clash = f"is already taken by {where}"
+            raise ConfigError(f"{callback.kind} {callback.name!r}: {clash}; choose another name")
         table[callback.name] = callback
+        self._origins[callback.kind, callback.name] = origin
 
-    def add_module(self, module: ModuleType) -> int:
+    def add_module(self, module: ModuleType, *, origin: str = "") -> int:
         """Register every marked function of a module; return how many."""
         found = [getattr(value, MARK) for value in vars(module).values() if hasattr(value, MARK)]
         for callback in found:
-            self.add(callback)
+            self.add(callback, origin=origin or module.__name__)
         return len(found)
 
     def load(self, spec: str) -> int:
-        """Register the marked functions of `pkg.module` or `path/to/file.py`."""
+        """Register the marked functions of `pkg.module` or `path/to/file.py`.
+
+        A module given twice (`--actions a.py --actions ./a.py`) is loaded once."""
+        key = str(Path(spec).resolve()) if _is_path(spec) else spec
+        if key in self._loaded:
+            return self._loaded[key]
         module = _import(spec)
         try:
-            count = self.add_module(module)
+            count = self.add_module(module, origin=spec)
         except ConfigError as err:
             raise ConfigError(f"actions: {spec}: {err}") from None
         if count == 0:
             raise ConfigError(f"actions: {spec}: no function marked with @action or @condition")
+        self._loaded[key] = count
         return count
 
     def get(self, kind: str, ref: str) -> tuple[Callback, str | None] | None:
@@ -120,8 +148,12 @@ class Registry:
         return sorted(self.actions if kind == "action" else self.conditions)
 
 
+def _is_path(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec
+
+
 def _import(spec: str) -> ModuleType:
-    if spec.endswith(".py") or "/" in spec:
+    if _is_path(spec):
         path = Path(spec)
         if not path.is_file():
             raise ConfigError(f"actions: {spec}: no such file")
