@@ -60,6 +60,12 @@ def username_key(username: str) -> str:
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
 
 
+def _shows_nothing(char: str) -> bool:
+    """Whitespace, a format or control character (a zero-width space or joiner, a direction mark),
+    or another of the INVISIBLE: a password made only of these is one no one can see or retype."""
+    return char.isspace() or unicodedata.category(char) in ("Cf", "Cc") or char in INVISIBLE
+
+
 def _password_bytes(password: str) -> bytes:
     # surrogatepass: a lone surrogate from a client must not crash a login.
     return unicodedata.normalize("NFKC", password).encode("utf-8", "surrogatepass")
@@ -270,7 +276,7 @@ class Accounts:
             return "too_long"
         if any(unicodedata.category(char) == "Cs" for char in text):
             return "bad_characters"
-        if text.isspace():
+        if all(_shows_nothing(char) for char in text):
             return "only_whitespace"
         if username and username_key(text) == username_key(username):
             return "same_as_username"

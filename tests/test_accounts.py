@@ -107,6 +107,9 @@ def test_username_rules(accounts, username, problem):
         ("a" * 129, None, "too_long"),
         (" " * 10, None, "only_whitespace"),
         ("\t\n  \u3000    ", None, "only_whitespace"),
+        ("\u200b" * 8, None, "only_whitespace"),  # zero-width spaces: nothing to see or retype
+        ("\u200b \u200d\u2060\ufeff \u200e\x7f\u3164\ufe0f", None, "only_whitespace"),
+        ("a" + "\u200b" * 7, None, None),
         ("\ud800" * 8, None, "bad_characters"),
         ("Alice123", "alice123", "same_as_username"),
         ("ＡＬＩＣＥ１２３", "alice123", "same_as_username"),
