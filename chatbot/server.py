@@ -233,6 +233,10 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     async def on_message(self, message: str | bytes) -> None:
         if self not in self.server.connections:
             return
+        if self.server.stopping:
+            # Not processed, so never acknowledged: the client sends it again once it reconnects
+            # (to this server restarted, or to another node), and the drain is not held up by it.
+            return
         if not self.limiter.allow():
             self._rate_limited(frame_id(message))
             return
@@ -244,6 +248,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         except ProtocolError as err:
             self._protocol_error(err)
             return
+        self.server.in_flight += 1
         try:
             await self._dispatch(frame)
         except StorageError as error:  # the database failed (restarting, disk full): no bug, no traceback
@@ -254,6 +259,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             self.server.events.error("error.unhandled", exc_info=True, conn=self.conn_id,
                                      session=self.live.id if self.live else None)
             self._failed(frame)
+        finally:
+            self.server.in_flight -= 1
 
     def _failed(self, frame: dict) -> None:
         self.server.metrics.errors.labels(code="internal_error").inc()
@@ -370,6 +377,8 @@ class ChatServer:
         self.http: HTTPServer | None = None
         self.port: int | None = None
         self.stopping = False
+        #: Frames being handled (a greeting, a turn, a history read): stop() waits for them.
+        self.in_flight = 0
         self._sweeper: asyncio.Task | None = None
 
     def application(self) -> tornado.web.Application:
@@ -424,7 +433,8 @@ class ChatServer:
         return self.port
 
     async def stop(self, reason: str = "stop") -> None:
-        """Stop accepting, finish turns in flight, close every socket with 1001, flush the store."""
+        """Stop accepting connections and frames, finish those in flight, close every socket with 1001,
+        flush the store."""
         if self.stopping:
             return
         self.stopping = True
@@ -434,7 +444,7 @@ class ChatServer:
             self._sweeper.cancel()
         if self.listener is not None:
             self.listener.close()
-        drained = await self.sessions.drain(self.settings.shutdown_timeout)
+        drained = await self._drain(self.settings.shutdown_timeout)
         for socket in list(self.connections):
             socket.close(GOING_AWAY, "server going away")
         try:
@@ -446,6 +456,13 @@ class ChatServer:
             await asyncio.get_running_loop().run_in_executor(self.executor, self.store.close)
             self.executor.shutdown(wait=False)
         self.events.event("server.stop", reason=reason, drained=drained)
+
+    async def _drain(self, timeout: float) -> bool:
+        """Wait for the frames being handled to finish; False when the time ran out."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return self.in_flight == 0
 
     async def _sweep_forever(self) -> None:
         rounds = 0

@@ -52,7 +52,6 @@ class SessionManager:
         self.clock = clock
         self.live: dict[str, LiveSession] = {}
         self.by_token: dict[str, str] = {}
-        self.in_flight = 0
         #: Turn writes sent to the store and the loop futures waiting for them.
         self._saving: list[tuple[Future, asyncio.Future]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -266,7 +265,6 @@ class SessionManager:
         """Run one `message` or `action` frame through the session's dialog."""
         client_id = frame.get("id")
         started = time.perf_counter()
-        self.in_flight += 1
         try:
             async with live.lock:
                 # `recent` holds what the store holds (another node's ids surface as a SessionConflict).
@@ -318,7 +316,6 @@ class SessionManager:
                     raise SessionConflict(f"sessions: {live.id}: gave up after {CONFLICT_RETRIES} conflicts")
                 self._deliver(live, peer, frames)
         finally:
-            self.in_flight -= 1
             self.metrics.reply_latency.observe(time.perf_counter() - started)
 
     async def _acked_from_store(self, peer: Peer, live: LiveSession, client_id: str | None) -> bool:
@@ -584,13 +581,6 @@ class SessionManager:
     async def delete_expired(self) -> int:
         now = self.clock()
         return await self._run(self.store.delete_expired, now - self.idle_expiry, now - self.max_age)
-
-    async def drain(self, timeout: float) -> bool:
-        """Wait for the turns in flight to finish; False when the time ran out."""
-        deadline = time.monotonic() + timeout
-        while self.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        return self.in_flight == 0
 
     async def _run(self, func, *args, **kwargs):
         loop = asyncio.get_running_loop()

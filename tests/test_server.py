@@ -784,8 +784,8 @@ async def test_a_session_the_database_refused_is_not_logged_as_created(tmp_path,
     assert len(created) == 1, "only the session stored before the file went"
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_a_blocking_action_greeting_a_new_session_leaves_the_event_loop_free(tmp_path):
+def slow_greeting_engine(tmp_path):
+    """The built-in flows, with a blocking action that takes a second on the first state."""
     import shutil
     from pathlib import Path
 
@@ -807,7 +807,12 @@ async def test_a_blocking_action_greeting_a_new_session_leaves_the_event_loop_fr
     hub.write_text(hub.read_text(encoding="utf-8").replace("  - name: welcome\n",
                                                            "  - name: welcome\n    on_enter: slow_welcome\n"),
                    encoding="utf-8")
-    async with running_server(tmp_path / "data", make_engine(flows, registry)) as server:
+    return make_engine(flows, registry)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_blocking_action_greeting_a_new_session_leaves_the_event_loop_free(tmp_path):
+    async with running_server(tmp_path / "data", slow_greeting_engine(tmp_path)) as server:
         waiting = await Client.connect(server.port)
         newcomer = await Client.connect(server.port)
         started = time.perf_counter()
@@ -1000,3 +1005,34 @@ async def test_secret_on_an_action_is_an_unknown_field_and_ignored(tmp_path):
         frames = await client.recv_until("ack", id="a-1")
     assert [f["type"] for f in frames if f["type"] == "error"] == []
     assert replies(frames)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_stopping_finishes_the_frames_in_flight_and_leaves_later_ones_to_be_resent(tmp_path):
+    engine = slow_greeting_engine(tmp_path)
+    async with running_server(tmp_path / "data", engine) as server:
+        chatting = await Client.connect(server.port)
+        welcome = await chatting.hello()
+        await chatting.recv()
+        newcomer = await Client.connect(server.port)
+        await newcomer.send({"type": "hello"})
+        await asyncio.sleep(0.2)  # its greeting is under way
+        started = time.monotonic()
+        stopping = asyncio.ensure_future(server.stop())
+        await asyncio.sleep(0.1)
+        await chatting.send({"type": "message", "id": "late-1", "text": "hello"})
+        greeted = [frame["type"] for frame in await newcomer.recv_until("reply")]
+        assert greeted == ["welcome", "reply"], "the greeting under way was finished"
+        assert await newcomer.recv() is None and newcomer.conn.close_code == 1001
+        assert await chatting.recv() is None, "a frame sent after the stop began got an answer"
+        assert chatting.conn.close_code == 1001
+        await stopping
+        assert time.monotonic() - started < 2.0, "the drain waited only for the greeting"
+    async with running_server(tmp_path / "data", engine) as server:
+        back = await Client.connect(server.port)
+        await back.hello(resume=welcome["resume"], last_seq=1)
+        frames = await back.say("hello", id="late-1")  # the page resends what was not acknowledged
+        assert [frame["type"] for frame in frames] == ["reply", "ack"]
+        await back.send({"type": "history", "limit": 50})
+        entries = (await back.recv_until("history"))[-1]["entries"]
+        assert [entry.get("id") for entry in entries if entry["from"] == "user"] == ["late-1"]
