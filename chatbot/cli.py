@@ -156,6 +156,7 @@ def serve(config_file: Path | None, **options) -> None:
     """
     import asyncio
 
+    from chatbot.accept import raise_open_files_limit
     from chatbot.config import FIELDS, load_settings
     from chatbot.logs import EventLog, setup_logging
     from chatbot.server import ChatServer, serve as run_server
@@ -172,6 +173,7 @@ def serve(config_file: Path | None, **options) -> None:
                           "process: use --db postgresql://USER@HOST:PORT/DB")
     registry = load_registry(settings.action_modules)
     engine = Engine(load_checked_flows(settings.flows_dir, registry), registry)
+    raise_open_files_limit()  # each connection is a descriptor: allow what the administrator allows
 
     def announce(line: str) -> None:
         click.echo(line, err=True)

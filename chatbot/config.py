@@ -53,7 +53,8 @@ class Settings:
     rate_strikes: int = setting(10, "Frames refused for the rate limit before the connection is closed "
                                     "with 1008; they are forgiven once the client keeps under the limit "
                                     "until its burst is available again.", minimum=1)
-    max_connections: int = setting(20000, "Open WebSocket connections allowed in total.", minimum=1)
+    max_connections: int = setting(20000, "Open WebSocket connections allowed in total (fewer if the open-files "
+                                          "limit leaves no room for them).", minimum=1)
     max_connections_per_ip: int = setting(200, "Open WebSocket connections allowed from one address.",
                                           minimum=1)
     allowed_origins: str = setting("", "Comma-separated Origins allowed to open a WebSocket "

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import math
 import os
 import secrets
 import signal
@@ -29,6 +30,7 @@ from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 
 from chatbot import __version__
+from chatbot.accept import add_patient_accept_handler, socket_capacity
 from chatbot.accounts import Accounts
 from chatbot.cluster import TurnListener
 from chatbot.config import Settings
@@ -49,6 +51,13 @@ GOING_AWAY = 1001
 INVALID_PAYLOAD = 1007
 POLICY = 1008
 TRY_AGAIN_LATER = 1013
+#: Seconds between two `server.full` warnings while connections keep being turned away.
+FULL_LOG_INTERVAL = 10.0
+#: Seconds a client has to send its request's headers (and a kept-alive connection may idle): a
+#: connection that never speaks would otherwise hold a descriptor for Tornado's default hour.
+HEADER_TIMEOUT = 30.0
+#: Sockets kept for page loads and WebSocket handshakes when the open-files limit caps WebSockets.
+HTTP_ROOM = 16
 
 
 class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
@@ -180,7 +189,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.set_nodelay(True)
         server.events.event("conn.open", conn=self.conn_id, ip=self.ip,
                             origin=self.request.headers.get("Origin"))
-        if len(server.connections) >= self.settings_.max_connections:
+        if len(server.connections) >= server.max_connections:
             self._refuse(TRY_AGAIN_LATER, "server full", "max_connections")
             return
         if server.per_ip[self.ip] >= self.settings_.max_connections_per_ip:
@@ -349,6 +358,37 @@ class PageHandler(tornado.web.StaticFileHandler):
         self.set_header("Cache-Control", "no-cache")
 
 
+class PatientHTTPServer(HTTPServer):
+    """An HTTPServer that keeps within the open-files limit.
+
+    Past `capacity` open sockets (HTTP requests and WebSockets together) a new connection is
+    closed at once, while there are descriptors left for the database and the logs; should the
+    process run out all the same, accepting pauses (see chatbot.accept). `on_full` is told why.
+    """
+
+    capacity: float = math.inf
+
+    def open_websockets(self) -> int:
+        """WebSocket connections, which Tornado no longer counts once upgraded; the chat server sets its own."""
+        return 0
+
+    def on_full(self, reason: str) -> None:
+        """Told when a connection is turned away or accepting pauses; the chat server sets its own."""
+
+    def add_sockets(self, sockets) -> None:
+        for sock in sockets:
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = add_patient_accept_handler(
+                sock, self._handle_connection, lambda error: self.on_full(f"{error.strerror}: accepting paused"))
+
+    def _handle_connection(self, connection, address) -> None:
+        if len(self._connections) + self.open_websockets() >= self.capacity:
+            connection.close()
+            self.on_full(f"the open-files limit leaves room for {self.capacity} sockets")
+            return
+        super()._handle_connection(connection, address)
+
+
 class ChatServer:
     """A configured server: build it, `start()` it, `stop()` it."""
 
@@ -377,6 +417,9 @@ class ChatServer:
         self.http: HTTPServer | None = None
         self.port: int | None = None
         self.stopping = False
+        #: Open WebSocket connections allowed: max_connections, or fewer if the open-files limit is lower.
+        self.max_connections = settings.max_connections
+        self._full_logged_at = -math.inf
         #: Frames being handled (a greeting, a turn, a history read): stop() waits for them.
         self.in_flight = 0
         self._sweeper: asyncio.Task | None = None
@@ -412,7 +455,18 @@ class ChatServer:
                 sock.close()
             raise
         self.port = sockets[0].getsockname()[1]
-        self.http = HTTPServer(self.application(), xheaders=self.settings.trust_proxy_headers)
+        sockets_allowed = socket_capacity()
+        # Below the sockets' limit, so that a WebSocket past it is told 1013 rather than cut off.
+        self.max_connections = min(self.settings.max_connections, max(1, sockets_allowed - HTTP_ROOM))
+        if self.max_connections < self.settings.max_connections:
+            self.events.warning("server.connections_capped", wanted=self.settings.max_connections,
+                                allowed=self.max_connections,
+                                reason="the open-files limit (ulimit -n) leaves room for no more")
+        self.http = PatientHTTPServer(self.application(), xheaders=self.settings.trust_proxy_headers,
+                                      idle_connection_timeout=HEADER_TIMEOUT)
+        self.http.capacity = sockets_allowed
+        self.http.open_websockets = lambda: len(self.connections)
+        self.http.on_full = self._full
         self.http.add_sockets(sockets)
         self.sessions.start()
         self._sweeper = asyncio.create_task(self._sweep_forever())
@@ -456,6 +510,13 @@ class ChatServer:
             await asyncio.get_running_loop().run_in_executor(self.executor, self.store.close)
             self.executor.shutdown(wait=False)
         self.events.event("server.stop", reason=reason, drained=drained)
+
+    def _full(self, reason: str) -> None:
+        """A connection was turned away for want of descriptors: say so, not too often."""
+        now = time.monotonic()
+        if now - self._full_logged_at >= FULL_LOG_INTERVAL:
+            self._full_logged_at = now
+            self.events.warning("server.full", reason=reason, connections=len(self.connections))
 
     async def _drain(self, timeout: float) -> bool:
         """Wait for the frames being handled to finish; False when the time ran out."""

@@ -14,10 +14,12 @@ LISTENING = re.compile(r"listening on http://[^:]+:(\d+)/")
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, *args: str, env: dict | None = None) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict | None = None, open_files: int | None = None) -> None:
+        """`open_files`: the server's limit on open files (soft and hard), as `ulimit -n` sets it."""
         self.data_dir = data_dir
         self.args = args
         self.env = {**os.environ, **(env or {})}
+        self.open_files = open_files
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.stderr_lines: list[str] = []
@@ -26,7 +28,7 @@ class ServerProcess:
         command = [sys.executable, "-m", "chatbot", "serve", "--port", str(self.port or 0),
                    "--data-dir", str(self.data_dir), "--log-format", "none", *self.args]
         self.proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env=self.env)
+                                     env=self.env, preexec_fn=self._limit if self.open_files else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             line = self.proc.stderr.readline()
@@ -38,6 +40,16 @@ class ServerProcess:
                 self.port = int(found.group(1))
                 return self.port
         raise RuntimeError(f"server did not start in {timeout}s: {''.join(self.stderr_lines)}")
+
+    def _limit(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the server has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

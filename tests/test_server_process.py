@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -125,3 +126,69 @@ async def test_an_upper_case_postgresql_scheme_still_shares_sessions_between_nod
         for node in nodes:
             if node.proc is not None and node.proc.poll() is None:
                 node.terminate()
+
+
+def logged_events(data_dir, event: str) -> list[dict]:
+    import json
+
+    lines = (data_dir / "logs" / "chatbot.log").read_text(encoding="utf-8").splitlines()
+    return [record for record in map(json.loads, lines) if record.get("event") == event]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_connections_that_never_speak_cannot_use_up_the_descriptors(tmp_path):
+    server = ServerProcess(tmp_path, open_files=120)  # room for 120 - 64 sockets
+    port = server.start()
+    squatters = []
+    try:
+        for _ in range(160):  # each holds a descriptor until the header timeout
+            squatter = socket.socket()
+            squatter.settimeout(1)
+            try:
+                squatter.connect(("127.0.0.1", port))
+            except OSError:
+                squatter.close()
+                continue
+            squatters.append(squatter)
+        await asyncio.sleep(1.0)
+        before = server.cpu_seconds()
+        await asyncio.sleep(2.0)
+        spent = server.cpu_seconds() - before
+        assert spent < 0.5, f"the server spent {spent:.2f} s of CPU in 2 s while full"
+        for squatter in squatters:
+            squatter.close()
+        squatters.clear()
+        await asyncio.sleep(0.2)
+        client = await Client.connect(port)
+        assert (await client.hello())["resumed"] is False
+        assert server.terminate() == 0
+        full = logged_events(tmp_path, "server.full")
+        assert [event["reason"] for event in full] == ["the open-files limit leaves room for 56 sockets"]
+        assert "Too many open files" not in server.rest_of_stderr()
+    finally:
+        for squatter in squatters:
+            squatter.close()
+        if server.proc.poll() is None:
+            server.kill()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_connections_past_what_the_open_files_limit_allows_are_refused_with_1013(tmp_path):
+    server = ServerProcess(tmp_path, open_files=100)  # room for 100 - 64 sockets, 16 of them for handshakes
+    port = server.start()
+    try:
+        clients = [await Client.connect(port) for _ in range(20)]
+        for client in clients:
+            await client.hello()
+        refused = await Client.connect(port)
+        assert await refused.recv() is None and refused.conn.close_code == 1013
+        clients[0].close()
+        await asyncio.sleep(0.3)
+        admitted = await Client.connect(port)
+        assert (await admitted.hello())["type"] == "welcome"
+        assert server.terminate() == 0
+        capped = logged_events(tmp_path, "server.connections_capped")
+        assert [(event["wanted"], event["allowed"]) for event in capped] == [(20000, 20)]
+    finally:
+        if server.proc.poll() is None:
+            server.kill()
