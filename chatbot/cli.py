@@ -197,6 +197,10 @@ def serve(config_file: Path | None, **options) -> None:
     from chatbot.storage import Store
     from chatbot.supervisor import listening_sockets, supervise
 
+    # Each worker sets up its own logging: one that could not would die of it, to be started again
+    # and again. Checked first, as one process does.
+    setup_logging(log_dir=settings.logs_dir, max_bytes=settings.log_max_bytes, backup_count=settings.log_backups,
+                  console="none", level=settings.log_level).close()
     try:
         sockets = listening_sockets(settings.host, settings.port)
     except OSError as error:

@@ -404,6 +404,9 @@ def setup_logging(
     # transitions reports every callback it runs at INFO: a line per callback per turn, and no
     # event of ours. Its warnings and errors still come through.
     logging.getLogger("transitions").setLevel(max(level_no, logging.WARNING))
+    # peewee's debug records are its SQL with the parameters: password hashes, secrets' masks,
+    # whole conversations. Debugging the server must not put those in files that get shared.
+    logging.getLogger("peewee").setLevel(max(level_no, logging.INFO))
     writer.start()
     return LoggingHandle(path=log_path, handlers=handlers, previous_level=previous_level,
                          hand_over=hand_over, writer=writer)

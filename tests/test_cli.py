@@ -279,6 +279,10 @@ def test_the_first_example_in_the_docs_passes_flows_check(here, capsys):
     ("postgresql://127.0.0.1/test?dbname=other",
      "db: postgresql url 'postgresql://127.0.0.1/test?dbname=other' names its database in a query parameter "
      "(it goes in the path: postgresql://USER@HOST:PORT/DB)"),
+    ("postgresql://127.0.0.1/test?password=Hunter2&timeout=5",  # libpq's password option is hidden too
+     "db: postgresql url 'postgresql://127.0.0.1/test?password=***&timeout=5': invalid connection option \"timeout\""),
+    ("sqlite:///data/x/", "db: sqlite url 'sqlite:///data/x/' names a folder, not a file "
+                          "(e.g. sqlite:///data/x/chatbot.db)"),
     ("sqlite:///data/x.db?timeout=5", "db: sqlite url 'sqlite:///data/x.db?timeout=5' takes no query parameters, "
                                       "got 'timeout=5' (the server sets the connection options itself)"),
     ("sqlite:///data/x.db?foo=1", "db: sqlite url 'sqlite:///data/x.db?foo=1' takes no query parameters, "
@@ -295,6 +299,13 @@ def test_serve_with_workers_on_an_upper_case_sqlite_url_is_refused(here, capsys,
     monkeypatch.setattr("chatbot.supervisor.supervise", lambda *args, **kwargs: pytest.fail("workers started"))
     assert run(["serve", "--workers", "2", "--port", "0", "--db", "SQLITE:///data/x.db"]) == 2
     assert "error: --workers: more than one worker needs a shared database" in capsys.readouterr().err
+
+
+def test_serve_with_workers_and_a_log_folder_it_cannot_write_stops_at_once(here, capsys, monkeypatch, postgres_url):
+    monkeypatch.setattr("chatbot.supervisor.supervise", lambda *args, **kwargs: pytest.fail("workers started"))
+    (here / "taken").write_text("a file where the log folder should be")
+    assert run(["serve", "--workers", "2", "--port", "0", "--db", postgres_url, "--log-dir", "taken/logs"]) == 2
+    assert capsys.readouterr().err.startswith("error: logging: cannot write taken/logs/chatbot.log: ")
 
 
 def test_serve_without_the_postgresql_driver_says_how_to_install_it(here, capsys, monkeypatch):

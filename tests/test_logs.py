@@ -680,3 +680,20 @@ def test_processes_keep_each_other_out_after_the_log_folder_was_made_again(tmp_p
             if line.record is not None and line.record.get("event") == "e"}
     for name in "AB":
         assert sum((name, n) not in seen for n in range(count)) == 0, f"lines of {name} were lost at rollovers"
+
+
+def test_debug_logging_keeps_the_database_statements_and_their_secrets_out(setup, log, log_dir, tmp_path):
+    from chatbot.storage import Store
+
+    setup(level="debug")
+    store = Store(f"sqlite:///{tmp_path / 'chatbot.db'}")
+    store.open()
+    try:
+        store.create_user("ann", "ann", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
+    finally:
+        store.close()
+    logging.getLogger("chatbot.test").debug("debug.kept")
+    written = records(log_dir)
+    assert "debug.kept" in [record["event"] for record in written], "debug records of the server's own are kept"
+    assert [record for record in written if record.get("logger", "").startswith("peewee")] == []
+    assert "argon2id" not in (log_dir / "chatbot.log").read_text(encoding="utf-8")

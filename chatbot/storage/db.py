@@ -80,7 +80,11 @@ def check_database_url(url: str) -> str:
         if parsed.netloc:
             raise ConfigError(f"db: sqlite url '{masked_url(url)}' has a host "
                               "(a file path takes three slashes: sqlite:///PATH)")
-        if parse(url)["database"] == ":memory:":
+        path = parse(url)["database"]
+        if path.endswith("/") or Path(path).is_dir():
+            raise ConfigError(f"db: sqlite url '{url}' names a folder, not a file "
+                              f"(e.g. sqlite:///{path.rstrip('/') or '.'}/chatbot.db)")
+        if path == ":memory:":
             raise ConfigError(f"db: sqlite url '{url}' names no file "
                               "(an in-memory database is not shared between connections; use sqlite:///PATH)")
         if parsed.query:
@@ -120,10 +124,12 @@ def masked_url(url: str) -> str:
         parsed = urlparse(url)
     except ValueError:  # not a URL that parses: hide whatever stands between "user:" and "@"
         return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", url)
-    if not parsed.password:
+    # libpq also takes the password as a query parameter (?password=…).
+    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parsed.query)
+    if not parsed.password and query == parsed.query:
         return url
-    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
-    return parsed._replace(netloc=netloc).geturl()
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1) if parsed.password else parsed.netloc
+    return parsed._replace(netloc=netloc, query=query).geturl()
 
 
 def _sqlite(url: str, checkpoints: bool) -> peewee.Database:
