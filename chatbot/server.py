@@ -329,12 +329,15 @@ class HealthHandler(tornado.web.RequestHandler):
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
         failing = self.server.store.database_failing
-        if failing:
-            self.set_status(503)  # messages are answered with errors: a balancer should send users elsewhere
+        if failing or self.server.stopping:
+            self.set_status(503)  # messages are answered with errors, or not at all: send users elsewhere
         status = "stopping" if self.server.stopping else "failing" if failing else "ok"
         self.write({"status": status, "database": "failing" if failing else "ok", "version": __version__,
                     "node": self.server.sessions.node, "pid": os.getpid(),
                     "connections": len(self.server.connections), "sessions": len(self.server.sessions.live)})
+
+    def head(self) -> None:  # what many load balancers send; Tornado leaves the body out
+        self.get()
 
 
 class MetricsHandler(tornado.web.RequestHandler):

@@ -30,6 +30,25 @@ async def test_health_and_page(tmp_path):
         assert "default-src 'none'" in policy and "connect-src 'self'" in policy
         metrics = await http.fetch(f"http://127.0.0.1:{server.port}/metrics")
         assert b"chatbot_connections_open" in metrics.body
+        head = await http.fetch(f"http://127.0.0.1:{server.port}/healthz", method="HEAD")
+        assert (head.code, head.body) == (200, b""), "what load balancers often send"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_health_says_503_while_the_server_stops(tmp_path):
+    async with running_server(tmp_path / "data", slow_greeting_engine(tmp_path)) as server:
+        # Opened before the stop, as a balancer's kept-alive connection would be.
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        newcomer = await Client.connect(server.port)
+        await newcomer.send({"type": "hello"})
+        await asyncio.sleep(0.2)  # its greeting is under way, and holds the stop
+        stopping = asyncio.ensure_future(server.stop())
+        await asyncio.sleep(0.1)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        await stopping
+    assert status.startswith(b"HTTP/1.1 503 ")
 
 
 @pytest.mark.gen_test(timeout=30)
