@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping
 from transitions import Machine, State
 
 from chatbot.dialogs.environment import Environment, Recorder
-from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message, StateSpec
+from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message, StateSpec, TransitionSpec
 from chatbot.dialogs.registry import Registry
 from chatbot.dialogs.turn import PLACEHOLDER_RE, Action, Reply, SessionState, Text, Turn, TurnResult
 from chatbot.patterns import PatternTimeout
@@ -50,11 +50,13 @@ class FlowRuntime:
     def __init__(self, spec: FlowSpec, engine: "Engine", threshold: float) -> None:
         self.spec = spec
         self.matcher = IntentMatcher(spec.intents.values(), threshold=threshold)
-        self.triggers: dict[str, list[str]] = {name: [] for name in spec.states}
+        # Built once: looking the transitions of a state up by scanning them all is states × transitions.
+        self.outgoing: dict[str, list[TransitionSpec]] = {name: [] for name in spec.states}
         for transition in spec.transitions:
             for source in spec.sources_of(transition):
-                if transition.trigger not in self.triggers[source]:
-                    self.triggers[source].append(transition.trigger)
+                self.outgoing[source].append(transition)
+        self.triggers: dict[str, list[str]] = {name: list(dict.fromkeys(t.trigger for t in transitions))
+                                               for name, transitions in self.outgoing.items()}
         self.intents = {name: frozenset(t for t in triggers if t in spec.intents)
                         for name, triggers in self.triggers.items()}
         self.machine = Machine(
@@ -111,7 +113,7 @@ class Engine:
         self.runtimes = {name: FlowRuntime(spec, self, threshold) for name, spec in self.flows.items()}
         self.switch_blocks = any(self._blocking(refs) for refs in self._switch_refs())
         for runtime in self.runtimes.values():
-            runtime.blocking = {name: self.switch_blocks or self.blocks(runtime.spec, name)
+            runtime.blocking = {name: self.switch_blocks or self.blocks(runtime, name)
                                 for name in runtime.spec.states}
 
     # --- public API -----------------------------------------------------------------------
@@ -168,15 +170,14 @@ class Engine:
         callback, arg = found
         return callback.func(turn) if arg is None else callback.func(turn, arg)
 
-    def blocks(self, spec: FlowSpec, state: str) -> bool:
+    def blocks(self, runtime: FlowRuntime, state: str) -> bool:
         """Whether a turn starting in `state` may, through its own transitions, call a blocking callable."""
+        spec = runtime.spec
         refs: list[tuple[str, str]] = []
         capture = spec.states[state].capture
         if capture and capture.validate:
             refs.append(("condition", capture.validate))
-        for transition in spec.transitions:
-            if state not in spec.sources_of(transition):
-                continue
+        for transition in runtime.outgoing[state]:
             refs += [("condition", r) for r in transition.conditions + transition.unless]
             refs += [("action", r) for r in transition.before + transition.after]
             if transition.dest in spec.states:
