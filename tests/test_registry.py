@@ -208,3 +208,90 @@ def test_a_module_given_twice_is_loaded_once(here, capsys):
     assert registry.load(f"{here}/pizza_actions.py") == 3, "the same file, by another path"
     assert run(["flows", "check", "--actions", "pizza_actions.py", "--actions", "./pizza_actions.py"]) == 0
     assert "ok  pizza" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("decorator, message", [
+    ("@action(5)", "action 5: the name must be text (letters, digits, _, at most 64 characters)"),
+    ("@action('has:x')", "action 'has:x': invalid name (letters, digits, _, at most 64 characters); "
+                         "a flow writes it as `name` or `name:argument`"),
+    ("@action('with space')", "action 'with space': invalid name (letters, digits, _, at most 64 characters); "
+                              "a flow writes it as `name` or `name:argument`"),
+    ("@condition('')", "condition '': invalid name (letters, digits, _, at most 64 characters); "
+                       "a flow writes it as `name` or `name:argument`"),
+    # a text would be iterated into the slots t, o, a, l
+    ("@action(sets='total')", "action 'extra': sets='total': must be a tuple of slot names "
+                              "(letters, digits, _, at most 64 characters), e.g. sets=('total',)"),
+    ("@action(sets=('total', 5))", "action 'extra': sets=('total', 5): must be a tuple of slot names "
+                                   "(letters, digits, _, at most 64 characters), e.g. sets=('total',)"),
+    ("@action(blocking='no')", "action 'extra': blocking='no': must be True or False"),
+])
+def test_a_name_no_flow_can_write_or_a_malformed_sets_is_refused_when_registered(here, decorator, message):
+    write_bot(here, CALLED + f"\n\n{decorator}\ndef extra(ctx, arg=None):\n    pass\n")
+    with pytest.raises(ConfigError) as raised:
+        Registry.with_builtins().load("pizza_actions.py")
+    assert str(raised.value) == "actions: pizza_actions.py: " + message
+
+
+def test_flows_check_reports_a_name_that_is_not_text_and_exits_2(here, capsys):
+    # accepted, it used to crash the command with a TypeError when the names were sorted
+    write_bot(here, CALLED.replace("@action()", "@action(5)"))
+    assert run(["flows", "check", "--actions", "pizza_actions.py"]) == 2
+    assert capsys.readouterr().err == ("error: actions: pizza_actions.py: action 5: the name must be text "
+                                       "(letters, digits, _, at most 64 characters)\n")
+
+
+def test_flows_check_reports_a_module_that_exits_when_imported(here, capsys):
+    write_bot(here, "import sys\nsys.exit(3)\n")
+    assert run(["flows", "check", "--actions", "pizza_actions.py"]) == 2, "not the module's own exit status"
+    assert capsys.readouterr().err == "error: actions: pizza_actions.py: import failed: SystemExit: 3\n"
+
+
+# One function that takes no argument, one that needs one.
+WITH_ARGUMENTS = BARE + textwrap.dedent("""
+
+    @action
+    def no_arg(ctx):
+        pass
+
+
+    @condition
+    def needs_arg(ctx, arg):
+        return True
+""")
+
+
+def test_a_callable_tells_whether_a_flow_may_or_must_give_it_an_argument(here):
+    write_bot(here, WITH_ARGUMENTS + textwrap.dedent("""
+
+        @action
+        def any_args(*args):
+            pass
+    """))
+    registry = Registry.with_builtins()
+    registry.load("pizza_actions.py")
+    found = {name: (cb.takes_arg, cb.needs_arg) for name, cb in {**registry.actions, **registry.conditions}.items()}
+    assert found["price_order"] == (True, False)
+    assert found["has"] == (True, False), "a built-in"
+    assert found["no_arg"] == (False, False)
+    assert found["needs_arg"] == (True, True)
+    assert found["any_args"] == (True, False)
+
+
+@pytest.mark.parametrize("signature", ["()", "(ctx, arg, more)"])
+def test_a_function_a_flow_cannot_call_is_refused_when_registered(here, signature):
+    write_bot(here, CALLED.replace("def price_order(ctx, arg=None)", f"def price_order{signature}"))
+    with pytest.raises(ConfigError) as raised:
+        Registry.with_builtins().load("pizza_actions.py")
+    assert str(raised.value) == ("actions: pizza_actions.py: action 'price_order': cannot be called as f(ctx) "
+                                 "nor as f(ctx, arg); write it as def price_order(ctx, arg=None)")
+
+
+def test_flows_check_refuses_an_argument_a_function_cannot_take_and_one_it_must(here, capsys):
+    flows = write_bot(here, WITH_ARGUMENTS)
+    (flows / "pizza.yaml").write_text(PIZZA.replace("    before: price_order\n",
+                                                    "    before: [price_order, 'no_arg:1']\n"
+                                                    "    conditions: needs_arg\n"), encoding="utf-8")
+    assert run(["flows", "check", "--actions", "pizza_actions.py"]) == 1
+    err = capsys.readouterr().err
+    assert "transitions[0].before[1]: action 'no_arg' takes no argument (written 'no_arg:1')" in err
+    assert "transitions[0].conditions: condition 'needs_arg' needs an argument: write 'needs_arg:…'" in err

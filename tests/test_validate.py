@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.dialogs import Registry, load_flows
+from chatbot.dialogs.draw import mermaid
 from chatbot.errors import ConfigError, FlowSetError
 from tests.engine_helpers import Conversation, make_engine
 
@@ -535,6 +536,61 @@ CASES = {
         {"pizza.yaml": GOOD.replace('"Which size?"', '"Which\u2028size?"').replace("A {size}", "A\x0c{size}")},
         ["data/flows/pizza.yaml:10: yaml syntax: unacceptable character #x000c: special characters are not allowed"],
     ),
+    "an escaped control character or lone surrogate in a text": (
+        {"pizza.yaml": GOOD.replace('"Which size?"', '"Which\\0 size?"')
+         .replace("A {size} pizza", "A {size}\\ud800 pizza")
+         + "intents:\n  big:\n    keywords: [large, \"\\e[2J\"]\n  \"sm\\ball\": {keywords: [small]}\n"},
+        ["data/flows/pizza.yaml:7: states[0].say: a text may not hold the control character U+0000",
+         "data/flows/pizza.yaml:10: states[1].say: a text may not hold the lone surrogate U+D800",
+         "data/flows/pizza.yaml:18: intents.big.keywords[1]: a text may not hold the control character U+001B",
+         "data/flows/pizza.yaml:19: intents: a key may not hold the control character U+0008"],
+    ),
+    "a name ending in a line break": (
+        {"pizza.yaml": GOOD.replace("name: pizza", 'name: "pizza\\n"')
+         .replace("{command: /pizza}", "\n  command: |\n    /pizza")
+         .replace("[en]", '["en\\n"]')
+         .replace("name: done", 'name: "done\\n"').replace("dest: done", 'dest: "done\\n"')
+         .replace("{slot: size, kind: word}", '{slot: "size\\n", kind: word}').replace("A {size}", "A")
+         + "intents:\n  \"big\\n\": {keywords: [large]}\n"},
+        ["data/flows/pizza.yaml:1: name: invalid flow name 'pizza\\n' (letters, digits, _, at most 64 characters)",
+         "data/flows/pizza.yaml:5: languages[0]: invalid language code 'en\\n'",
+         "data/flows/pizza.yaml:10: states[0].capture.slot: invalid slot name 'size\\n' "
+         "(letters, digits, _, at most 64 characters)",
+         "data/flows/pizza.yaml:11: states[1].name: invalid state name 'done\\n' "
+         "(letters, digits, _, at most 64 characters)",
+         "data/flows/pizza.yaml:19: intents: invalid intent name 'big\\n' (letters, digits, _, "
+         "at most 64 characters)",
+         "data/flows/pizza.yaml:3: entry.command: invalid command '/pizza\\n' (a '/' then lowercase letters, "
+         "digits, _)"],
+    ),
+    "an intent whose lists are all empty": (
+        {"pizza.yaml": GOOD + "intents:\n  big: {keywords: [], patterns: []}\n  small: {examples: {en: []}}\n"},
+        ["data/flows/pizza.yaml:17: intents.big: an intent needs at least one keyword, pattern or example",
+         "data/flows/pizza.yaml:18: intents.small: an intent needs at least one keyword, pattern or example"],
+    ),
+    "an intent pattern that matches an empty text": (
+        {"pizza.yaml": GOOD + "intents:\n  big:\n    patterns: ['', '(?:large)?', '^$', large]\n"},
+        ["data/flows/pizza.yaml:18: intents.big.patterns.en[0]: '' matches an empty text, "
+         "so it would match every message",
+         "data/flows/pizza.yaml:18: intents.big.patterns.en[1]: '(?:large)?' matches an empty text, "
+         "so it would match every message"],
+    ),
+    "a button action or trigger that is not a name": (
+        {"pizza.yaml": GOOD.replace("    capture: {slot: size, kind: word}",
+                                    "    capture: {slot: size, kind: word}\n    buttons:\n"
+                                    "      - {label: Go, action: \"go\\n    done --> [*]\"}\n"
+                                    "      - {label: Blank, action: '  '}")
+         + "  - {trigger: \"go\\n    done --> [*]\", source: ask_size, dest: done}\n"
+         + "  - {trigger: 'flow:', source: ask_size, dest: done}\n"},
+        ["data/flows/pizza.yaml:10: states[0].buttons[0].action: invalid action name 'go\\n    done --> [*]' "
+         "(letters, digits, _, at most 64 characters, maybe after 'lang:' or 'flow:')",
+         "data/flows/pizza.yaml:11: states[0].buttons[1].action: invalid action name '  ' "
+         "(letters, digits, _, at most 64 characters, maybe after 'lang:' or 'flow:')",
+         "data/flows/pizza.yaml:19: transitions[1].trigger: invalid trigger name 'go\\n    done --> [*]' "
+         "(letters, digits, _, at most 64 characters, maybe after 'lang:' or 'flow:')",
+         "data/flows/pizza.yaml:20: transitions[2].trigger: invalid trigger name 'flow:' "
+         "(letters, digits, _, at most 64 characters, maybe after 'lang:' or 'flow:')"],
+    ),
     "an action where a condition belongs, and the reverse": (
         {"pizza.yaml": GOOD.replace("    dest: done", "    dest: done\n    before: logged_in\n    unless: forget")},
         ["data/flows/pizza.yaml:17: transitions[0].unless: unknown condition 'forget' ('forget' is an action)",
@@ -555,6 +611,36 @@ def test_a_password_capture_may_say_its_kind_is_text(here):
           .replace('    say: "Which size?"', '    say: "Which size?"\n    input: password')
           .replace("A {size}", "A")})
     assert "pizza" in load_flows(Path("data/flows"), Registry.with_builtins())
+
+
+def test_an_escaped_surrogate_pair_is_read_as_the_one_character_it_writes(here):
+    # as JSON writes a character past U+FFFF
+    write(here, {"pizza.yaml": GOOD.replace('"Which size?"', '"\\ud83c\\udf55 Which size?"')})
+    chat = Conversation(make_engine(Path("data/flows")))
+    chat.register()
+    chat.say("/pizza")
+    assert chat.texts == ["🍕 Which size?"]
+
+
+def test_a_plain_equals_sign_or_merge_sign_is_a_text_where_it_is_not_a_key(here):
+    write(here, {"pizza.yaml": GOOD.replace('"Which size?"', "=")
+                 + "  - {trigger: back, source: ask_size, dest: null, say: <<}\n"
+                 + "intents:\n  back: {keywords: [<<, =, back]}\n"})
+    chat = Conversation(make_engine(Path("data/flows")))
+    chat.register()
+    chat.say("/pizza")
+    assert chat.texts == ["="]
+    chat.say("<<")
+    assert chat.texts == ["<<"]
+
+
+def test_a_diagram_label_cannot_start_a_line_of_its_own(here):
+    # a condition's argument is any text: a line break in it must not end the label
+    write(here, {"pizza.yaml": GOOD.replace("    dest: done",
+                                            '    dest: done\n    conditions: "has:size\\n    done --> [*]"')})
+    lines = mermaid(load_flows(Path("data/flows"), Registry.with_builtins())["pizza"]).splitlines()
+    assert "    ask_size --> done: text [has#58;size#10;    done --#62; [#42;]]" in lines
+    assert "    done --> [*]" not in lines
 
 
 def test_a_file_that_is_not_utf8_is_reported_at_the_line_of_the_first_bad_byte(here):

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
 from chatbot.dialogs.model import FlowSpec
 from chatbot.errors import ChatbotError
+
+
+#: What Mermaid reads as text in a label; anything else (a line break, ':', ';', '#', '"', '%') could
+#: end the label or start a statement of its own, so it is written as an entity code (`#58;`).
+_MERMAID_PLAIN_RE = re.compile(r"[^\w \[\].,-]")
+
+
+def _mermaid_text(text: str) -> str:
+    return _MERMAID_PLAIN_RE.sub(lambda match: f"#{ord(match.group())};", text)
 
 
 def _label(transition) -> str:
@@ -39,9 +49,9 @@ def mermaid(flow: FlowSpec) -> str:
                     node += "_"
                 external[dest] = node
             dest = external[dest]
-        lines.append(f"    {source} --> {dest}: {label.replace(':', '#58;')}")
+        lines.append(f"    {source} --> {dest}: {_mermaid_text(label)}")
     for target, node in external.items():
-        lines.append(f'    state "{target}" as {node}')
+        lines.append(f'    state "{_mermaid_text(target)}" as {node}')
     for state in flow.states.values():
         if state.final:
             lines.append(f"    {state.name} --> [*]")
@@ -51,7 +61,7 @@ def mermaid(flow: FlowSpec) -> str:
 def dot(flow: FlowSpec) -> str:
     """The same graph in Graphviz's DOT language."""
     def quote(text: str) -> str:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
     lines = [f"digraph {quote(flow.name)} {{", "  rankdir=LR;", '  node [shape=box, style=rounded];',
              '  __start [shape=point];', f"  __start -> {quote(flow.initial)};"]

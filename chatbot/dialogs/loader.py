@@ -40,10 +40,14 @@ CAPTURE_KINDS = ("email", "number", "regex", "text", "word")
 BUTTON_KEYS = ("label", "action")
 #: Flow and state names are stored with each session (in columns of 128 characters).
 MAX_NAME_CHARS = 64
-NAME_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_]{{0,{MAX_NAME_CHARS - 1}}}$")
+# Each is used with `fullmatch`: `$` would also match before a final line break ("f\n").
+NAME_RE = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_NAME_CHARS - 1}}}")
 NAME_RULE = f"letters, digits, _, at most {MAX_NAME_CHARS} characters"
-COMMAND_RE = re.compile(r"^/[a-z][a-z0-9_]*$")
-LANG_RE = re.compile(r"^[a-z]{2,3}$")
+#: A button's action and a trigger: a name, or a global action with its argument (`lang:ru`, `flow:pizza`).
+ACTION_RE = re.compile(rf"(?:(?:lang|flow):)?{NAME_RE.pattern}")
+ACTION_RULE = f"{NAME_RULE}, maybe after 'lang:' or 'flow:'"
+COMMAND_RE = re.compile(r"/[a-z][a-z0-9_]*")
+LANG_RE = re.compile(r"[a-z]{2,3}")
 
 
 def flow_version(text: str) -> str:
@@ -69,8 +73,8 @@ def parse_flow(text: str, path: str) -> tuple[FlowSpec | None, list[FlowError]]:
 def _parse_document(reader: Reader, doc: LineDict, stem: str, version: str) -> FlowSpec | None:
     reader.check_keys(doc, FLOW_KEYS, "")
     name = doc.get("name", stem)
-    if reader.typed(name, str, doc.line_of("name"), "name", "a text") and not NAME_RE.match(name):
-        reader.problem(doc.line_of("name"), "name", f"invalid flow name '{name}' ({NAME_RULE})")
+    if reader.typed(name, str, doc.line_of("name"), "name", "a text") and not NAME_RE.fullmatch(name):
+        reader.problem(doc.line_of("name"), "name", f"invalid flow name {name!r} ({NAME_RULE})")
     languages = _languages(reader, doc)
     _required(reader, doc, "initial", "a state name")
     _required(reader, doc, "states", "a list of states")
@@ -132,7 +136,7 @@ def _languages(reader: Reader, doc: LineDict) -> tuple[str, ...]:
         return ("en",)
     langs = []
     for index, lang in enumerate(value):
-        if not isinstance(lang, str) or not LANG_RE.match(lang):
+        if not isinstance(lang, str) or not LANG_RE.fullmatch(lang):
             reader.problem(value.line_of(index), f"languages[{index}]", f"invalid language code {lang!r}")
         elif lang in langs:
             reader.problem(value.line_of(index), f"languages[{index}]", f"duplicate language '{lang}'")
@@ -150,8 +154,9 @@ def _entry(reader: Reader, value: Any, line: int, languages) -> Entry | None:
         at = value.line_of("command")
         if not reader.typed(command, str, at, "entry.command", "a command such as /pizza"):
             command = None
-        elif not COMMAND_RE.match(command):
-            reader.problem(at, "entry.command", f"invalid command '{command}' (a '/' then lowercase letters, digits, _)")
+        elif not COMMAND_RE.fullmatch(command):
+            reader.problem(at, "entry.command",
+                           f"invalid command {command!r} (a '/' then lowercase letters, digits, _)")
             command = None
     access = value.get("access", "users")
     if access not in ACCESS_KINDS:
@@ -187,8 +192,8 @@ def _state(reader: Reader, item: LineDict, where: str, index: int, languages) ->
         reader.problem(item.line, f"{where}.name", "required key is missing")
     elif not reader.typed(name, str, line("name"), f"{where}.name", "a state name"):
         name = None
-    elif not NAME_RE.match(name):
-        reader.problem(line("name"), f"{where}.name", f"invalid state name '{name}' ({NAME_RULE})")
+    elif not NAME_RE.fullmatch(name):
+        reader.problem(line("name"), f"{where}.name", f"invalid state name {name!r} ({NAME_RULE})")
     input_kind = item.get("input", "text")
     if input_kind not in INPUT_KINDS:
         reader.problem(line("input"), f"{where}.input",
@@ -221,6 +226,9 @@ def _buttons(reader: Reader, value: Any, line: int, key: str, languages) -> tupl
             reader.problem(item.line, f"{where}.action", "required key is missing")
         elif not reader.typed(action, str, item.line_of("action"), f"{where}.action", "an action name"):
             action = None
+        elif not ACTION_RE.fullmatch(action):
+            reader.problem(item.line_of("action"), f"{where}.action", f"invalid action name {action!r} ({ACTION_RULE})")
+            action = None
         label = reader.message(item.get("label"), item.line_of("label"), f"{where}.label", languages)
         if "label" not in item:
             reader.problem(item.line, f"{where}.label", "required key is missing")
@@ -246,8 +254,8 @@ def _capture(reader: Reader, value: Any, line: int, key: str, languages, input_k
         reader.problem(value.line, f"{key}.slot", "required key is missing")
     elif not reader.typed(slot, str, value.line_of("slot"), f"{key}.slot", "a slot name"):
         slot = None
-    elif not NAME_RE.match(slot):
-        reader.problem(value.line_of("slot"), f"{key}.slot", f"invalid slot name '{slot}' ({NAME_RULE})")
+    elif not NAME_RE.fullmatch(slot):
+        reader.problem(value.line_of("slot"), f"{key}.slot", f"invalid slot name {slot!r} ({NAME_RULE})")
     kind = value.get("kind", "text")
     if kind not in CAPTURE_KINDS:
         reader.problem(value.line_of("kind"), f"{key}.kind",
@@ -312,6 +320,21 @@ def _phrase(reader: Reader, phrase: str, line: int, key: str) -> str | None:
     return phrase
 
 
+def _lists_anything(value: Any) -> bool:
+    """Whether a `keywords`, `patterns` or `examples` value holds anything, in any of its languages."""
+    return any(value.values()) if isinstance(value, dict) else bool(value)
+
+
+def _intent_pattern(reader: Reader, pattern: Any, line: int, key: str):
+    compiled = _compile(reader, pattern, line, key)
+    # Patterns are searched for, so one that matches the empty text matches anywhere and outranks
+    # every keyword; `^$` (a text of punctuation only) matches the empty text but not a word.
+    if compiled is not None and compiled.search("") and compiled.search("x"):
+        reader.problem(line, key, f"{pattern!r} matches an empty text, so it would match every message")
+        return None
+    return compiled
+
+
 def _compile(reader: Reader, pattern: Any, line: int, key: str):
     if not reader.typed(pattern, str, line, key, "a regular expression"):
         return None
@@ -333,6 +356,9 @@ def _transitions(reader: Reader, value: Any, line: int, languages) -> tuple[Tran
         trigger = item.get("trigger")
         usable = not missing
         if "trigger" in item and not reader.typed(trigger, str, at("trigger"), f"{where}.trigger", "a trigger name"):
+            usable = False
+        elif "trigger" in item and not ACTION_RE.fullmatch(trigger):
+            reader.problem(at("trigger"), f"{where}.trigger", f"invalid trigger name {trigger!r} ({ACTION_RULE})")
             usable = False
         source = item.get("source")
         if "source" in item and (source is None or source == []):  # a transition from no state could never fire
@@ -367,8 +393,8 @@ def _intents(reader: Reader, value: Any, line: int, languages) -> dict[str, Inte
     for name, spec in value.items():
         where = f"intents.{name}"
         at = value.line_of(name)
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            reader.problem(at, where, f"invalid intent name {name!r} ({NAME_RULE})")
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # named in the message, not the path ("a\n")
+            reader.problem(at, "intents", f"invalid intent name {name!r} ({NAME_RULE})")
             continue
         if name == TEXT_TRIGGER:
             # An intent fires its trigger, and 'text' would skip the state's capture.
@@ -377,11 +403,13 @@ def _intents(reader: Reader, value: Any, line: int, languages) -> dict[str, Inte
         if not reader.typed(spec, dict, at, where, "a mapping"):
             continue
         reader.check_keys(spec, INTENT_KEYS, where)
+        kinds = ("keywords", "patterns", "examples")
         fields = {kind: _phrases(reader, spec, kind, where, languages,
-                                 check=_compile if kind == "patterns" else _phrase)
-                  for kind in ("keywords", "patterns", "examples")}
-        if not any(fields.values()):
-            reader.problem(at, where, "an intent needs keywords, patterns or examples")
+                                 check=_intent_pattern if kind == "patterns" else _phrase)
+                  for kind in kinds}
+        # What was written, not what was kept: a phrase left out was reported already.
+        if not any(_lists_anything(spec.get(kind)) for kind in kinds):
+            reader.problem(at, where, "an intent needs at least one keyword, pattern or example")
         threshold = spec.get("threshold")
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not 0 <= threshold <= 100):

@@ -11,13 +11,13 @@ import difflib
 from typing import Any
 
 from chatbot.dialogs.model import Message
-from chatbot.dialogs.yamlsource import LineDict, LineList, yaml_kind
+from chatbot.dialogs.yamlsource import LineDict, LineList, RefusedText, yaml_kind
 from chatbot.errors import FlowError
 
 
 def did_you_mean(word: str, choices) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def key_lines(value: Any, prefix: str = "", seen: set[int] | None = None) -> dict[str, int]:
@@ -69,6 +69,8 @@ class Reader:
                 self.problem(mapping.line_of(key), path, f"unknown key{did_you_mean(key, allowed)}")
 
     def typed(self, value: Any, kind: type | tuple[type, ...], line: int, key: str, expected: str) -> bool:
+        if isinstance(value, RefusedText):  # reported where it was read, and unusable whatever was expected
+            return False
         if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
             return True
         self.problem(line, key, f"expected {expected}, got {yaml_kind(value)}")

@@ -13,11 +13,13 @@ functions are marked with the `action` and `condition` decorators:
 
 Every callable takes the turn context and, when the flow writes `name:arg`,
 that argument.  `@action` without parentheses is the same as `@action()`.
+A name is what a flow can write before the colon (letters, digits, `_`), and
+`sets` a tuple of slot names; anything else is refused when it is registered.
 Callables run synchronously, so an `async def` one (or a generator function)
-is refused when it is registered, and so is a second callable under a name
-already taken.  `blocking=True` marks a callable that waits on something
-(a database, a password hash): the server runs turns that may call one off
-its event loop.
+is refused too, and so is one that cannot be called as `f(ctx)` nor as
+`f(ctx, arg)`, and a second callable under a name already taken.
+`blocking=True` marks a callable that waits on something (a database, a
+password hash): the server runs turns that may call one off its event loop.
 """
 
 from __future__ import annotations
@@ -27,15 +29,21 @@ import importlib.util
 import inspect
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
+from chatbot.dialogs.loader import NAME_RE, NAME_RULE
 from chatbot.errors import ConfigError
 
 MARK = "__chatbot_callable__"
 #: The origin of the built-in callables (see Registry.add).
 BUILTIN = "chatbot.dialogs.builtins"
+#: What importing an author's module may raise.  A module that calls sys.exit() (a script, say)
+#: fails too: it must not end the command silently with its own exit status.  KeyboardInterrupt
+#: is left alone: it is the user's Ctrl-C.
+IMPORT_FAILURES = (Exception, SystemExit)
 
 
 @dataclass(frozen=True)
@@ -46,13 +54,37 @@ class Callback:
     blocking: bool = False
     sets: tuple[str, ...] = ()
 
+    @cached_property
+    def takes_arg(self) -> bool:
+        """Whether a flow may write `name:arg`: the function can be called as f(ctx, arg)."""
+        return _callable_with(self.func, 2)
+
+    @cached_property
+    def needs_arg(self) -> bool:
+        """Whether a flow must write `name:arg`: the function cannot be called as f(ctx)."""
+        return not _callable_with(self.func, 1)
+
+
+def _callable_with(func: Callable, count: int) -> bool:
+    """Whether `func` accepts `count` positional arguments."""
+    try:
+        inspect.signature(func).bind(*range(count))
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (some built-in functions): let the call decide
+        return True
+    return True
+
 
 def _marker(kind: str, name: str | Callable | None, blocking: bool, sets: tuple[str, ...]):
     if callable(name):  # written bare, `@action`: Python passed the function itself as `name`
         return _marker(kind, None, blocking, sets)(name)
 
     def mark(func: Callable) -> Callable:
-        setattr(func, MARK, Callback(kind, name or func.__name__, func, blocking, tuple(sets)))
+        # `sets="total"` would be the slots t, o, a, l: anything but a collection is kept as written,
+        # for Registry.add to refuse; so is any name given, even "" (`name or …` would hide it).
+        slots = tuple(sets) if isinstance(sets, (tuple, list, set, frozenset)) else sets
+        setattr(func, MARK, Callback(kind, func.__name__ if name is None else name, func, blocking, slots))
         return func
     return mark
 
@@ -92,6 +124,7 @@ class Registry:
 
     def add(self, callback: Callback, *, origin: str = "") -> None:
         """Register a callable; `origin` (the built-ins, a module's spec) names it in a clash."""
+        _check_form(callback)
         # The engine calls callables without awaiting: a coroutine would never run, and as a
         # condition's answer it is always true.
         func = inspect.unwrap(callback.func)  # an `async def` behind functools.wraps is one too
@@ -101,6 +134,9 @@ class Registry:
         if inspect.isgeneratorfunction(func):  # its body would never run, and a generator is truthy
             raise ConfigError(f"{callback.kind} {callback.name!r}: is a generator function (it uses yield); "
                               "actions and conditions must run to the end when called")
+        if callback.needs_arg and not callback.takes_arg:  # e.g. def f() or def f(ctx, a, b)
+            raise ConfigError(f"{callback.kind} {callback.name!r}: cannot be called as f(ctx) nor as f(ctx, arg); "
+                              f"write it as def {callback.func.__name__}(ctx, arg=None)")
         table = self.actions if callback.kind == "action" else self.conditions
         taken = table.get(callback.name)
         if taken is not None and taken.func is not callback.func:  # the same function imported twice is one
@@ -148,6 +184,22 @@ class Registry:
         return sorted(self.actions if kind == "action" else self.conditions)
 
 
+def _check_form(callback: Callback) -> None:
+    """Refuse what the decorator's arguments can get wrong: a flow could never call such a name,
+    and slot names that are not text break validation (a text `sets` would be iterated letter by letter)."""
+    what = f"{callback.kind} {callback.name!r}"
+    if not isinstance(callback.name, str):
+        raise ConfigError(f"{what}: the name must be text ({NAME_RULE})")
+    if not NAME_RE.fullmatch(callback.name):
+        raise ConfigError(f"{what}: invalid name ({NAME_RULE}); a flow writes it as `name` or `name:argument`")
+    sets = callback.sets
+    if not isinstance(sets, tuple) or not all(isinstance(slot, str) and NAME_RE.fullmatch(slot) for slot in sets):
+        raise ConfigError(f"{what}: sets={sets!r}: must be a tuple of slot names ({NAME_RULE}), "
+                          "e.g. sets=('total',)")
+    if not isinstance(callback.blocking, bool):
+        raise ConfigError(f"{what}: blocking={callback.blocking!r}: must be True or False")
+
+
 def _is_path(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec
 
@@ -165,10 +217,14 @@ def _import(spec: str) -> ModuleType:
         sys.modules[module_name] = module
         try:
             loader_spec.loader.exec_module(module)
-        except Exception as err:  # an author's module may fail in any way: report, do not crash
-            raise ConfigError(f"actions: {spec}: import failed: {type(err).__name__}: {err}") from err
+        except IMPORT_FAILURES as err:  # an author's module may fail in any way: report, do not crash
+            raise _import_failed(spec, err) from err
         return module
     try:
         return importlib.import_module(spec)
-    except Exception as err:
-        raise ConfigError(f"actions: {spec}: import failed: {type(err).__name__}: {err}") from err
+    except IMPORT_FAILURES as err:
+        raise _import_failed(spec, err) from err
+
+
+def _import_failed(spec: str, err: BaseException) -> ConfigError:
+    return ConfigError(f"actions: {spec}: import failed: {type(err).__name__}: {err}")

@@ -190,7 +190,7 @@ class _Checker:
         for key in ("initial", "fallback_state"):
             value = getattr(flow, key)
             if value not in flow.states and key in flow.lines:  # fallback_state defaults to initial
-                self.problem(key, f"unknown state '{value}'{did_you_mean(value, flow.states)}")
+                self.problem(key, f"unknown state {value!r}{did_you_mean(value, flow.states)}")
                 self.graph_broken = True
         for state in flow.states.values():
             self._state(state)
@@ -250,7 +250,7 @@ class _Checker:
             flow = self.flows.get(name)
             if flow is None:
                 if name not in self.unparsed:
-                    self.problem(key, f"unknown flow '{name}'{did_you_mean(name, self.flows)}")
+                    self.problem(key, f"unknown flow {name!r}{did_you_mean(name, self.flows)}")
             elif flow.entry is None:
                 self.problem(key, f"flow '{name}' has no 'entry', so no button can start it")
         elif action == TEXT_TRIGGER:
@@ -265,7 +265,7 @@ class _Checker:
 
     def _language(self, lang: str, key: str) -> None:
         if lang not in self.languages:
-            self.problem(key, f"unknown language '{lang}' (the flows speak: {', '.join(sorted(self.languages))})")
+            self.problem(key, f"unknown language {lang!r} (the flows speak: {', '.join(sorted(self.languages))})")
 
     def _goto(self, target: str, key: str) -> None:
         flow_name, _, state_name = target.partition(":")
@@ -273,9 +273,9 @@ class _Checker:
         if flow is None and flow_name in self.unparsed:
             return
         if flow is None:
-            self.problem(key, f"unknown flow '{flow_name}'{did_you_mean(flow_name, self.flows)}")
+            self.problem(key, f"unknown flow {flow_name!r}{did_you_mean(flow_name, self.flows)}")
         elif state_name and state_name not in flow.states:
-            self.problem(key, f"unknown state '{state_name}' in flow '{flow_name}'"
+            self.problem(key, f"unknown state {state_name!r} in flow {flow_name!r}"
                               f"{did_you_mean(state_name, flow.states)}")
 
     def _transition(self, transition) -> None:
@@ -293,11 +293,11 @@ class _Checker:
             for index, source in enumerate(transition.sources):
                 if source not in flow.states:
                     self.problem(self._item_key(f"{where}.source", index),
-                                 f"unknown state '{source}'{did_you_mean(source, flow.states)}")
+                                 f"unknown state {source!r}{did_you_mean(source, flow.states)}")
                     self.graph_broken = True
         if transition.dest is not None and transition.dest not in flow.states:
             self.problem(f"{where}.dest",
-                         f"unknown state '{transition.dest}'{did_you_mean(transition.dest, flow.states)}")
+                         f"unknown state {transition.dest!r}{did_you_mean(transition.dest, flow.states)}")
             self.graph_broken = True
         for key in ("conditions", "unless"):
             self._callables("condition", getattr(transition, key), f"{where}.{key}")
@@ -314,7 +314,11 @@ class _Checker:
                 other, what = ("condition", "a condition") if kind == "action" else ("action", "an action")
                 hint = f" ('{name}' is {what})" if self.registry.get(other, ref) else ""
                 self.problem(self._item_key(key, index),
-                             f"unknown {kind} '{name}'{hint}{did_you_mean(name, self.registry.names(kind))}")
+                             f"unknown {kind} {name!r}{hint}{did_you_mean(name, self.registry.names(kind))}")
+            elif arg is not None and not found[0].takes_arg:
+                self.problem(self._item_key(key, index), f"{kind} {name!r} takes no argument (written {ref!r})")
+            elif arg is None and found[0].needs_arg:
+                self.problem(self._item_key(key, index), f"{kind} {name!r} needs an argument: write '{name}:…'")
             elif found[0].func is builtin_set_language and arg:
                 # as with a `lang:xx` button, switching to a language no flow speaks does nothing
                 self._language(arg, self._item_key(key, index))

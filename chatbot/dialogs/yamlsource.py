@@ -7,9 +7,10 @@ keys, which PyYAML silently merges, are reported instead.
 Only `true` and `false` are booleans (as in YAML 1.2): flows name intents and
 buttons `yes`, `no`, `on` and `off`, which YAML 1.1 would turn into booleans.
 
-Whatever a file holds is reported, never raised: control characters, nesting
-deep enough to exhaust Python's recursion, and the tags that would build
-values without lines (`!!omap`, `!!pairs`, `!!set`).
+Whatever a file holds is reported, never raised: control characters, written
+or escaped (`"\0"`), lone surrogates, nesting deep enough to exhaust Python's
+recursion, and the tags that would build values without lines (`!!omap`,
+`!!pairs`, `!!set`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ MAX_DEPTH = 50
 #: A line break as editors and `grep -n` count them.  YAML also counts U+0085, U+2028 and U+2029,
 #: which a quoted text may hold, so lines come from a mark's character index, not its `line`.
 LINE_BREAK_RE = re.compile(r"\r\n|[\n\r]")
+#: What an escape in a quoted text can write but a text may not hold: control characters other than
+#: tab and line break (PyYAML refuses them written out, not escaped) and lone surrogates.  Either
+#: breaks every turn that says the text: terminals and databases cannot take them.
+REFUSED_CHAR_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def line_starts(text: str) -> list[int]:
@@ -41,12 +46,22 @@ def line_at(starts: list[int], index: int) -> int:
     return bisect.bisect_right(starts, index)
 
 
+class RefusedText(str):
+    """A text holding a character it may not (see REFUSED_CHAR_RE), already reported where it was read."""
+
+    def refusal(self) -> str:
+        char = REFUSED_CHAR_RE.search(self).group()
+        kind = "lone surrogate" if "\ud800" <= char <= "\udfff" else "control character"
+        return f"the {kind} U+{ord(char):04X}"
+
+
 class LineDict(dict):
     """A mapping that knows the line of each of its keys, and the keys it had twice."""
 
     line: int = 0
     key_lines: dict[Any, int]
-    #: (line, key or None, message) of each key left out: a duplicate, or one that is not a scalar.
+    #: (line, key or None, message) of each key left out (a duplicate, one that is not a scalar, a
+    #: RefusedText), and of each value kept but refused (a RefusedText).
     rejected: list[tuple[int, Any, str]]
 
     def line_of(self, key: Any) -> int:
@@ -54,10 +69,12 @@ class LineDict(dict):
 
 
 class LineList(list):
-    """A sequence that knows the line of each of its items."""
+    """A sequence that knows the line of each of its items, and the items it refused."""
 
     line: int = 0
     item_lines: list[int]
+    #: (line, index, message) of each item kept but refused: a RefusedText.
+    rejected: list[tuple[int, int, str]]
 
     def line_of(self, index: int) -> int:
         return self.item_lines[index] if index < len(self.item_lines) else self.line
@@ -130,6 +147,17 @@ class _Loader(yaml.SafeLoader):
         raise yaml.constructor.ConstructorError(None, None, f"{tag} is not supported: write a plain list or mapping",
                                                 node.start_mark)
 
+    def construct_text(self, node: yaml.ScalarNode) -> str:
+        """A text, as a RefusedText when it holds a character it may not."""
+        text = self.construct_scalar(node)
+        if REFUSED_CHAR_RE.search(text) is None:
+            return text
+        try:  # JSON escapes a character past U+FFFF as a surrogate pair ("\ud83d\ude00"): read it as one
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:  # a lone surrogate
+            pass
+        return RefusedText(text) if REFUSED_CHAR_RE.search(text) else text
+
     def construct_line_mapping(self, node: yaml.MappingNode) -> LineDict:
         mapping = LineDict()
         mapping.line = self.mark_line(node.start_mark)
@@ -140,10 +168,11 @@ class _Loader(yaml.SafeLoader):
             if key_node.tag == MERGE_TAG:
                 merged += self._merge_sources(node, value_node, mapping)
                 continue
-            if key_node.tag == VALUE_TAG:  # a plain `=` key, which PyYAML would otherwise refuse
-                key_node.tag = STR_TAG
             key = self.construct_object(key_node, deep=True)
             line = self.mark_line(key_node.start_mark)
+            if isinstance(key, RefusedText):
+                mapping.rejected.append((line, None, f"a key may not hold {key.refusal()}"))
+                continue
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 mapping.rejected.append((line, None, f"a key must be a name, got {yaml_kind(key)}"))
                 continue
@@ -151,8 +180,11 @@ class _Loader(yaml.SafeLoader):
                 first = mapping.key_lines[key]
                 mapping.rejected.append((line, key, f"duplicate key (first defined on line {first})"))
                 continue
-            mapping[key] = self.construct_object(value_node, deep=True)
+            mapping[key] = value = self.construct_object(value_node, deep=True)
             mapping.key_lines[key] = line
+            if isinstance(value, RefusedText):
+                mapping.rejected.append((self.mark_line(value_node.start_mark), key,
+                                         f"a text may not hold {value.refusal()}"))
         # As YAML has it, keys written here override merged ones, and an earlier merged mapping
         # overrides a later one; none of that is a duplicate.
         for source in merged:
@@ -186,6 +218,8 @@ class _Loader(yaml.SafeLoader):
         sequence = LineList(self.construct_object(child, deep=True) for child in node.value)
         sequence.line = self.mark_line(node.start_mark)
         sequence.item_lines = [self.mark_line(child.start_mark) for child in node.value]
+        sequence.rejected = [(sequence.item_lines[index], index, f"a text may not hold {item.refusal()}")
+                             for index, item in enumerate(sequence) if isinstance(item, RefusedText)]
         return sequence
 
 
@@ -199,13 +233,16 @@ _Loader.yaml_implicit_resolvers = {
 }
 _Loader.add_implicit_resolver(BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_line_mapping)
+# A plain `=` or `<<` is a text wherever it is not a merge key: PyYAML has no constructor for their tags.
+for _tag in (STR_TAG, VALUE_TAG, MERGE_TAG):
+    _Loader.add_constructor(_tag, _Loader.construct_text)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader.construct_line_sequence)
 for _unsupported in ("omap", "pairs", "set"):
     _Loader.add_constructor(f"tag:yaml.org,2002:{_unsupported}", _Loader.construct_unsupported)
 
 
 def _rejected_keys(value: Any, path: str, prefix: str = "", seen: set[int] | None = None) -> list[FlowError]:
-    """The keys construction left out, named by their key path (`states[0].say`).
+    """The keys construction left out and the texts it refused, named by their key path (`states[0].say`).
 
     A node shared through a YAML alias is walked once, so that a file of nested
     aliases cannot make the walk explode.
@@ -223,6 +260,7 @@ def _rejected_keys(value: Any, path: str, prefix: str = "", seen: set[int] | Non
         for key, item in value.items():
             problems += _rejected_keys(item, path, f"{prefix}.{key}" if prefix else str(key), seen)
     elif isinstance(value, LineList):
+        problems += [FlowError(path, line, f"{prefix}[{index}]", message) for line, index, message in value.rejected]
         for index, item in enumerate(value):
             problems += _rejected_keys(item, path, f"{prefix}[{index}]", seen)
     return problems
