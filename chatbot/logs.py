@@ -79,6 +79,17 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
+
+def _remember_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+# Every line carries the pid, and getpid() is a system call: a few microseconds each on a busy
+# virtual machine, several times a turn. It only changes in a forked child.
+_remember_pid()
+os.register_at_fork(after_in_child=_remember_pid)
+
 class EventLog:
     """Logs one constant event name with structured fields; fields that are None are left out.
 
@@ -237,8 +248,7 @@ class JsonLineFormatter(JsonFormatter):
     def event_line(self, logger_name: str, level: int, event: str, fields: dict[str, Any],
                    created: float) -> str:
         """The line `format` makes of an EventLog record with these fields, without the record."""
-        log_data = self._leading_keys(created, logging.getLevelName(level).lower(), event, os.getpid(),
-                                      logger_name)
+        log_data = self._leading_keys(created, logging.getLevelName(level).lower(), event, _pid, logger_name)
         if self.LEADING_KEYS.isdisjoint(fields):  # as good as always: no renaming, one C-level update
             log_data.update(fields)
         else:
@@ -250,7 +260,7 @@ class JsonLineFormatter(JsonFormatter):
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
         log_data.update(self._leading_keys(record.created, record.levelname.lower(), record.message,
-                                           record.process or os.getpid(), record.name))
+                                           record.process or _pid, record.name))
         # A record of EventLog carries its fields in one attribute: no need to look through the rest.
         fields = record.__dict__.get(EVENT_FIELDS)
         for key, value in (fields.items() if fields is not None else record_fields(record).items()):

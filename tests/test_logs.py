@@ -697,3 +697,18 @@ def test_debug_logging_keeps_the_database_statements_and_their_secrets_out(setup
     assert "debug.kept" in [record["event"] for record in written], "debug records of the server's own are kept"
     assert [record for record in written if record.get("logger", "").startswith("peewee")] == []
     assert "argon2id" not in (log_dir / "chatbot.log").read_text(encoding="utf-8")
+
+
+def test_a_forked_process_logs_its_own_pid(tmp_path):
+    # The pid is read once per process (a system call per line costs); a worker is a fork.
+    child = os.fork()
+    if child == 0:
+        try:
+            handle = setup_logging(log_dir=tmp_path / "child", console="none")
+            EventLog(logging.getLogger("chatbot.test")).event("child.says")
+            handle.close()
+        finally:
+            os._exit(0)
+    assert os.waitpid(child, 0)[1] == 0
+    (record,) = [line.record for line in read_log_records([tmp_path / "child" / "chatbot.log"])]
+    assert (record["event"], record["pid"]) == ("child.says", child)
