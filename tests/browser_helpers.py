@@ -278,7 +278,7 @@ class TcpProxy:
 
     `hang()`: new connections are accepted and then get no answer at all, as behind a captive
     portal or a dead NAT mapping; `forward()`: they reach the server again. `cut()` breaks the
-    connections that are open.
+    connections that are open; `freeze()` has them carry nothing more, without closing them.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -287,6 +287,7 @@ class TcpProxy:
         self.held: list[socket.socket] = []  # the connections accepted and never answered
         self.some_held = threading.Event()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._frozen: set[socket.socket] = set()  # what they send is dropped
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -297,6 +298,10 @@ class TcpProxy:
 
     def forward(self) -> None:
         self.hanging = False
+
+    def freeze(self) -> None:
+        with self._lock:
+            self._frozen.update(end for pair in self._pairs for end in pair)
 
     def cut(self) -> None:
         with self._lock:
@@ -334,7 +339,8 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if source not in self._frozen:
+                    sink.sendall(data)
         except OSError:
             pass
         for end in (source, sink):

@@ -283,6 +283,25 @@ def test_server_restart_mid_dialog_delivers_the_waiting_message_once(open_chat, 
     assert [(e["from"], e["text"]) for e in stored] == [(e["from"], e["text"]) for e in chat.entries()]
 
 
+# How many connections the page had opened when it first said "Offline" (observers run before
+# the timer of the next attempt can).
+SOCKETS_WHEN_OFFLINE = SOCKETS + """
+new MutationObserver(() => {
+  const status = document.getElementById('status');
+  if (status?.dataset.state === 'offline') window.__socketsWhenOffline ??= window.__sockets.length;
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-state']});
+"""
+
+
+def test_offline_shows_after_four_failed_attempts_not_counting_the_connection_that_closed(open_chat, server):
+    chat = open_chat(setup=lambda page: page.add_init_script(SOCKETS_WHEN_OFFLINE))
+    server.kill()
+    expect(chat.status).to_have_attribute("data-state", "offline")
+    # The page's connection, which worked until it closed, then four attempts refused.
+    assert chat.page.evaluate("window.__socketsWhenOffline") == 5
+    assert chat.statuses()[-3:] == ["connected:Connected", "reconnecting:Reconnecting…", "offline:Offline"]
+
+
 # --- 4. passwords ------------------------------------------------------------------------------
 SENT_FRAMES = """
 window.__sent = [];
@@ -551,6 +570,43 @@ def test_a_tab_that_resumes_the_new_session_another_tab_started_after_an_expiry_
         assert [(e["from"], e["text"]) for e in chat.entries()] == [("note", EXPIRED), *stored]
 
 
+# Holds the hellos the page sends while `__holdHello` is set, until `__releaseHello()`: a reconnect
+# whose hello is slow on its way.
+HOLD_HELLO = SOCKETS + """
+window.__holdHello = false;
+window.__held = [];
+const Counted = window.WebSocket;
+window.WebSocket = class extends Counted {
+  send(data) {
+    if (window.__holdHello && data.includes('"type":"hello"')) window.__held.push(() => super.send(data));
+    else super.send(data);
+  }
+};
+window.__releaseHello = () => { window.__holdHello = false; window.__held.splice(0).forEach(send => send()); };
+"""
+
+
+def test_a_tab_reconnecting_while_another_logs_in_joins_the_login_instead_of_replacing_it(open_chat):
+    first = open_chat()
+    first.click_and_expect(first.register_button, ASK_NEW_USERNAME)
+    first.exchange("jo_race", ASK_NEW_PASSWORD)
+    first.exchange("race pass 123", ASK_CONFIRM)
+    second = open_chat(context=first.page.context, setup=lambda page: page.add_init_script(HOLD_HELLO))
+    second.page.evaluate("window.__holdHello = true; window.__sockets.at(-1).close()")
+    second.page.wait_for_function("() => window.__held.length === 1")  # with the token of before the login
+    first.exchange("race pass 123", "Your account is ready, jo_race. You are logged in.", listening("jo_race"))
+    second.page.evaluate("window.__releaseHello()")  # the token is unknown now: a new session is offered
+
+    second.expect_logged_in("jo_race")
+    expect(second.bot_texts.last).to_have_text(listening("jo_race"))
+    expect(second.page.get_by_test_id("system-note")).to_have_count(0)
+    second.exchange("who am i", "You are logged in as jo_race.")
+    assert second.page.evaluate("window.__sockets.length") == 3, "one hello again, not a loop"
+    first.reload()  # the stored token is still the login's
+    first.expect_logged_in("jo_race")
+    assert first.entries() == second.entries()
+
+
 def say(chat: ChatPage, text: str, reply: str) -> None:
     """`chat.exchange` for a page whose storage throws (its outbox cannot be looked at)."""
     before = chat.bot_texts.count()
@@ -615,6 +671,22 @@ def test_a_reconnect_attempt_that_hangs_is_given_up_after_ten_seconds(proxy, ope
     chat.exchange("one two three", "To chat with me, please log in or register first.")
 
 
+def test_the_indicator_says_offline_with_the_browser_and_a_connection_that_died_meanwhile_is_replaced(
+        proxy, open_chat):
+    chat = open_chat(port=proxy.port, setup=lambda page: page.clock.install())
+    chat.set_offline(True)
+    expect(chat.status).to_have_attribute("data-state", "offline", timeout=2_000)  # not after its pings
+    expect(chat.status).to_have_text("Offline")
+    shown_before = len(chat.statuses())
+    proxy.freeze()  # the connection died meanwhile, without a close
+    chat.set_offline(False)
+    chat.expect_connected()  # as far as it knows
+    chat.page.clock.fast_forward(10_000)  # the ping sent when the network came back got no answer
+    chat.exchange("one two three", "To chat with me, please log in or register first.")
+    assert chat.statuses()[shown_before:] == [
+        "connected:Connected", "reconnecting:Reconnecting…", "connected:Connected"]
+
+
 # --- the header's buttons ----------------------------------------------------------------------
 def test_a_double_click_on_log_in_or_log_out_acts_once_and_the_focus_stays_on_the_page(open_chat):
     chat = open_chat()
@@ -641,6 +713,25 @@ def test_a_logout_in_one_tab_clears_the_conversation_in_the_others(open_chat):
     expect(second.bot_texts).to_have_count(2)
     expect(second.user_texts).to_have_count(0)
     second.expect_anonymous()
+
+
+def test_a_logout_empties_the_message_field_in_every_tab_even_one_away_then(open_chat):
+    first = open_chat()
+    register(first, "lea_draft", "draft pass 123")
+    second = open_chat(context=first.page.context)
+    away = open_chat(context=first.page.context, setup=lambda page: page.add_init_script(SOCKETS),
+                     console=(FAILED_OFFLINE,))
+    away.set_offline(True)
+    away.page.evaluate("window.__sockets.at(-1).close()")
+    for chat, draft in ((first, "half a sentence"), (second, "my pin is 1234"), (away, "typed, not sent")):
+        chat.input.fill(draft)
+    first.log_out("You are logged out. Bye!", WELCOME_EN)
+    expect(second.bot_texts.first).to_have_text("You are logged out. Bye!")
+    away.set_offline(False)
+    away.expect_connected()  # its welcome tells it the user left
+    away.expect_anonymous()
+    for chat in (first, second, away):  # the next person at any of the screens can neither read nor send it
+        expect(chat.input).to_have_value("")
 
 
 def test_a_tab_away_while_its_user_left_and_another_came_clears_on_its_return(open_chat):

@@ -87,7 +87,7 @@ const state = {
   pongTimer: null,
   leaving: false,          // the page is being hidden: do not reconnect
   needHistory: true,       // the display was built from nothing: ask for history
-  sentResume: false,       // the current hello carried a token
+  sentToken: null,         // the token the current hello carried, if any
   askedHistory: false,     // the current hello asked for history (not for what followed last_seq)
   langUnsent: false,       // the user picked a language the server has not been told yet
   session: null,           // id of the session whose conversation is on display
@@ -217,7 +217,7 @@ function connect() {
   try {
     ws = new WebSocket(socketUrl());
   } catch {
-    scheduleReconnect();  // e.g. blocked by a content security policy: keep trying, slowly
+    scheduleReconnect(true);  // e.g. blocked by a content security policy: keep trying, slowly
     return;
   }
   state.ws = ws;
@@ -246,7 +246,7 @@ function sendHello() {
   if (token) hello.resume = token;
   if (state.needHistory) hello.history = HISTORY_ON_LOAD;
   else hello.last_seq = state.lastSeq;
-  state.sentResume = Boolean(token);
+  state.sentToken = token || null;
   state.askedHistory = state.needHistory;
   state.langUnsent = false;
   send(hello);
@@ -262,6 +262,7 @@ function send(frame) {
 
 // Called once per lost socket, whether it closed cleanly, went silent or never answered.
 function disconnected() {
+  const failed = !state.connected;  // the attempt never got its welcome
   try {
     keepingFocus(() => {
       dropSocket();
@@ -273,7 +274,7 @@ function disconnected() {
     });
   } finally {
     // Whatever the display did, the page must come back.
-    if (!state.leaving) scheduleReconnect();
+    if (!state.leaving) scheduleReconnect(failed);
   }
 }
 
@@ -289,10 +290,12 @@ function dropSocket() {
   clearTimeout(state.pongTimer);
 }
 
-function scheduleReconnect() {
+function scheduleReconnect(failed) {
+  // Only failed attempts count: the close of a connection that worked is no failure, or "Offline"
+  // would show an attempt early.
+  if (failed) state.failures += 1;
   // Full jitter spreads the reconnects of many pages after a server restart.
   const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** state.failures);
-  state.failures += 1;
   showStatus();
   clearTimeout(state.retryTimer);
   state.retryTimer = setTimeout(connect, Math.random() * ceiling);
@@ -310,11 +313,21 @@ function reconnectNow() {
 // Browsers cannot send WebSocket pings; a half-open connection is only noticed by silence.
 function startKeepalive() {
   clearInterval(state.pingTimer);
-  state.pingTimer = setInterval(() => {
-    if (!send({ type: 'ping' })) return;
-    clearTimeout(state.pongTimer);
-    state.pongTimer = setTimeout(disconnected, PONG_TIMEOUT_MS);
-  }, PING_EVERY_MS);
+  state.pingTimer = setInterval(ping, PING_EVERY_MS);
+}
+
+function ping() {
+  if (!state.connected || !send({ type: 'ping' })) return;
+  clearTimeout(state.pongTimer);
+  state.pongTimer = setTimeout(disconnected, PONG_TIMEOUT_MS);
+}
+
+// The browser lost or found a network. A connection from before may have died without a close,
+// which the keepalive alone would notice only after up to 35 s: a ping now finds out within 10 s.
+function networkChanged() {
+  showStatus();
+  ping();
+  if (navigator.onLine) reconnectNow();  // nothing to do while a connection is open
 }
 
 // ---------- incoming frames ----------
@@ -335,6 +348,15 @@ function onFrame(data) {
 
 function onWelcome(frame) {
   clearTimeout(state.connectTimer);
+  // The token this hello sent no longer worked, and another tab stored a newer one meanwhile (a
+  // login or logout rotates it): saving this new session's token would cut that tab's session
+  // off. Hello again with the stored one; it is then the token sent, so this cannot loop.
+  const stored = load(KEYS.resume);
+  if (!frame.resumed && stored && stored !== state.sentToken) {
+    dropSocket();
+    connect();
+    return;
+  }
   if (typeof frame.resume === 'string') save(KEYS.resume, frame.resume);
   if (!frame.resumed) state.needHistory = false;  // a new session has no past to send
   if (isNewConversation(frame)) {
@@ -364,7 +386,7 @@ function onWelcome(frame) {
 // a page that lost its token (site data cleared meanwhile) sends none and gets a new session.
 // Either way the seq numbers on display mean nothing in the new conversation.
 function isNewConversation(frame) {
-  if (state.sentResume && !frame.resumed) return true;
+  if (state.sentToken && !frame.resumed) return true;
   const session = typeof frame.session === 'string' ? frame.session : null;
   return state.session !== null && session !== null && session !== state.session;
 }
@@ -621,7 +643,9 @@ function userLeft(user) {
 // What the user who left had typed and this connection has not sent goes too: sent later, it
 // would land in the next person's conversation. A frame already sent on this connection is the
 // server's to answer, in the new conversation: its bubble stays, as the others will show it.
+// Text still in the field is theirs as well: the next person could read it or send it.
 function endConversation() {
+  ui.input.value = '';
   const sent = new Set(state.sentSizes.map(([id]) => id));
   for (const frame of outboxRead()) {
     if (sent.has(frame.id)) continue;
@@ -726,10 +750,9 @@ function setInputMode(mode) {
 
 function showStatus() {
   let name = 'connected';
-  if (!state.connected) {
-    const offline = !navigator.onLine || state.failures >= OFFLINE_AFTER_FAILURES;
-    name = offline ? 'offline' : 'reconnecting';
-  }
+  // Without a network the connection is as good as lost, even before its silence shows it.
+  if (!navigator.onLine) name = 'offline';
+  else if (!state.connected) name = state.failures >= OFFLINE_AFTER_FAILURES ? 'offline' : 'reconnecting';
   // Rewriting an unchanged live region makes some screen readers announce it again.
   if (ui.status.textContent === t(name)) return;
   ui.status.dataset.state = name;
@@ -859,8 +882,8 @@ function start() {
     button.addEventListener('click', () => switchLanguage(button.dataset.lang));
   }
   window.addEventListener('storage', onStorage);
-  window.addEventListener('online', reconnectNow);
-  window.addEventListener('offline', showStatus);
+  window.addEventListener('online', networkChanged);
+  window.addEventListener('offline', networkChanged);
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') reconnectNow();
   });
