@@ -56,6 +56,8 @@ class LiveSession:
     recent: OrderedDict = field(default_factory=OrderedDict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     detached_at: float | None = None
+    #: The first seq of the conversation a user leaving started (0: none ended); what came before was deleted.
+    conversation_from: int = 0
 
     def remember(self, client_id: str, seqs: tuple[int, int]) -> None:
         self.recent[client_id] = seqs

@@ -186,7 +186,8 @@ class SessionManager:
         state = SessionState(flow=record.flow, state=record.state, slots=dict(record.slots), lang=record.lang,
                              user=record.user, flow_version=record.flow_version)
         live = LiveSession(record.id, record.token_hash, state, record.seq, record.created_at, record.updated_at,
-                           detached_at=self.clock())  # swept like any session without tabs until one attaches
+                           detached_at=self.clock(),  # swept like any session without tabs until one attaches
+                           conversation_from=record.conversation_from)
         # The store keeps as many ids as `recent` does: with them, a new id needs no look-up.
         for client_id, first, last in processed:
             live.remember(client_id, (first, last))
@@ -202,6 +203,7 @@ class SessionManager:
                                   secrets=live.state.secrets)
         live.seq = record.seq
         live.updated_at = record.updated_at
+        live.conversation_from = record.conversation_from
         if record.token_hash != live.token_hash:
             self.by_token.pop(live.token_hash, None)
             live.token_hash = record.token_hash
@@ -257,8 +259,13 @@ class SessionManager:
                                 reason=str(error))
 
     def _welcome(self, live: LiveSession, token: str, *, resumed: bool) -> dict:
-        return {"type": "welcome", "session": live.id, "resume": token, "resumed": resumed,
-                "user": live.state.user, "lang": live.state.lang, "last_seq": live.seq}
+        welcome = {"type": "welcome", "session": live.id, "resume": token, "resumed": resumed,
+                   "user": live.state.user, "lang": live.state.lang, "last_seq": live.seq}
+        if live.conversation_from:
+            # A tab that shows entries before it shows what a user leaving ended, even if the
+            # same user came back meanwhile.
+            welcome["since"] = live.conversation_from
+        return welcome
 
     # --- turns ---------------------------------------------------------------------------
     async def handle(self, peer: Peer, live: LiveSession, frame: dict) -> None:
@@ -419,6 +426,8 @@ class SessionManager:
         live.state = state
         live.seq = seq
         live.updated_at = now
+        if forget_before is not None:
+            live.conversation_from = forget_before
         if client_id:
             live.remember(client_id, (ack_seq, seq))
         if hashed:

@@ -934,6 +934,26 @@ async def test_a_logout_forgets_the_conversation_before_it_for_the_next_person_a
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_a_tab_away_while_its_user_logged_out_and_back_in_is_told_where_the_conversation_starts(tmp_path):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        welcome = await client.hello()
+        assert "since" not in welcome, "no conversation has ended yet"
+        await client.recv()
+        await register(client, "ann", PASSWORD)
+        shown = (await client.say("call me Annie"))[-1]["seq"]  # what a tab away last saw
+        goodbye = [frame for frame in await client.say("log out") if frame["type"] == "reply"]
+        await client.press("login")
+        await client.say("ann")
+        token = new_token(await client.say(PASSWORD))
+        away = await Client.connect(server.port)  # back, with the token the other tab stored
+        returned = await away.hello(resume=token, last_seq=shown)
+        resent = await away.recv_until("reply", seq=returned["last_seq"])
+    assert (returned["user"], returned["since"]) == ("ann", goodbye[0]["seq"])
+    assert resent[0]["seq"] == goodbye[0]["seq"], "what came before it was forgotten"
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_a_failing_database_is_logged_as_a_warning_without_a_traceback_not_as_a_bug(tmp_path, caplog):
     caplog.set_level("INFO", logger="chatbot")
     async with running_server(tmp_path) as server:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -176,6 +177,16 @@ class TestStore:
         assert seqs(store.history("s1", before_seq=9, limit=3)) == [6, 7, 8]
         assert seqs(store.history("s1", after_seq=4, before_seq=7)) == [5, 6]
         assert store.history("other") == []
+
+    def test_a_turn_ending_the_conversation_deletes_what_came_before_and_says_where_the_next_starts(self, store):
+        store.create_session(session()).result()
+        store.save_turn(turn("s1", 2, entry(1), entry(2, "bot"))).result()
+        assert store.load_session("s1").conversation_from == 0
+        goodbye = turn("s1", 4, entry(3), entry(4, "bot"))
+        store.save_turn(dataclasses.replace(goodbye, forget_before=4)).result()
+        assert (seqs(store.history("s1")), store.load_session("s1").conversation_from) == ([4], 4)
+        store.save_turn(turn("s1", 6, entry(5), entry(6, "bot"))).result()  # the next turn keeps it
+        assert (seqs(store.history("s1")), store.load_session("s1").conversation_from) == ([4, 5, 6], 4)
 
     def test_history_is_trimmed_to_the_limit(self, open_store):
         store = open_store(history_limit=5, trim_every=1)
@@ -477,9 +488,12 @@ class TestStore:
         database = open_database(backend.url)
         models = bind_models(database)
         assert migrate(database, models, target=1) == 1
+        first = bind_models(database)  # the models as version 1 had them
+        first.Session._meta.remove_field("conversation_from")
         with database.connection_context():
             assert ("updated_at",) not in index_columns(database, "sessions")
-            models.Session.insert(
+            assert "conversation_from" not in {column.name for column in database.get_columns("sessions")}
+            first.Session.insert(
                 id="old", token_hash="t", flow="main", state="main:start", slots={"kept": True}, lang="en",
                 flow_version="1", seq=0, created_at=NOW, updated_at=NOW,
             ).execute()
@@ -488,14 +502,15 @@ class TestStore:
         store = Store(backend.url)
         store.open()
         try:
-            assert store.load_session("old").slots == {"kept": True}
+            old = store.load_session("old")
+            assert (old.slots, old.conversation_from) == ({"kept": True}, 0)
         finally:
             store.close()
         with database.connection_context():
-            assert schema_version(database) == LATEST_VERSION == 2
+            assert schema_version(database) == LATEST_VERSION == 3
             assert {("updated_at",), ("created_at",)} <= index_columns(database, "sessions")
             assert ("username",) in index_columns(database, "users")
-        assert migrate(database, models) == 2  # nothing left to do
+        assert migrate(database, models) == 3  # nothing left to do
         database.close_all()
 
     def test_tables_match_the_models(self, backend, store):
@@ -513,7 +528,7 @@ class TestStore:
             database.execute_sql("UPDATE schema_version SET version = 99")
         database.close_all()
         with pytest.raises(StorageError, match=r"^storage: the database schema is at version 99, "
-                                               r"newer than this program knows \(2\)$"):
+                                               r"newer than this program knows \(3\)$"):
             Store(backend.url).open()
 
 

@@ -734,15 +734,21 @@ def test_a_logout_empties_the_message_field_in_every_tab_even_one_away_then(open
         expect(chat.input).to_have_value("")
 
 
-def test_a_tab_away_while_its_user_left_and_another_came_clears_on_its_return(open_chat):
+def a_tab_goes_away(open_chat, user: str, password: str):
+    """A registered user told the bot a name in one tab, which a second tab showed before going offline."""
     first = open_chat()
-    register(first, "hal_away", "away pass 123")
+    register(first, user, password)
     first.exchange("call me Secretname", "Nice to meet you, Secretname! I will remember that.")
     second = open_chat(context=first.page.context, setup=lambda page: page.add_init_script(SOCKETS),
                        console=(FAILED_OFFLINE,))
     expect(second.user_texts.filter(has_text="Secretname")).to_have_count(1)
     second.set_offline(True)
     second.page.evaluate("window.__sockets.at(-1).close()")
+    return first, second
+
+
+def test_a_tab_away_while_its_user_left_and_another_came_clears_on_its_return(open_chat):
+    first, second = a_tab_goes_away(open_chat, "hal_away", "away pass 123")
     second.type_message("typed while away")  # the outbox: it must not reach the next user's conversation
     first.log_out("You are logged out. Bye!", WELCOME_EN)
     register(first, "ivy_next", "next pass 123")
@@ -753,6 +759,20 @@ def test_a_tab_away_while_its_user_left_and_another_came_clears_on_its_return(op
     expect(second.page.get_by_text("typed while away")).to_have_count(0)
     first.exchange("who am i", "You are logged in as ivy_next.")
     assert "typed while away" not in [entry["text"] for entry in first.entries()]
+
+
+def test_a_tab_away_while_its_user_logged_out_and_back_in_forgets_what_came_before_on_its_return(open_chat):
+    first, second = a_tab_goes_away(open_chat, "kit_back", "back pass 123")
+    first.log_out("You are logged out. Bye!", WELCOME_EN)
+    first.click_and_expect(first.login_button, "What is your username?")
+    first.exchange("kit_back", "Your password, please.")
+    first.exchange("back pass 123", "Welcome back, kit_back!", listening("kit_back"))
+    second.set_offline(False)
+    second.expect_connected()
+    second.expect_logged_in("kit_back")  # the same user: nothing told this tab that anyone left
+    expect(second.bot_texts.filter(has_text="Welcome back, kit_back!")).to_have_count(1)
+    expect(second.page.get_by_text("Secretname")).to_have_count(0)
+    assert [entry["text"] for entry in second.entries()] == [entry["text"] for entry in first.entries()]
 
 
 # The answers to what the page sends are lost on the way while `__deaf` is set (a network that

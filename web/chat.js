@@ -370,6 +370,7 @@ function onWelcome(frame) {
   } else if (frame.resumed && Number.isInteger(frame.last_seq) && frame.last_seq < state.lastSeq) {
     forgetSeqsAbove(frame.last_seq);
   }
+  if (frame.resumed && isSeq(frame.since)) forgetSeqsBelow(frame.since);
   if (typeof frame.session === 'string') state.session = frame.session;
   state.user = typeof frame.user === 'string' ? frame.user : null;
   state.connected = true;
@@ -666,6 +667,21 @@ function clearConversation() {
   state.lastSeq = 0;
   save(KEYS.lastSeq, 0);
   ui.earlier.hidden = true;
+}
+
+// A user leaving ended the conversation at `since` (the server forgot what came before), maybe
+// while this tab was away and the same user came back: what it still shows from before goes too.
+function forgetSeqsBelow(since) {
+  let forgot = false;
+  for (const [seq, el] of bySeq) {
+    if (seq >= since) continue;
+    el.remove();
+    bySeq.delete(seq);
+    forgot = true;
+  }
+  if (!forgot) return;
+  for (const [id, el] of byId) if (!el.isConnected) byId.delete(id);
+  ui.earlier.hidden = true;  // nothing before `since` is left to load
 }
 
 // After a crash the server may have lost its newest entries and will number new ones again

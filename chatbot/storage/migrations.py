@@ -25,13 +25,22 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 
 from chatbot.errors import StorageError
-from chatbot.storage.models import Models
+from chatbot.storage.models import Models, bind_models
 
 Step = Callable[[SchemaMigrator, Models], None]
 
 
+#: Columns that steps after the first add: (table, column). Step 1 leaves them out.
+ADDED_LATER = (("sessions", "conversation_from"),)
+
+
 def _create_tables(migrator: SchemaMigrator, models: Models) -> None:
-    migrator.database.create_tables(models, safe=False)
+    # The tables as version 1 had them: a fresh copy of the models, less what later steps add.
+    first = bind_models(migrator.database)
+    for table, column in ADDED_LATER:
+        model = next(model for model in first if model._meta.table_name == table)
+        model._meta.remove_field(column)
+    migrator.database.create_tables(first, safe=False)
 
 
 def _index_expiry_and_owner_lookups(migrator: SchemaMigrator, models: Models) -> None:
@@ -43,9 +52,16 @@ def _index_expiry_and_owner_lookups(migrator: SchemaMigrator, models: Models) ->
     )
 
 
+def _remember_where_the_conversation_starts(migrator: SchemaMigrator, models: Models) -> None:
+    # A tab that was away while its user logged out and back in learns from it that what it
+    # shows was forgotten.
+    migrator.migrate(migrator.add_column("sessions", "conversation_from", peewee.IntegerField(default=0)))
+
+
 MIGRATIONS: tuple[Step, ...] = (
     _create_tables,
     _index_expiry_and_owner_lookups,
+    _remember_where_the_conversation_starts,
 )
 LATEST_VERSION = len(MIGRATIONS)
 #: The PostgreSQL advisory lock that processes creating the version table at once queue on.

@@ -63,6 +63,9 @@ def bind_models(database: peewee.Database) -> Models:
         updated_at = peewee.DoubleField()
         # Bumped by every turn, for optimistic concurrency between processes.
         version = peewee.IntegerField(default=1)
+        # The first seq of the conversation a user leaving started (0: none ended yet); the
+        # entries before it were deleted.
+        conversation_from = peewee.IntegerField(default=0)
 
         class Meta:
             table_name = "sessions"

@@ -38,6 +38,8 @@ class SessionRecord:
     seq: int
     created_at: float
     updated_at: float
+    #: The first seq of the conversation a user leaving started; 0 while none has ended.
+    conversation_from: int = 0
 
 
 @dataclass(frozen=True)

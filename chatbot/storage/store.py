@@ -346,6 +346,7 @@ class Store:
             seq=rec.seq,
             created_at=rec.created_at,
             updated_at=rec.updated_at,
+            conversation_from=rec.conversation_from,
         ).execute()
 
     def _apply_turn(self, turn: TurnWrite) -> None:
@@ -444,6 +445,7 @@ class Store:
             session.select(
                 session.id, session.token_hash, session.flow, session.state, session.slots, session.lang,
                 user.username, session.flow_version, session.seq, session.created_at, session.updated_at,
+                session.conversation_from,
             )
             .join(user, peewee.JOIN.LEFT_OUTER)
             .where(condition)

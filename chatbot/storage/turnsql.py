@@ -51,6 +51,9 @@ class TurnStatements:
                     session.seq, session.updated_at]
         sets = ", ".join(f"{column(field)} = {p}" for field in assigned)
         sets += f", {column(session.version)} = {column(session.version)} + 1"
+        # Moved only by a turn that ends the conversation (TurnWrite.forget_before), else kept.
+        start = column(session.conversation_from)
+        sets += f", {start} = COALESCE({p}, {start})"
         updates = {}
         for token in (False, True):
             for checked in (False, True):
@@ -94,7 +97,7 @@ class TurnStatements:
     @staticmethod
     def update_params(turn: TurnWrite, user_id: int | None) -> list:
         params = [turn.flow, turn.state, to_json(turn.slots), turn.lang, user_id, turn.flow_version, turn.seq,
-                  turn.updated_at]
+                  turn.updated_at, turn.forget_before]
         if turn.token_hash is not None:
             params.append(turn.token_hash)
         params.append(turn.session_id)
