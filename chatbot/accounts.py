@@ -28,6 +28,7 @@ the hasher; nothing here logs.
 from __future__ import annotations
 
 import hmac
+import itertools
 import secrets
 import threading
 import time
@@ -39,7 +40,7 @@ from typing import Callable, Iterable
 import argon2
 from argon2.exceptions import VerifyMismatchError
 
-from chatbot.storage import Store, UsernameTaken
+from chatbot.storage import Store, UserRecord, UsernameTaken
 
 USERNAME_MIN, USERNAME_MAX = 3, 32
 USERNAME_PUNCTUATION = frozenset("_-.")
@@ -103,6 +104,13 @@ class _Failures:
     last: float  # clock time of the last failure
     blocked_until: float
     pending: int = 0  # attempts begun and not yet ended
+
+
+#: Seconds after an account is made during which its registration, run again with the same
+#: password, answers as the first run did (see Accounts._registered_just_now).
+REGISTRATION_RETRY = 600
+#: How many of the oldest keys a full throttle table looks through for one to forget.
+EVICTION_SCAN = 64
 
 
 class Throttle:
@@ -209,17 +217,22 @@ class Throttle:
             if now - oldest.last <= policy.forget_after or oldest.blocked_until > now:
                 break
             keys.popitem(last=False)
-        # Over the limit, counts of keys not blocked go first: failures under throwaway names
-        # must not push out the lock they are trying to get round. Only a table of nothing but
-        # locks loses its oldest.
-        passed = 0
         while len(keys) > policy.max_keys:
-            key, oldest = next(iter(keys.items()))
-            if oldest.blocked_until > now and passed < len(keys):
-                keys.move_to_end(key)
-                passed += 1
-            else:
-                keys.popitem(last=False)
+            del keys[self._least_worth_keeping(now)]
+
+    def _least_worth_keeping(self, now: float) -> str:
+        """The key a full table forgets: failures under throwaway names must push out neither a
+        running lock nor a count on its way to one (9 failures, the 10th locks). So among the
+        oldest EVICTION_SCAN keys, the first not blocked with fewer than `delay_after` failures;
+        else the first not blocked; else the oldest."""
+        not_blocked = None
+        for key, entry in itertools.islice(self._keys.items(), EVICTION_SCAN):
+            if entry.blocked_until > now:
+                continue
+            if entry.count < self.policy.delay_after:
+                return key
+            not_blocked = not_blocked or key
+        return not_blocked or next(iter(self._keys))
 
 
 class Accounts:
@@ -296,14 +309,39 @@ class Accounts:
         if problem:
             return AccountResult(False, reason="weak_password", detail=problem)
         key = username_key(username)
-        if self.store.find_user(key) is not None:
-            return AccountResult(False, reason="taken")
-        stored_name = unicodedata.normalize("NFC", username)
+        existing = self.store.find_user(key)
+        if existing is None:
+            stored_name = unicodedata.normalize("NFC", username)
+            try:
+                self.store.create_user(stored_name, key, self.hasher.hash(_password_bytes(password)))
+                return AccountResult(True, user=stored_name)
+            except UsernameTaken:  # registered since the check above
+                existing = self.store.find_user(key)
+        if existing is not None and self._registered_just_now(existing, password):
+            return AccountResult(True, user=existing.username)
+        return AccountResult(False, reason="taken")
+
+    def _registered_just_now(self, user: UserRecord, password: str) -> bool:
+        """Whether this is the registration that made `user`, run again.
+
+        The account is committed on its own, before the turn that registers it: a turn run again
+        (after another node's turn of the session came first, or resent after a crash before its
+        commit) finds the account it made. With the same password, within REGISTRATION_RETRY
+        seconds, it is that account. The check is throttled like a login, so it is no way round
+        the login's limits for guessing a new account's password.
+        """
+        if not 0 <= time.time() - user.created_at <= REGISTRATION_RETRY:
+            return False
+        keys = [f"user:{user.username_key}"]
+        if self.throttle.begin(keys) > 0:
+            return False
         try:
-            self.store.create_user(stored_name, key, self.hasher.hash(_password_bytes(password)))
-        except UsernameTaken:  # registered by someone else since the check above
-            return AccountResult(False, reason="taken")
-        return AccountResult(True, user=stored_name)
+            if self._verify(user.password_hash, _password_bytes(password)):
+                return True
+            self.throttle.failed(keys)
+            return False
+        finally:
+            self.throttle.end(keys)
 
     def authenticate(self, username: str, password: str, *, client_key: str = "") -> AccountResult:
         """Check a login; the answer for an unknown user is the wrong-password answer."""

@@ -151,6 +151,25 @@ def test_registration_refusals(accounts):
         False, reason="weak_password", detail="same_as_username")
 
 
+def test_a_registration_run_again_with_its_password_answers_as_it_did(accounts, monkeypatch):
+    # A turn run again (another node's turn came first, or it was resent after a crash before
+    # its commit) finds the account it made a moment ago.
+    assert accounts.register("Alice", "long enough") == AccountResult(True, user="Alice")
+    assert accounts.register("ALICE", "long enough") == AccountResult(True, user="Alice")
+    assert accounts.register("alice", "not the one") == AccountResult(False, reason="taken")
+    monkeypatch.setattr("chatbot.accounts.REGISTRATION_RETRY", -1)  # long after it was made
+    assert accounts.register("alice", "long enough") == AccountResult(False, reason="taken")
+
+
+def test_registering_a_taken_name_is_no_way_round_the_login_throttle(store, clock):
+    accounts = Accounts(store, hasher=argon2.PasswordHasher(**CHEAP), clock=clock)
+    accounts.register("Alice", "long enough")
+    for _ in range(ThrottlePolicy().delay_after):
+        assert accounts.register("alice", "a guess at it") == AccountResult(False, reason="taken")
+    assert accounts.register("alice", "long enough") == AccountResult(False, reason="taken"), "blocked"
+    assert accounts.authenticate("alice", "long enough").reason == "throttled", "the login counts them too"
+
+
 def test_username_available(accounts):
     assert accounts.username_available("Alice")
     accounts.register("Alice", "long enough")
@@ -276,6 +295,19 @@ def test_failures_under_throwaway_names_do_not_push_a_lock_out_of_a_full_table(c
         throttle.failed([f"user:throwaway{n}", f"client:{n}"])
     assert throttle.tracked_keys == 10
     assert throttle.retry_after(["user:ann"]) == locked
+
+
+def test_failures_under_throwaway_names_do_not_wipe_a_count_on_its_way_to_the_lock(clock):
+    policy = ThrottlePolicy(max_keys=10)
+    throttle = Throttle(policy, clock=clock)
+    for _ in range(policy.lock_after - 1):
+        throttle.failed(["user:ann"])
+    clock.advance(policy.max_delay + 1)  # the delay ran out, the count did not
+    assert throttle.retry_after(["user:ann"]) == 0
+    for n in range(500):
+        throttle.failed([f"user:throwaway{n}"])
+    throttle.failed(["user:ann"])
+    assert throttle.retry_after(["user:ann"]) == policy.lock_seconds, "the next failure still locks"
 
 
 def test_login_rehashes_when_the_parameters_changed(store):

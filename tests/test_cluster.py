@@ -372,13 +372,19 @@ async def test_a_language_a_reconnect_chose_on_one_node_holds_for_the_tabs_on_an
         assert replies(await far.recv_until("reply", seq=said[-2]["seq"])) == replies(said)
 
 
-@pytest.mark.gen_test(timeout=120)
-async def test_a_secret_resent_to_another_node_after_it_was_taken_gets_its_ack(nodes):
+async def two_tabs_on_two_nodes(nodes) -> tuple[Client, Client]:
+    """A new session's tab on the first node, greeted, and a second tab of it on the second."""
     first = await Client.connect(nodes[0].port)
     welcome = await first.hello()
     await first.recv()
     second = await Client.connect(nodes[1].port)
     await second.hello(resume=welcome["resume"])
+    return first, second
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_secret_resent_to_another_node_after_it_was_taken_gets_its_ack(nodes):
+    first, second = await two_tabs_on_two_nodes(nodes)
     await first.press("register")
     await first.say("sergei")
     for client_id in ("pw-1", "pw-2"):  # the password, then its confirmation, which logs in
@@ -391,3 +397,26 @@ async def test_a_secret_resent_to_another_node_after_it_was_taken_gets_its_ack(n
     while again["type"] not in ("ack", "error"):
         again = await second.recv()
     assert again == {"type": "ack", "id": "pw-2", "seq": acked["seq"]}
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_registration_retried_after_another_nodes_turn_came_first_logs_in_the_account_it_made(nodes):
+    came_first = 0
+    for attempt in range(3):  # the other node's turn must land while the password is hashed
+        first, second = await two_tabs_on_two_nodes(nodes)
+        await first.press("register")
+        await first.say(f"rita{attempt}")
+        await first.say(PASSWORD)
+        confirming = first.next_id()
+        await first.send({"type": "message", "id": confirming, "text": PASSWORD, "secret": True})
+        await asyncio.sleep(0.005)
+        switched = await second.press("lang:ru")
+        frames = await first.recv_until("ack", id=confirming)
+        assert [f["user"] for f in frames if f["type"] == "auth"] == [f"rita{attempt}"], replies(frames)
+        assert not [f for f in frames if f["type"] == "error"]
+        came_first += switched[-1]["seq"] < frames[-1]["seq"]
+        first.close()
+        second.close()
+        if came_first:
+            break
+    assert came_first, "the other node's turn never came first: the retry was not exercised"
