@@ -513,6 +513,17 @@ class TestStore:
         assert migrate(database, models) == 3  # nothing left to do
         database.close_all()
 
+    def test_a_server_not_yet_upgraded_still_creates_sessions(self, backend, store):
+        # A rolling upgrade: the first new server migrated, the old ones insert without the new column.
+        database = open_database(backend.url)
+        old = bind_models(database)
+        old.Session._meta.remove_field("conversation_from")
+        with database.connection_context():
+            old.Session.insert(id="from-old", token_hash="t-old", flow="main", state="main:start", slots={},
+                               lang="en", flow_version="1", seq=0, created_at=NOW, updated_at=NOW).execute()
+        database.close_all()
+        assert store.load_session("from-old").conversation_from == 0
+
     def test_tables_match_the_models(self, backend, store):
         database = open_database(backend.url)
         with database.connection_context():

@@ -25,7 +25,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 
 from chatbot.errors import StorageError
-from chatbot.storage.models import Models, bind_models
+from chatbot.storage.models import Models, bind_models, conversation_from_field
 
 Step = Callable[[SchemaMigrator, Models], None]
 
@@ -55,7 +55,7 @@ def _index_expiry_and_owner_lookups(migrator: SchemaMigrator, models: Models) ->
 def _remember_where_the_conversation_starts(migrator: SchemaMigrator, models: Models) -> None:
     # A tab that was away while its user logged out and back in learns from it that what it
     # shows was forgotten.
-    migrator.migrate(migrator.add_column("sessions", "conversation_from", peewee.IntegerField(default=0)))
+    migrator.migrate(migrator.add_column("sessions", "conversation_from", conversation_from_field()))
 
 
 MIGRATIONS: tuple[Step, ...] = (

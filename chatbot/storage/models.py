@@ -31,6 +31,12 @@ class JSONField(peewee.TextField):
         return None if value is None else json.loads(value)
 
 
+def conversation_from_field() -> peewee.IntegerField:
+    """`sessions.conversation_from`, with a default in the database too: during a rolling upgrade
+    the servers not yet upgraded insert sessions without it."""
+    return peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+
+
 class Models(NamedTuple):
     User: type[peewee.Model]
     Session: type[peewee.Model]
@@ -65,7 +71,7 @@ def bind_models(database: peewee.Database) -> Models:
         version = peewee.IntegerField(default=1)
         # The first seq of the conversation a user leaving started (0: none ended yet); the
         # entries before it were deleted.
-        conversation_from = peewee.IntegerField(default=0)
+        conversation_from = conversation_from_field()
 
         class Meta:
             table_name = "sessions"
