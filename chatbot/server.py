@@ -61,7 +61,7 @@ HTTP_ROOM = 16
 
 
 class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
-    """Tornado's WebSocket protocol, with two changes.
+    """Tornado's WebSocket protocol, with three changes.
 
     A text frame that is not valid UTF-8 (once decompressed, with permessage-deflate)
     goes to the handler as bytes: Tornado drops such a connection outright; this
@@ -70,7 +70,15 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
     `write_texts` sends several text frames with one socket write, and without
     the task `write_message` makes for each frame (a turn's reply and its ack
     are two frames).
+
+    `close` notes the code and reason of a close this server starts, for the log.
     """
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        # Noted for the log, unless this only answers the client's close (Tornado echoes its code).
+        if not self.server_terminated and not self.client_terminated and self.handler.sent_close is None:
+            self.handler.sent_close = (1000 if code is None and reason is not None else code, reason)
+        super().close(code, reason)
 
     def write_texts(self, texts: list[str]) -> None:
         """Send each text as a frame, compressed as write_message would; raises StreamClosedError."""
@@ -159,6 +167,9 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.opened_at = 0.0
         self.event_loop = asyncio.get_running_loop()
         self.outbox: list[str] = []
+        #: (code, reason) of the close this server started, if it did: `close_code` and
+        #: `close_reason` are what the client sent, and a client cut off sends nothing.
+        self.sent_close: tuple[int | None, str | None] | None = None
 
     # --- handshake policy ----------------------------------------------------------------
     def check_origin(self, origin: str) -> bool:
@@ -212,8 +223,10 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
                 del server.per_ip[self.ip]
             server.metrics.connections_open.set(len(server.connections))
         server.sessions.detach(self, self.live)
+        by, (code, reason) = ("server", self.sent_close) if self.sent_close else ("client", (self.close_code,
+                                                                                            self.close_reason))
         server.events.event("conn.close", conn=self.conn_id, session=self.live.id if self.live else None,
-                            code=self.close_code, reason=self.close_reason or None,
+                            by=by, code=code, reason=reason or None,
                             duration_s=round(time.monotonic() - self.opened_at, 3))
 
     def send(self, frame: dict) -> None:
@@ -351,6 +364,11 @@ class MetricsHandler(tornado.web.RequestHandler):
 
 
 class PageHandler(tornado.web.StaticFileHandler):
+    def parse_url_path(self, url_path: str) -> str:
+        if "\x00" in url_path:  # no file is named so, and os.path would raise: a 500 with a traceback
+            raise tornado.web.HTTPError(404)
+        return super().parse_url_path(url_path)
+
     def set_extra_headers(self, path: str) -> None:
         # The page loads nothing from elsewhere and renders text, never HTML.
         self.set_header("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; "

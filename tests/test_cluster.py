@@ -224,6 +224,9 @@ async def test_a_conversation_through_nginx_survives_the_sigkill_of_its_node(tmp
         counts = [json.loads((await http.fetch(f"http://127.0.0.1:{n.port}/healthz")).body)["connections"]
                   for n in survivors]
         assert sum(counts) == 1, "the conversation continued on a surviving node"
+        for private in ("metrics", "healthz"):  # for Prometheus and the balancer, not the internet
+            answer = await http.fetch(f"http://127.0.0.1:{listen}/{private}", raise_error=False)
+            assert answer.code == 404, private
     finally:
         proxy.terminate()
         proxy.wait(10)

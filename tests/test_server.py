@@ -19,7 +19,7 @@ PASSWORD = "correct horse battery"  # what register() uses unless told otherwise
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_health_and_page(tmp_path):
+async def test_health_and_page(tmp_path, caplog):
     async with running_server(tmp_path) as server:
         http = AsyncHTTPClient()
         health = json.loads((await http.fetch(f"http://127.0.0.1:{server.port}/healthz")).body)
@@ -32,6 +32,9 @@ async def test_health_and_page(tmp_path):
         assert b"chatbot_connections_open" in metrics.body
         head = await http.fetch(f"http://127.0.0.1:{server.port}/healthz", method="HEAD")
         assert (head.code, head.body) == (200, b""), "what load balancers often send"
+        nul = await http.fetch(f"http://127.0.0.1:{server.port}/index.html%00", raise_error=False)
+        assert nul.code == 404
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -327,6 +330,22 @@ async def test_an_oversized_frame_closes_with_1009(tmp_path, deflate):
         assert client.conn.close_code == 1009
         fine = await Client.connect(server.port)
         assert (await fine.hello())["type"] == "welcome", "the server is still up"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_log_says_who_closed_a_connection_with_what_code_and_reason(tmp_path, caplog):
+    caplog.set_level("INFO", logger="chatbot")
+    async with running_server(tmp_path, max_frame_bytes=1024) as server:
+        oversized = await Client.connect(server.port)
+        await oversized.send({"type": "message", "text": "x" * 2000})
+        assert await oversized.recv() is None
+        leaving = await Client.connect(server.port)
+        await leaving.hello()
+        leaving.conn.close(4000, "bye")  # the client's own close
+        await asyncio.sleep(0.2)
+    closes = [record_fields(r) for r in caplog.records if r.getMessage() == "conn.close"]
+    said = [(fields["by"], fields.get("code"), fields.get("reason")) for fields in closes]
+    assert said[:2] == [("server", 1009, "message too big"), ("client", 4000, "bye")]
 
 
 @pytest.mark.gen_test(timeout=30)
