@@ -791,3 +791,13 @@ def test_a_missing_actions_file_is_a_clear_error(here):
     with pytest.raises(ConfigError) as raised:
         Registry.with_builtins().load("nowhere/actions.py")
     assert str(raised.value) == "actions: nowhere/actions.py: no such file"
+
+
+def test_the_reserved_trigger_names_in_the_docs_are_those_refused():
+    import re
+
+    from chatbot.dialogs.validate import RESERVED_TRIGGERS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "flows.md").read_text(encoding="utf-8")
+    sentence = doc.split("A trigger may not take a name the dialog model already has", 1)[1].split(" — nor", 1)[0]
+    assert set(re.findall(r"`(\w+)`", sentence)) == RESERVED_TRIGGERS
