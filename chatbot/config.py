@@ -57,6 +57,9 @@ class Settings:
                                           "limit leaves no room for them).", minimum=1)
     max_connections_per_ip: int = setting(200, "Open WebSocket connections allowed from one address.",
                                           minimum=1)
+    new_sessions_per_ip: int = setting(60, "New sessions one address may start per minute (a page that "
+                                           "comes back resumes its own); past it the connection is told "
+                                           "too_many_sessions and closed with 1013.", minimum=1)
     allowed_origins: str = setting("", "Comma-separated Origins allowed to open a WebSocket "
                                        "(default: the page's own host; '*' allows any).", listed=True)
     trust_proxy_headers: bool = setting(False, "Take the client's address from X-Real-IP / X-Forwarded-For "

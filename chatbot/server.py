@@ -18,7 +18,7 @@ import signal
 import struct
 import time
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,7 +40,7 @@ from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
 from chatbot.protocol import encode, error_frame, frame_id, parse_frame
 from chatbot.live import LiveSession
-from chatbot.sessions import SessionManager
+from chatbot.sessions import SessionManager, SessionRefused
 from chatbot.storage import Store
 from chatbot.storage.db import is_postgresql, masked_url, postgresql_connect_params
 
@@ -58,6 +58,8 @@ FULL_LOG_INTERVAL = 10.0
 HEADER_TIMEOUT = 30.0
 #: Sockets kept for page loads and WebSocket handshakes when the open-files limit caps WebSockets.
 HTTP_ROOM = 16
+#: Client addresses whose new sessions are counted at once (see ChatServer.may_start_session).
+ADDRESSES_TRACKED = 100_000
 
 
 class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
@@ -300,16 +302,29 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             if self.live is not None:
                 self._protocol_error(ProtocolError("bad_field", "hello: this connection already has a session"))
                 return
-            self.live = await sessions.attach(self, frame)
+            self.live = await self._attach(frame)
             self._detach_if_closed()
             return
         if self.live is None:
-            self.live = await sessions.attach(self, {})
+            self.live = await self._attach({})
             self._detach_if_closed()
+            if self.live is None:
+                return
         if kind == "history":
             await sessions.history(self, self.live, frame)
         else:
             await sessions.handle(self, self.live, frame)
+
+    async def _attach(self, hello: dict) -> LiveSession | None:
+        try:
+            return await self.server.sessions.attach(self, hello, lambda: self.server.may_start_session(self.ip))
+        except SessionRefused:
+            # Each new session is stored for weeks: an address opening them in a loop would fill the disk.
+            self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.ip, kind="new_sessions")
+            self.server.metrics.errors.labels(code="too_many_sessions").inc()
+            self.send(error_frame("too_many_sessions", "too many new sessions from your address; try again later"))
+            self.close(TRY_AGAIN_LATER, "too many new sessions")
+            return None
 
     def _detach_if_closed(self) -> None:
         """The connection may have been dropped (ping timeout) while its session was being attached."""
@@ -434,6 +449,8 @@ class ChatServer:
         self.listener: TurnListener | None = None
         self.connections: set[ChatSocket] = set()
         self.per_ip: Counter = Counter()
+        #: A bucket of new sessions per client address, the most recently used last (bounded).
+        self.new_sessions: OrderedDict[str, RateLimiter] = OrderedDict()
         self.conn_ids = itertools.count(1)
         self.http: HTTPServer | None = None
         self.port: int | None = None
@@ -531,6 +548,17 @@ class ChatServer:
             await asyncio.get_running_loop().run_in_executor(self.executor, self.store.close)
             self.executor.shutdown(wait=False)
         self.events.event("server.stop", reason=reason, drained=drained)
+
+    def may_start_session(self, ip: str) -> bool:
+        """Whether the client at `ip` may start one more session now (`new_sessions_per_ip` a minute)."""
+        bucket = self.new_sessions.pop(ip, None)
+        if bucket is None:
+            per_minute = self.settings.new_sessions_per_ip
+            bucket = RateLimiter(per_minute / 60, per_minute)
+        self.new_sessions[ip] = bucket
+        if len(self.new_sessions) > ADDRESSES_TRACKED:
+            self.new_sessions.popitem(last=False)  # the address idle longest is forgotten
+        return bucket.allow()
 
     def _full(self, reason: str) -> None:
         """A connection was turned away for want of descriptors: say so, not too often."""

@@ -17,7 +17,7 @@ import random
 import secrets
 import time
 from concurrent.futures import Executor, Future
-from typing import Any
+from typing import Any, Callable
 
 from chatbot import cluster
 from chatbot.dialogs import Action, Engine, LocalEnvironment, PatternTimeout, SessionState, Text, TurnResult
@@ -32,6 +32,10 @@ from chatbot.turnlog import log_turn, login_outcome
 
 #: How often a turn is retried when another node changed its session meanwhile.
 CONFLICT_RETRIES = 100
+
+
+class SessionRefused(Exception):
+    """A new session was not started: its client started too many (see SessionManager.attach)."""
 
 
 class SessionManager:
@@ -98,8 +102,10 @@ class SessionManager:
         await waiter
 
     # --- attaching connections -----------------------------------------------------------
-    async def attach(self, peer: Peer, hello: dict) -> LiveSession:
-        """Resume the session of `hello["resume"]` or start a new one, and greet the peer."""
+    async def attach(self, peer: Peer, hello: dict, may_create: Callable[[], bool] = lambda: True) -> LiveSession:
+        """Resume the session of `hello["resume"]` or start a new one, and greet the peer.
+
+        `may_create` is asked before a new session is started; when it says no, SessionRefused."""
         if hello.get("resume"):
             hashed = token_hash(hello["resume"])
             live = await self._find(hashed)
@@ -116,6 +122,8 @@ class SessionManager:
                         self.events.event("session.resumed", session=live.id, conn=peer.conn_id,
                                           user=live.state.user, lang=live.state.lang, seq=live.seq, resent=resent)
                         return live
+        if not may_create():
+            raise SessionRefused("sessions: too many new sessions from this client's address")
         return await self._create(peer, hello.get("lang"))
 
     async def _greet(self, peer: Peer, live: LiveSession, hello: dict) -> int:

@@ -1094,3 +1094,23 @@ async def test_stopping_finishes_the_frames_in_flight_and_leaves_later_ones_to_b
         await back.send({"type": "history", "limit": 50})
         entries = (await back.recv_until("history"))[-1]["entries"]
         assert [entry.get("id") for entry in entries if entry["from"] == "user"] == ["late-1"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_address_starting_sessions_in_a_loop_is_told_to_wait_and_a_returning_page_is_not(tmp_path):
+    async with running_server(tmp_path, new_sessions_per_ip=3) as server:
+        tokens = []
+        for _ in range(3):
+            client = await Client.connect(server.port)
+            tokens.append((await client.hello())["resume"])
+            client.close()
+        refused = await Client.connect(server.port)
+        await refused.send({"type": "hello"})
+        assert (await refused.recv())["code"] == "too_many_sessions"
+        assert await refused.recv() is None and refused.conn.close_code == 1013
+        implicit = await Client.connect(server.port)  # a message before any hello starts one too
+        await implicit.send({"type": "message", "id": "m1", "text": "hi"})
+        assert (await implicit.recv())["code"] == "too_many_sessions"
+        back = await Client.connect(server.port)
+        assert (await back.hello(resume=tokens[0]))["resumed"] is True, "a page coming back is not counted"
+        assert server.store.count_sessions() == 3

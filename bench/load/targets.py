@@ -25,7 +25,8 @@ LISTENING = re.compile(r"listening on http://\[?([^\]/]+?)\]?:(\d+)/")
 
 # Per-client protections, raised for a load that comes from one address and one program.
 LOAD_LIMITS = ("--rate-limit", "1000000", "--rate-burst", "1000000",
-               "--max-connections", "60000", "--max-connections-per-ip", "60000")
+               "--max-connections", "60000", "--max-connections-per-ip", "60000",
+               "--new-sessions-per-ip", "100000000")
 
 
 @dataclass(frozen=True)
