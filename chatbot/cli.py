@@ -83,6 +83,13 @@ def flows() -> None:
 @actions_option
 def flows_check(folder: Path | None, actions: tuple[str, ...]) -> None:
     """Validate the built-in flows and those in FOLDER; exit 1 listing every problem."""
+    from chatbot.dialogs.flowset import display_path, flow_files
+
+    if folder is not None and folder.is_dir() and not flow_files(folder):
+        # Likely the folder above the flows (examples/pizza for examples/pizza/flows): "ok" for the
+        # built-ins alone would pass it off as checked.
+        click.echo(f"{display_path(folder)}: no flow files (*.yaml or *.yml) in this folder", err=True)
+        sys.exit(1)
     loaded = load_checked_flows(flows_folder(folder), load_registry(actions))
     for flow in loaded.values():
         click.echo(f"ok  {flow.name:<14} {len(flow.states):>3} states  {len(flow.transitions):>3} transitions  "

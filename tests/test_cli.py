@@ -79,6 +79,17 @@ def test_flows_check_reads_data_flows_by_default(here, capsys):
     assert "data/flows/pizza.yaml:10:" in capsys.readouterr().err
 
 
+def test_flows_check_of_a_folder_without_flows_says_so_and_exits_1(here, capsys):
+    (here / "bot" / "flows").mkdir(parents=True)
+    (here / "bot" / "flows" / "Pizza.YAML").write_text(BROKEN, encoding="utf-8")
+    (here / "bot" / "actions.py").write_text("", encoding="utf-8")
+    assert run(["flows", "check", "bot"]) == 1, "the folder above the flows"
+    assert capsys.readouterr().err == "bot: no flow files (*.yaml or *.yml) in this folder\n"
+    assert run(["flows", "check", "bot/flows"]) == 1
+    assert "bot/flows/Pizza.YAML:10: transitions[0].dest: unknown state" in capsys.readouterr().err, \
+        "a file named in capitals is a flow file too"
+
+
 def test_flows_check_with_an_authors_actions_module(here, capsys):
     flows, actions = str(EXAMPLE / "flows"), str(EXAMPLE / "pizza_actions.py")
     assert run(["flows", "check", flows]) == 1

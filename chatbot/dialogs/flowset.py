@@ -46,12 +46,12 @@ class FolderLoad:
 
 
 def flow_files(folder: Path) -> list[Path]:
-    """The `*.yaml` and `*.yml` files of a folder, but not hidden ones.
+    """The `*.yaml` and `*.yml` files of a folder (`PIZZA.YAML` too), but not hidden ones.
 
     Editors leave their lock files there (`.#chat.yaml`, often a link to nowhere).
     """
     return sorted(path for path in folder.iterdir()
-                  if path.suffix in (".yaml", ".yml") and not path.name.startswith("."))
+                  if path.suffix.lower() in (".yaml", ".yml") and not path.name.startswith("."))
 
 
 def _unreadable(shown: str, err: OSError | UnicodeDecodeError) -> FlowError:
