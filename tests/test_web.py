@@ -875,3 +875,19 @@ def test_show_earlier_messages_keeps_the_keyboard_focus(open_chat, server):
     expect(shown).to_have_count(153)
     expect(earlier).to_be_hidden()
     expect(chat.log).to_be_focused()
+
+
+@pytest.mark.parametrize("server", [("--new-sessions-per-ip", "1")], indirect=True)
+def test_a_page_refused_a_new_session_says_so_once_in_its_language(open_chat, browser, server):
+    open_chat()  # the one new session this address may start this minute
+    context = browser.new_context(locale="ru-RU")
+    try:
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{server.port}/")
+        notes = page.get_by_test_id("system-note")
+        expect(notes).to_have_text(["из вашей сети только что начато слишком много разговоров; скоро попробуем снова"])
+        page.wait_for_timeout(3000)  # the page tries again meanwhile, and is refused again
+        expect(notes).to_have_count(1)
+        expect(page.locator("[data-state]")).not_to_have_attribute("data-state", "connected")
+    finally:
+        context.close()

@@ -41,6 +41,7 @@ const STRINGS = {
       pattern_timeout: 'the bot could not read this text in time; try a shorter one',
       secret_not_expected: 'the bot no longer asks for a password; it was not kept',
       text_too_long: 'too long for this server',
+      too_many_sessions: 'too many new conversations from your network just now; trying again shortly',
     },
   },
   ru: {
@@ -60,6 +61,7 @@ const STRINGS = {
       pattern_timeout: 'бот не успел прочитать этот текст; попробуйте покороче',
       secret_not_expected: 'бот больше не спрашивает пароль; он не сохранён',
       text_too_long: 'слишком длинное для этого сервера',
+      too_many_sessions: 'из вашей сети только что начато слишком много разговоров; скоро попробуем снова',
     },
   },
 };
@@ -608,6 +610,9 @@ function failUnqueuedMessages() {
 }
 
 function addNote(text, kind = 'info') {
+  // The same note again in a row (a refusal met at each reconnect) says nothing new.
+  const last = ui.log.lastElementChild;
+  if (last?.classList.contains('note') && last.textContent === text) return;
   const note = document.createElement('p');
   note.className = `note note-${kind}`;
   note.dir = 'auto';
