@@ -266,6 +266,14 @@ class SessionManager:
             self.events.warning("session.language_not_stored", session=live.id, lang=state.lang,
                                 reason=str(error))
 
+    @staticmethod
+    def _auth_frame(live: LiveSession, user: str | None, token: str) -> dict:
+        frame = {"type": "auth", "user": user, "resume": token}
+        if live.conversation_from:
+            # Between servers the replies of the turn may come first: a tab keeps those from `since` on.
+            frame["since"] = live.conversation_from
+        return frame
+
     def _welcome(self, live: LiveSession, token: str, *, resumed: bool) -> dict:
         welcome = {"type": "welcome", "session": live.id, "resume": token, "resumed": resumed,
                    "user": live.state.user, "lang": live.state.lang, "last_seq": live.seq}
@@ -444,7 +452,7 @@ class SessionManager:
             self.by_token[hashed] = live.id
             # Before the replies: a page shows who is logged in by the time it shows "welcome".
             first_reply = next((i for i, (_, frame) in enumerate(frames) if frame["type"] == "reply"), len(frames))
-            frames.insert(first_reply, ("all", {"type": "auth", "user": state.user, "resume": token}))
+            frames.insert(first_reply, ("all", self._auth_frame(live, state.user, token)))
         if client_id:
             frames.append(("self", {"type": "ack", "id": client_id, "seq": ack_seq}))
         return frames
@@ -516,7 +524,7 @@ class SessionManager:
             self._refresh(live, record)
         frames = [self._frame(row) for row in rows]
         if auth is not None and token_hash(auth.get("resume") or "") == live.token_hash:
-            frames.insert(0, {"type": "auth", "user": auth.get("user"), "resume": auth["resume"]})
+            frames.insert(0, self._auth_frame(live, auth.get("user"), auth["resume"]))
             rotated = False
         for frame in frames:
             for peer in list(live.peers):
@@ -543,7 +551,7 @@ class SessionManager:
         self.by_token[hashed] = live.id
         self.events.event("session.token_reissued", session=live.id, user=state.user)
         for peer in list(live.peers):
-            peer.send({"type": "auth", **auth})
+            peer.send(self._auth_frame(live, state.user, token))
 
     # --- history -------------------------------------------------------------------------
     async def history(self, peer: Peer, live: LiveSession, frame: dict) -> None:

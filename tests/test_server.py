@@ -935,6 +935,8 @@ async def test_a_logout_forgets_the_conversation_before_it_for_the_next_person_a
         token = new_token(frames)
         goodbye = [frame for frame in frames if frame["type"] == "reply"]
         assert goodbye[0]["text"] == "You are logged out. Bye!"
+        auth = next(frame for frame in frames if frame["type"] == "auth")
+        assert auth["since"] == goodbye[0]["seq"], "where the next conversation starts"
         after_logout = await client.say("hello")
         next_person = await Client.connect(server.port)
         await next_person.hello(resume=token, history=100)

@@ -891,3 +891,31 @@ def test_a_page_refused_a_new_session_says_so_once_in_its_language(open_chat, br
         expect(page.locator("[data-state]")).not_to_have_attribute("data-state", "connected")
     finally:
         context.close()
+
+
+# An `auth` frame is held back until the `ack` of its turn has been handled, as a catch-up between
+# servers can send it after the turn's replies.
+AUTH_AFTER_THE_REPLIES = """
+const Original = window.WebSocket;
+window.WebSocket = class extends Original {
+  set onmessage(handler) {
+    let held = null;
+    super.onmessage = (event) => {
+      const type = JSON.parse(event.data).type;
+      if (type === 'auth') { held = event; return; }
+      handler(event);
+      if (type === 'ack' && held) { handler(held); held = null; }
+    };
+  }
+};
+"""
+
+
+def test_an_auth_that_comes_after_the_replies_of_its_logout_keeps_them(open_chat):
+    chat = open_chat(setup=lambda page: page.add_init_script(AUTH_AFTER_THE_REPLIES))
+    register(chat, "lou_late", "late pass 123")
+    chat.exchange("call me Secretname", "Nice to meet you, Secretname! I will remember that.")
+    chat.logout_button.click()
+    chat.expect_anonymous()
+    expect(chat.bot_texts).to_have_text(["You are logged out. Bye!", WELCOME_EN])
+    expect(chat.page.get_by_text("Secretname")).to_have_count(0)

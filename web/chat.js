@@ -368,7 +368,7 @@ function onWelcome(frame) {
     // The hello asked for what followed a seq of the conversation that is over.
     if (frame.resumed && !state.askedHistory) askHistory(frame.last_seq);
   } else if (userLeft(frame.user)) {
-    endConversation();  // another tab logged out while this one was away (see onAuth)
+    endConversation(frame.since);  // another tab logged out while this one was away (see onAuth)
   } else if (frame.resumed && Number.isInteger(frame.last_seq) && frame.last_seq < state.lastSeq) {
     forgetSeqsAbove(frame.last_seq);
   }
@@ -471,7 +471,7 @@ function onHistory(frame) {
 function onAuth(frame) {
   if (typeof frame.resume === 'string') save(KEYS.resume, frame.resume);
   const user = typeof frame.user === 'string' ? frame.user : null;
-  if (userLeft(user)) endConversation();
+  if (userLeft(user)) endConversation(frame.since);
   state.user = user;
   refreshControls();
 }
@@ -650,7 +650,8 @@ function userLeft(user) {
 // would land in the next person's conversation. A frame already sent on this connection is the
 // server's to answer, in the new conversation: its bubble stays, as the others will show it.
 // Text still in the field is theirs as well: the next person could read it or send it.
-function endConversation() {
+// `since` (from the server) is where the new conversation starts: what came from there on stays.
+function endConversation(since) {
   ui.input.value = '';
   const sent = new Set(state.sentSizes.map(([id]) => id));
   for (const frame of outboxRead()) {
@@ -659,18 +660,23 @@ function endConversation() {
     byId.get(frame.id)?.remove();
   }
   state.accountAction = null;  // its ack may have been lost with them: the header must work again
-  clearConversation();
+  // A catch-up between servers may bring the replies that start the new conversation first.
+  clearConversation(isSeq(since) ? since : Infinity);
 }
 
-function clearConversation() {
+// Everything shown goes but what is still owed to the server, and the entries from `keepFrom` on.
+function clearConversation(keepFrom = Infinity) {
   for (const el of [...ui.log.children]) {
-    if (el.classList.contains('pending')) place(el, Infinity);  // still owed to the server
-    else el.remove();
+    const seq = sortKeys.get(el);
+    if (el.classList.contains('pending')) place(el, Infinity);
+    else if (!(Number.isInteger(seq) && seq >= keepFrom)) el.remove();
   }
-  bySeq.clear();
+  for (const [seq, el] of bySeq) if (!el.isConnected) bySeq.delete(seq);
   for (const [id, el] of byId) if (!el.isConnected) byId.delete(id);
-  state.lastSeq = 0;
-  save(KEYS.lastSeq, 0);
+  if (keepFrom === Infinity) {
+    state.lastSeq = 0;
+    save(KEYS.lastSeq, 0);
+  }
   ui.earlier.hidden = true;
 }
 
