@@ -272,6 +272,8 @@ class Accounts:
             )
             if not allowed:
                 return "bad_characters"
+        if not any(char.isalnum() for char in name):  # '...' or '-_-' names no one
+            return "bad_characters"
         return None
 
     @staticmethod

@@ -86,6 +86,9 @@ def accounts(store, clock) -> Accounts:
         ("ann\uffa0", "bad_characters"),  # the half-width filler
         ("ann\u034f", "bad_characters"),  # a combining grapheme joiner
         ("ann\ufe0f", "bad_characters"),  # a variation selector
+        ("...", "bad_characters"),  # punctuation alone names no one
+        ("-_-", "bad_characters"),
+        ("._1", None),
     ],
 )
 def test_username_rules(accounts, username, problem):
