@@ -106,9 +106,11 @@ class _Failures:
     pending: int = 0  # attempts begun and not yet ended
 
 
-#: Seconds after an account is made during which its registration, run again with the same
-#: password, answers as the first run did (see Accounts._registered_just_now).
-REGISTRATION_RETRY = 600
+#: Seconds after an account is made during which its registration, run again on the same
+#: connection with the same password, answers as the first run did (see Accounts._made_here).
+REGISTRATION_RETRY = 60
+#: Accounts whose making connection is remembered (the newest; see Accounts._made_here).
+MAKERS_KEPT = 10_000
 #: How many of the oldest keys a full throttle table looks through for one to forget.
 EVICTION_SCAN = 64
 
@@ -251,6 +253,9 @@ class Accounts:
         self.hasher = hasher
         self.policy = policy
         self.throttle = throttle if throttle is not None else Throttle(clock=clock)
+        #: Accounts made lately → (the connection that made it, when): see _made_here.
+        self._makers: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
         # Checked in place of a real hash when the username is unknown, so the
         # answer takes as long as for a wrong password.
         self._dummy_hash = self.hasher.hash(secrets.token_bytes(16))
@@ -303,7 +308,7 @@ class Accounts:
             return False
         return self.store.find_user(username_key(username)) is None
 
-    def register(self, username: str, password: str) -> AccountResult:
+    def register(self, username: str, password: str, *, client_key: str = "") -> AccountResult:
         problem = self.validate_username(username)
         if problem:
             return AccountResult(False, reason="invalid_username", detail=problem)
@@ -316,34 +321,38 @@ class Accounts:
             stored_name = unicodedata.normalize("NFC", username)
             try:
                 self.store.create_user(stored_name, key, self.hasher.hash(_password_bytes(password)))
-                return AccountResult(True, user=stored_name)
             except UsernameTaken:  # registered since the check above
                 existing = self.store.find_user(key)
-        if existing is not None and self._registered_just_now(existing, password):
+            else:
+                self._remember_maker(key, client_key)
+                return AccountResult(True, user=stored_name)
+        if existing is not None and self._made_here(existing, password, client_key):
             return AccountResult(True, user=existing.username)
         return AccountResult(False, reason="taken")
 
-    def _registered_just_now(self, user: UserRecord, password: str) -> bool:
-        """Whether this is the registration that made `user`, run again.
+    def _remember_maker(self, key: str, client_key: str) -> None:
+        if not client_key:
+            return
+        with self._lock:
+            self._makers[key] = (client_key, time.monotonic())
+            while len(self._makers) > MAKERS_KEPT:
+                self._makers.popitem(last=False)
+
+    def _made_here(self, user: UserRecord, password: str, client_key: str) -> bool:
+        """Whether this registration is the one that made `user`, run again.
 
         The account is committed on its own, before the turn that registers it: a turn run again
-        (after another node's turn of the session came first, or resent after a crash before its
-        commit) finds the account it made. With the same password, within REGISTRATION_RETRY
-        seconds, it is that account. The check is throttled like a login, so it is no way round
-        the login's limits for guessing a new account's password.
+        after another server's turn of the session came first finds the account it made. It
+        runs again on the same connection, with the same password, moments later; anyone
+        else with that name and password is told the name is taken, as they would be without it.
         """
-        if not 0 <= time.time() - user.created_at <= REGISTRATION_RETRY:
+        with self._lock:
+            maker = self._makers.get(user.username_key)
+        if not client_key or maker is None or maker[0] != client_key:
             return False
-        keys = [f"user:{user.username_key}"]
-        if self.throttle.begin(keys) > 0:
+        if time.monotonic() - maker[1] > REGISTRATION_RETRY:
             return False
-        try:
-            if self._verify(user.password_hash, _password_bytes(password)):
-                return True
-            self.throttle.failed(keys)
-            return False
-        finally:
-            self.throttle.end(keys)
+        return self._verify(user.password_hash, _password_bytes(password))
 
     def authenticate(self, username: str, password: str, *, client_key: str = "") -> AccountResult:
         """Check a login; the answer for an unknown user is the wrong-password answer."""

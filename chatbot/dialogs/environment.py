@@ -70,7 +70,7 @@ class LocalEnvironment:
         return self.accounts.username_available(username)
 
     def register(self, username: str, password: str) -> dict:
-        return account_answer(self.accounts.register(username, password))
+        return account_answer(self.accounts.register(username, password, client_key=self.client_key))
 
     def authenticate(self, username: str, password: str) -> dict:
         return account_answer(self.accounts.authenticate(username, password, client_key=self.client_key))
