@@ -176,7 +176,7 @@ def test_every_recorded_session_replays_the_same(recording, capsys):
 
 def test_the_json_report_and_choosing_sessions_by_the_start_of_their_id(recording):
     code, out, _ = cli(recording.log_dir, "--format", "json", "--session", recording.ids["bob"][:7],
-                       "--session", recording.ids["login"])
+                       "--session", recording.ids["login"], "--session", recording.ids["bob"])  # named twice
     assert code == 0
     report = json.loads(out)
     assert [(s["session"], s["status"], s["steps"]) for s in report["sessions"]] == [
@@ -720,3 +720,49 @@ def test_every_event_the_server_logs_is_known_to_the_reader():
     assert {"message.in", "storage.failed", "turn.pattern_timeout"} <= logged, "the search finds them"
     known = set(reader._Builder().handlers) | reader.TURN_EVENTS | reader.IGNORED_EVENTS
     assert logged - known == set()
+
+
+PICKER_FLOW = """\
+name: picker
+languages: [en]
+entry: {command: /pick, access: anyone, title: "a number"}
+initial: picked
+states:
+  - name: picked
+    on_enter: pick_random
+    say: "picked {picked}"
+    goto: hub
+"""
+PICKER_ACTIONS = """\
+from chatbot.dialogs import action
+
+
+@action(sets=("picked",))
+def pick_random(ctx, arg=None):
+    ctx.set_slot("picked", ctx.env.random_index(1000))
+"""
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_live_replay_accepts_a_reply_the_server_picked_among_more_choices_than_it_can_try(tmp_path):
+    from chatbot.dialogs import Registry
+
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "picker.yaml").write_text(PICKER_FLOW, encoding="utf-8")
+    (tmp_path / "picker_actions.py").write_text(PICKER_ACTIONS, encoding="utf-8")
+    registry = Registry.with_builtins()
+    registry.load(str(tmp_path / "picker_actions.py"))
+    engine = make_engine(tmp_path / "flows", registry)
+    with setup_logging(log_dir=tmp_path / "logs", console="none"):
+        async with running_server(tmp_path / "recorded", engine=engine) as server:
+            visitor = Visitor(server.port)
+            session_id = await visitor.arrive("en")
+            await visitor.say("/pick", "/pick", "/pick")
+            visitor.leave()
+    code, out, err = cli(tmp_path / "logs", "--flows", tmp_path / "flows", "--actions", tmp_path / "picker_actions.py")
+    assert code == 0 and "same" in status_line(out, session_id), out + err
+    async with running_server(tmp_path / "fresh", engine=engine) as server:
+        code, out, err = await cli_in_thread(tmp_path / "logs", "--live", f"ws://127.0.0.1:{server.port}/ws",
+                                             "--flows", tmp_path / "flows", "--actions",
+                                             tmp_path / "picker_actions.py")
+    assert code == 0 and "same" in status_line(out, session_id), out + err

@@ -70,8 +70,9 @@ def _run(options: ReplayOptions, echo) -> int:
         session = _pick(logs, options.transcript)
         echo(transcript_json(session) if options.output_format == "json" else transcript_text(session), nl=False)
         return 0
-    chosen = [_pick(logs, wanted) for wanted in options.sessions] if options.sessions \
-        else list(logs.sessions.values())
+    # A session named twice (by its id and a prefix of it) is replayed once.
+    chosen = list({id(session): session for session in (_pick(logs, wanted) for wanted in options.sessions)}
+                  .values()) if options.sessions else list(logs.sessions.values())
     if not chosen:
         raise UnusableInput(f"no chat sessions in {', '.join(logs.files)} (no session.created, message.in or "
                             "reply.out records)")
