@@ -189,7 +189,9 @@ class IntentMatcher:
     tokens are sorted ahead of time, which makes plain ``fuzz.ratio`` compute the same score.
     Counting characters lets a short word stand in for another ('who are you' scores 91 against
     'how are you'), so an example is also scored by the words it shares with the text (see
-    :func:`_shared_words_score`), and the lower of the two scores counts.
+    :func:`_shared_words_score`), and the lower of the two scores counts. A text of several
+    clauses ('hi, how are you?') is also compared clause by clause, the best one counting, so that
+    a greeting or thanks set off from a request does not hide it.
 
     The best score wins; ties go to pattern, then keyword, then example, then to entries of
     the session language, then to the intent declared first. Unknown candidate names are
@@ -270,16 +272,21 @@ class IntentMatcher:
                     key = (found[1], 1, -entries[found[2]].rank)
                     if key > best_key:
                         best_key, best = key, entries[found[2]]
-        sorted_text = " ".join(sorted(tokens))
-        for threshold, (choices, entries) in index.examples.items():
-            cutoff = max(threshold, best_key[0])
-            found = process.extractOne(sorted_text, choices, scorer=fuzz.ratio, score_cutoff=cutoff)
-            if found is not None:
-                found = _best_example(tokens, sorted_text, choices, cutoff, found)
-            if found is not None:
-                key = (found[0], 0, -entries[found[1]].rank)
-                if key > best_key:
-                    best_key, best = key, entries[found[1]]
+        if index.examples:
+            # The whole text, and each of its clauses: a greeting or thanks set off by punctuation
+            # ('hi, how are you?', 'what time is it? thanks') does not hide the request.
+            texts = [tokens] + [clause for clause in _clauses(text) if clause != tokens]
+            for threshold, (choices, entries) in index.examples.items():
+                for words in texts:
+                    sorted_text = " ".join(sorted(words))
+                    cutoff = max(threshold, best_key[0])
+                    found = process.extractOne(sorted_text, choices, scorer=fuzz.ratio, score_cutoff=cutoff)
+                    if found is not None:
+                        found = _best_example(words, sorted_text, choices, cutoff, found)
+                    if found is not None:
+                        key = (found[0], 0, -entries[found[1]].rank)
+                        if key > best_key:
+                            best_key, best = key, entries[found[1]]
         if best is None:
             return None
         return Match(best.intent, best_key[0], "keyword" if best_key[1] else "example", {})
@@ -366,10 +373,11 @@ def _is_word_typo(word: str, keyword: str) -> bool:
     """Whether ``word`` is ``keyword`` mistyped, not another word.
 
     Short words are not guessed at, as one slip turns them into other words ('top'/'stop').
-    Nor is a word that is the keyword cut short or with letters added at its end: that is
-    mostly another word ('logo'/'logout', 'hell'/'hello', 'sign'/'signin', 'signing'/'signin',
-    'registered'/'register'). A repeated last letter is still a typo ('hellooo', 'okayy'), and
-    so is a missing last letter of a keyword of six letters or more ('goodby', 'mornin').
+    Nor is a word that is the keyword cut short or with letters added at its end or start: that
+    is mostly another word ('logo'/'logout', 'hell'/'hello', 'sign'/'signin', 'signing'/'signin',
+    'registered'/'register', 'unregister'/'register'). A repeated first or last letter is still
+    a typo ('hhello', 'hellooo', 'okayy'), and so is a missing last letter of a keyword of six
+    letters or more ('goodby', 'mornin').
     """
     if len(word) < _TYPO_MIN_CHARS or len(keyword) < _TYPO_MIN_CHARS:
         return False
@@ -380,6 +388,9 @@ def _is_word_typo(word: str, keyword: str) -> bool:
         return True  # the last letter of a long word missed ('goodby', 'mornin', 'thank')
     if word.startswith(keyword) or keyword.startswith(word):
         return False
+    first = keyword[0]
+    if word.endswith(keyword) and word.lstrip(first) != keyword.lstrip(first):
+        return False  # letters added at its start: 'unregister', 'deregister' (but 'rregister' is a typo)
     return _within_edits(word, keyword)
 
 
@@ -407,6 +418,19 @@ def _shared_words_score(words: list[str], example: list[str]) -> float:
                 break
     total = sum(map(len, words)) + sum(map(len, example))
     return 100.0 * shared / total if total else 0.0
+
+
+# What ends a clause: a greeting or thanks is set off from a request by one of these.
+_CLAUSE_END = re.compile(r"[,;:.!?\u2026\u2013\u2014\n\u3001\u3002\uff01\uff0c\uff1a\uff1b\uff1f]+")
+_MAX_CLAUSES = 8  # a long text with many clauses is no example's whole text anyway
+
+
+def _clauses(text: str) -> list[list[str]]:
+    """The normalised words of each clause of ``text`` (raw), when it has more than one."""
+    parts = _CLAUSE_END.split(text, maxsplit=_MAX_CLAUSES)[:_MAX_CLAUSES]
+    words = [normalise(part) for part in parts]
+    words = [part.split(" ") for part in words if part]
+    return words if len(words) > 1 else []
 
 
 def _windows(tokens: list[str], width: int) -> Iterable[str]:
@@ -466,9 +490,52 @@ def _slots(found: PatternMatch, raw: str, norm: str) -> dict[str, str]:
         while end > start and norm[end - 1] == " ":
             end -= 1
         if origins is not None and end > start:
-            value = raw[origins[start]:origins[end - 1] + 1].strip()
+            value = raw[slice(*_bracketed(raw, norm, origins, start, end))].strip()
         slots[name] = value
     return slots
+
+
+# Brackets and quotes, opening → closing. Punctuation at the ends of a group is not part of its
+# value ('Ann-Marie!' gives 'Ann-Marie'), except the other half of a pair the value holds one of:
+# 'call me Ann (the great)' gives 'Ann (the great)', not 'Ann (the great'.
+_PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">", "«": "»", "‹": "›", "“": "”", "„": "“", "‘": "’",
+          "「": "」", "『": "』", '"': '"'}
+_CLOSING = frozenset(_PAIRS.values())
+
+
+def _bracketed(raw: str, norm: str, origins: list[int], start: int, end: int) -> tuple[int, int]:
+    """The raw span of ``norm[start:end]``, taking in the brackets and quotes that close (or
+    open) the ones it holds from the punctuation around it."""
+    first, last = origins[start], origins[end - 1] + 1
+    opened: list[str] = []  # openers not closed yet, innermost last
+    unopened: list[str] = []  # closers with no opener, in order
+    for char in raw[first:last]:
+        char = unicodedata.normalize("NFKC", char)
+        if opened and char == _PAIRS[opened[-1]]:
+            opened.pop()
+        elif char in _PAIRS:
+            opened.append(char)
+        elif char in _CLOSING:
+            unopened.append(char)
+    # The raw characters next to the group that normalising dropped: punctuation and spaces.
+    previous = start - 1
+    while previous >= 0 and norm[previous] == " ":
+        previous -= 1
+    before = origins[previous] + 1 if previous >= 0 else 0
+    after = origins[end] if end < len(norm) else len(raw)
+    for i in range(last, after):
+        if not opened:
+            break
+        if unicodedata.normalize("NFKC", raw[i]) == _PAIRS[opened[-1]]:
+            opened.pop()
+            last = i + 1
+    for i in range(first - 1, before - 1, -1):
+        if not unopened:
+            break
+        if _PAIRS.get(unicodedata.normalize("NFKC", raw[i])) == unopened[0]:
+            unopened.pop(0)
+            first = i
+    return first, last
 
 
 def _origins(raw: str, norm: str) -> list[int] | None:

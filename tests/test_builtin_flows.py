@@ -172,7 +172,8 @@ def test_a_new_account_can_be_asked_for_in_words(engine):
 
 @pytest.mark.parametrize("text, lang", [
     ("i don't want to log out", "en"), ("how do i log out", "en"), ("what does log out do", "en"),
-    ("bye, log out", "en"), ("не хочу выйти", "ru"), ("как выйти?", "ru"),
+    ("do not log me out", "en"), ("can i log out", "en"), ("log out? no", "en"),
+    ("не хочу выйти", "ru"), ("как выйти?", "ru"), ("я не хочу выйти", "ru"), ("можно выйти?", "ru"),
 ])
 def test_a_question_or_a_refusal_about_logging_out_keeps_the_login(engine, text, lang):
     chat = logged_in(engine, lang)
@@ -183,6 +184,9 @@ def test_a_question_or_a_refusal_about_logging_out_keeps_the_login(engine, text,
 @pytest.mark.parametrize("text, lang", [
     ("log me out", "en"), ("Log out, please", "en"), ("sign me out", "en"), ("log off", "en"),
     ("выйди", "ru"), ("Выйти из системы", "ru"), ("разлогинь меня", "ru"),
+    ("bye, log out", "en"), ("I'd like to log out", "en"), ("can you log me out", "en"), ("i wanna log out", "en"),
+    ("let me log out", "en"), ("log out now please", "en"), ("ok log out", "en"),
+    ("я хочу выйти", "ru"), ("выйти сейчас", "ru"), ("выйти из чата", "ru"), ("пока, выйти", "ru"),
 ])
 def test_a_request_to_log_out_in_its_usual_words_logs_out(engine, text, lang):
     chat = logged_in(engine, lang)
@@ -219,3 +223,121 @@ def test_polite_and_joined_up_cancels_cancel(engine, start, cancel):
     chat.press(start)
     chat.say(cancel)
     assert chat.where == "hub:welcome", chat.texts
+
+
+HUB_FALLBACK = {"en": "To chat with me, please log in or register first.",
+                "ru": "Чтобы поговорить, сначала войдите или зарегистрируйтесь."}
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+@pytest.mark.parametrize("text", ["выйти", "выход", "Выход!", "хочу выйти"])
+def test_exit_is_not_read_as_entry_by_a_visitor(engine, text, lang):
+    chat = Conversation(engine, lang=lang)
+    chat.say(text)  # 'выйти'/'выход' ("exit") are one letter from 'войти'/'вход' ("log in")
+    assert chat.where == "hub:welcome", chat.texts
+    assert chat.texts == [HUB_FALLBACK[lang]]
+
+
+@pytest.mark.parametrize("text, lang, flow", [
+    ("войти", "ru", "login"), ("вход", "ru", "login"), ("хочу войти", "ru", "login"), ("логин", "en", "login"),
+    ("Как войти?", "ru", "login"), ("lgoin", "en", "login"), ("i do have an account", "en", "login"),
+    ("I have no account", "en", "registration"), ("у меня еще нет аккаунта", "ru", "registration"),
+    ("unregister", "en", "hub"), ("deregister", "en", "hub"),    # letters added in front: another word
+])
+def test_a_visitor_asking_to_log_in_or_register_gets_the_right_flow(engine, text, lang, flow):
+    chat = Conversation(engine, lang=lang)
+    chat.say(text)
+    assert chat.state.flow == flow, chat.texts
+
+
+@pytest.mark.parametrize("text, lang, intent", [
+    ("hi! call me Bob", "en", "call_me"), ("hello, what can you do?", "en", "capabilities"),
+    ("hey, what time is it?", "en", "time"), ("thanks! tell me a joke", "en", "joke"),
+    ("tell me a joke, thanks", "en", "joke"), ("good morning, who am I?", "en", "whoami"),
+    ("what time is it? thank you", "en", "time"), ("hello how are you", "en", "how_are_you"),
+    ("привет, зови меня Боб", "ru", "call_me"), ("привет! что ты умеешь?", "ru", "capabilities"),
+    ("спасибо, расскажи шутку", "ru", "joke"), ("привет, как дела?", "ru", "how_are_you"),
+    ("здравствуйте! который час?", "ru", "time"), ("как меня зовут? спасибо", "ru", "remind_name"),
+])
+def test_a_greeting_or_thanks_around_a_request_answers_the_request(engine, text, lang, intent):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert [step.get("intent") for step in chat.result.transitions] == [intent], chat.texts
+
+
+@pytest.mark.parametrize("text, lang, reply", [
+    ("hi", "en", "Hello, ann!"), ("Hello there!", "en", "Hello, ann!"), ("hey hey", "en", "Hello, ann!"),
+    ("Good evening", "en", "Hello, ann!"), ("helloo 👋", "en", "Hello, ann!"), ("👋👋", "en", "Hello, ann!"),
+    ("Thanks!", "en", "You are welcome!"), ("thank you very much", "en", "You are welcome!"),
+    ("ok, thanks a lot", "en", "You are welcome!"), ("🙏", "en", "You are welcome!"),
+    ("Привет!", "ru", "Привет, ann!"), ("Здравствуйте", "ru", "Привет, ann!"), ("добрый вечер", "ru", "Привет, ann!"),
+    ("Спасибо большое!", "ru", "Пожалуйста!"), ("большое спасибо", "ru", "Пожалуйста!"),
+])
+def test_a_greeting_or_thanks_on_its_own_is_answered_as_one(engine, text, lang, reply):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert chat.texts == [reply]
+
+
+@pytest.mark.parametrize("text, lang, nickname", [
+    ("call me Bob, please", "en", "Bob"), ("call me Ann please", "en", "Ann"), ("call me Ann Marie", "en", "Ann Marie"),
+    ("Please call me Bob, thanks!", "en", "Bob"), ("зови меня Боб, пожалуйста", "ru", "Боб"),
+    ("Меня зовут Анна Мария", "ru", "Анна Мария"),
+])
+def test_a_please_or_thanks_after_the_name_is_not_part_of_it(engine, text, lang, nickname):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert chat.state.slots.get("nickname") == nickname, chat.texts
+
+
+@pytest.mark.parametrize("text, lang, nickname", [
+    ("call me Ann (the great)", "en", "Ann (the great)"), ("call me Ann (the great), please", "en", "Ann (the great)"),
+    ("зови меня Аня «Великая»!", "ru", "Аня «Великая»"), ("call me [Ann]", "en", "Ann"),
+])
+def test_a_nickname_keeps_the_brackets_it_opens_and_closes(engine, text, lang, nickname):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert chat.state.slots.get("nickname") == nickname, chat.texts
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("time", "en"), ("the time", "en"), ("Tell time", "en"), ("time now?", "en"), ("tell me the time please", "en"),
+    ("время", "ru"), ("скажи время", "ru"), ("Который сейчас час?", "ru"), ("сколько сейчас времени", "ru"),
+])
+def test_the_time_can_be_asked_for_in_the_short_ways(engine, text, lang):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert [step.get("intent") for step in chat.result.transitions] == ["time"], chat.texts
+    assert chat.texts == [{"en": "It is 14:13 UTC on 2026-09-21.", "ru": "Сейчас 14:13 UTC, 2026-09-21."}[lang]]
+
+
+@pytest.mark.parametrize("lang, forget, nothing, done", [
+    ("en", "forget my name",
+     "You have not told me what to call you, so there is nothing to forget: I call you ann.",
+     "Done, I will call you ann again."),
+    ("ru", "забудь мое имя",
+     "Вы не говорили, как вас называть, так что забывать нечего: я называю вас ann.",
+     "Хорошо, снова буду называть вас ann."),
+])
+def test_forgetting_a_name_never_set_says_so(engine, lang, forget, nothing, done):
+    chat = logged_in(engine, lang)
+    chat.say(forget)
+    assert chat.texts == [nothing]
+    chat.say("call me Bob" if lang == "en" else "зови меня Боб")
+    chat.say(forget)
+    assert chat.texts == [done]
+    assert "nickname" not in chat.state.slots
+
+
+@pytest.mark.parametrize("text, lang, reply", [
+    ("my name is", "en", "What shall I call you? Say 'call me' and the name, for example 'call me Ann'."),
+    ("Call me!", "en", "What shall I call you? Say 'call me' and the name, for example 'call me Ann'."),
+    ("меня зовут", "ru", "Как вас называть? Скажите «зови меня» и имя, например «зови меня Аня»."),
+])
+def test_the_start_of_a_name_without_the_name_asks_for_it(engine, text, lang, reply):
+    chat = logged_in(engine, lang)
+    chat.say(text)
+    assert chat.texts == [reply]
+    assert "nickname" not in chat.state.slots
+    chat.say(f"{text} Bob")
+    assert chat.state.slots.get("nickname") == "Bob", chat.texts

@@ -167,10 +167,40 @@ def test_commands_work_everywhere(engine):
     assert chat.texts[0].startswith("Введите имя пользователя")
     chat.say("/lang xx")
     assert chat.texts[0] == "Я говорю на этих языках: en, ru."
-    chat.say("/nope")
-    assert chat.texts == ["Я не знаю команды /nope. Наберите /help, чтобы увидеть список."]
+    chat.say("/nope")  # refused like anything else the state cannot take: its question again
+    assert chat.texts == ["Я не знаю команды /nope. Наберите /help, чтобы увидеть список.", "Как ваше имя пользователя?"]
+    assert [action for _, action in chat.result.replies[-1].buttons] == ["cancel"]
     chat.say("/start")
     assert chat.where == "hub:welcome"
+
+
+@pytest.mark.parametrize("lang, unknown", [
+    ("en", "I do not know the command /ann. Type /help for the list."),
+    ("ru", "Я не знаю команды /ann. Наберите /help, чтобы увидеть список."),
+])
+def test_an_unknown_command_asks_the_question_again_with_its_buttons(engine, lang, unknown):
+    chat = Conversation(engine, lang=lang)
+    chat.press("register")
+    question = chat.texts[-1]
+    chat.say("/ann")
+    assert chat.where == "registration:ask_username"
+    assert chat.texts == [unknown, question]
+    assert [action for _, action in chat.result.replies[-1].buttons] == ["cancel"]
+    chat.say("/Nope")  # in the hub too: the welcome and its Log in / Register buttons
+    chat.press("cancel")
+    chat.say("/nope")
+    assert chat.where == "hub:welcome" and len(chat.texts) == 2
+    assert [action for _, action in chat.result.replies[-1].buttons] == ["login", "register"]
+
+
+@pytest.mark.parametrize("action", ["lang:RU", "lang:Ru"])
+def test_a_language_action_is_case_insensitive_as_the_command_is(engine, action):
+    chat = Conversation(engine)
+    chat.press(action)
+    assert chat.state.lang == "ru"
+    assert chat.texts[0] == "Буду говорить по-русски."
+    chat.press("lang:EN")
+    assert chat.state.lang == "en"
 
 
 def test_logout_command_and_button_end_the_login(engine):

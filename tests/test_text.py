@@ -446,3 +446,38 @@ def test_answers_do_not_depend_on_what_was_asked_before(texts):
 def test_a_slot_is_the_raw_text_of_its_group_and_no_more(pattern, text, slots):
     matcher = IntentMatcher([IntentSpec("x", patterns={"en": [pattern]})])
     assert matcher.match(text, "en").slots == slots
+
+
+@pytest.mark.parametrize("pattern, text, slots", [
+    (r"^call me (?P<name>.+)$", "call me Ann (the great)", {"name": "Ann (the great)"}),
+    (r"^call me (?P<name>.+)$", "call me Ann (the great)!", {"name": "Ann (the great)"}),
+    (r"^call me (?P<name>.+?)(?: please)?$", "call me Ann [the 2nd], please", {"name": "Ann [the 2nd]"}),
+    (r"^call me (?P<name>.+)$", "call me Ann «Великая»", {"name": "Ann «Великая»"}),
+    (r"^call me (?P<name>.+)$", 'call me Ann "the great"', {"name": 'Ann "the great"'}),
+    (r"^call me (?P<name>.+)$", "call me (Ann)", {"name": "Ann"}),           # a pair around it: outside
+    (r"^call me (?P<name>.+)$", "call me Ann)", {"name": "Ann"}),            # a closer it did not open
+    (r"^i am (?P<name>.+) ok$", "i am (the great) Ann, ok", {"name": "(the great) Ann"}),
+])
+def test_a_slot_keeps_both_halves_of_a_bracket_it_holds(pattern, text, slots):
+    matcher = IntentMatcher([IntentSpec("x", patterns={"en": [pattern]})])
+    assert matcher.match(text, "en").slots == slots
+
+
+@pytest.mark.parametrize("text, keyword", [
+    ("unregister", "register"), ("deregister", "register"), ("relogin", "login"),
+])
+def test_a_keyword_with_letters_added_in_front_is_another_word(text, keyword):
+    matcher = IntentMatcher([IntentSpec("x", keywords={"en": [keyword]})], threshold=50)
+    assert matcher.match(text, "en") is None
+    assert matcher.match(keyword[0] + keyword, "en").intent == "x"  # a doubled first letter is a slip
+
+
+def test_an_example_may_be_one_clause_of_the_text():
+    how = IntentSpec("how_are_you", examples={"en": ["how are you"], "ru": ["как дела"]})
+    greet = IntentSpec("greet", patterns={"en": ["^(?:hello|hi)$"], "ru": ["^привет$"]})
+    matcher = IntentMatcher([greet, how])
+    for text in ("Hello, how are you?", "how are you? hi", "привет! как дела?", "Привет — как дела"):
+        assert matcher.match(text, "en").intent == "how_are_you", text
+    assert matcher.match("hello", "en").intent == "greet"
+    assert matcher.match("hello, what a day", "en") is None   # a pattern still takes the whole text
+    assert matcher.match("привет как дела", "en") is None     # no punctuation: one clause, 70

@@ -300,7 +300,7 @@ class Engine:
         if name != TEXT_TRIGGER and name in turn.runtime.triggers[turn.state] and self._fire(turn, name):
             return
         if name.startswith(LANG_PREFIX):
-            self._set_language(turn, name[len(LANG_PREFIX):])
+            self._set_language(turn, name[len(LANG_PREFIX):].strip().lower())  # as `/lang RU` is
         elif name.startswith(FLOW_PREFIX):
             self._enter(turn, name[len(FLOW_PREFIX):], name)
         elif name in GLOBAL_ACTIONS:
@@ -321,6 +321,7 @@ class Engine:
             self._enter(turn, self.entry_commands[word], word)
         else:
             turn.say_engine("unknown_command", command=word)
+            self._reprompt(turn)  # the question and its buttons again, as for any refusal
 
     def show_help(self, turn: Turn, *, reprompt: bool = True) -> None:
         """The flow's help (or the engine's), the flows one may start, then the question again
