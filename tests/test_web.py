@@ -442,6 +442,39 @@ def test_a_360px_wide_screen_fits(open_chat, locale):
     assert send["x"] + send["width"] <= 360
 
 
+def test_the_message_field_follows_the_direction_of_its_text(open_chat):
+    chat = open_chat()
+    direction = "input => getComputedStyle(input).direction"
+    chat.input.fill("שלום, מה שלומך?")
+    assert chat.input.evaluate(direction) == "rtl"
+    chat.input.fill("hello, שלום")
+    assert chat.input.evaluate(direction) == "ltr"
+
+
+# Where a message is in the conversation's view, from its top, once the page has drawn.
+OFFSET_IN_LOG = """
+text => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => {
+  const log = document.getElementById('log');
+  done(text.closest('.msg').getBoundingClientRect().top - log.getBoundingClientRect().top);
+})))
+"""
+
+
+@pytest.mark.parametrize("server", [("--rate-limit", "1000", "--rate-burst", "1000")], indirect=True)
+def test_a_reader_who_scrolled_up_keeps_the_message_read_in_view_when_the_screen_turns(open_chat, server):
+    chat = open_chat(width=1200, height=800)
+    fill_conversation(server.port, chat.local_storage()["chatbot.resume"], 60)
+    expect(chat.user_texts.last).to_have_text("message 59")
+    reading = chat.user_texts.filter(has_text=exactly("message 30"))
+    reading.evaluate("text => { const log = document.getElementById('log');"  # the top-most one in view
+                     " log.scrollTop += text.closest('.msg').getBoundingClientRect().top"
+                     " - log.getBoundingClientRect().top - 4; }")
+    offset = reading.evaluate(OFFSET_IN_LOG)
+    for width, height in ((360, 640), (640, 360), (1200, 800)):
+        chat.page.set_viewport_size({"width": width, "height": height})
+        assert abs(reading.evaluate(OFFSET_IN_LOG) - offset) < 2, f"moved at {width}x{height}"
+
+
 def test_keyboard_only_use(open_chat):
     chat = open_chat()
     page = chat.page
@@ -518,6 +551,20 @@ def test_a_message_left_in_the_shared_outbox_of_an_earlier_page_version_is_sent(
         assert chat.errors == []
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("server", [("--rate-limit", "1", "--rate-burst", "4")], indirect=True)
+def test_messages_refused_for_the_rate_limit_reach_the_server_in_the_order_typed(open_chat, server):
+    chat = open_chat()
+    typed = [f"m{n}" for n in range(7)]
+    for text in typed[:6]:  # the first few go through; the server drops the others for coming too fast
+        chat.type_message(text)
+    chat.page.wait_for_timeout(1200)  # the server would take a frame again now, before they are sent again
+    chat.type_message(typed[6])
+    expect(chat.pending).to_have_count(0, timeout=20_000)  # all delivered, none given up
+    assert [e["text"] for e in chat.entries() if e["from"] == "user"] == typed
+    stored = server_history(server.port, chat.local_storage()["chatbot.resume"])
+    assert [e["text"] for e in stored if e["from"] == "user"] == typed
 
 
 # --- a conversation that changed under the page ------------------------------------------------
@@ -632,6 +679,44 @@ def test_with_its_storage_blocked_the_page_goes_on_with_its_conversation_after_a
     say(chat, "still there?", anonymous)  # a new session would number its entries from 1 again
     after = [(e["from"], e["text"]) for e in chat.entries()]
     assert after == [*((e["from"], e["text"]) for e in before), ("user", "still there?"), ("bot", anonymous)]
+
+
+# localStorage, whose quota all the pages of the site share, is full from the start.
+FILL_LOCAL_STORAGE = """
+if (!sessionStorage.getItem('filled')) {
+  sessionStorage.setItem('filled', '1');
+  for (const size of [256 * 1024, 1024, 0]) {
+    try { for (let n = 0; ; n++) localStorage.setItem(`filler-${size}-${n}`, 'x'.repeat(size)); } catch {}
+  }
+}
+"""
+
+# localStorage takes the first token and refuses the next, as a full quota refuses a value that grows.
+REFUSE_A_NEW_TOKEN = """
+const setItem = Storage.prototype.setItem;
+Storage.prototype.setItem = function (key, value) {
+  if (this === localStorage && key === 'chatbot.resume' && this.getItem(key) !== null) {
+    throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+  }
+  return setItem.call(this, key, value);
+};
+"""
+
+
+@pytest.mark.parametrize("full", [FILL_LOCAL_STORAGE, REFUSE_A_NEW_TOKEN])
+def test_with_local_storage_full_a_reload_keeps_the_conversation_and_the_login(open_chat, full):
+    chat = open_chat(setup=lambda page: page.add_init_script(full))
+    chat.exchange("one two three", "To chat with me, please log in or register first.")
+    stored_token = "localStorage.getItem('chatbot.resume')"
+    before_login = chat.page.evaluate(stored_token)
+    register(chat, "max_full", "full storage pass")  # the login's new token is refused
+    assert chat.page.evaluate(stored_token) == before_login  # none, or the old one
+    before = chat.entries()
+    chat.reload()
+    chat.expect_logged_in("max_full")
+    expect(chat.bot_texts).to_have_count(sum(1 for e in before if e["from"] == "bot"))
+    assert chat.entries() == before
+    chat.exchange("who am i", "You are logged in as max_full.")
 
 
 # --- a network that hangs ----------------------------------------------------------------------
@@ -875,6 +960,31 @@ def test_show_earlier_messages_keeps_the_keyboard_focus(open_chat, server):
     expect(shown).to_have_count(153)
     expect(earlier).to_be_hidden()
     expect(chat.log).to_be_focused()
+
+
+MISSED = "Some messages from while you were away are no longer available."
+
+
+@pytest.mark.parametrize("server", [("--history-limit", "20", "--rate-limit", "1000", "--rate-burst", "1000")],
+                         indirect=True)
+def test_a_tab_back_after_the_server_dropped_what_it_missed_says_so_where_they_were(open_chat, server):
+    chat = open_chat(setup=lambda page: page.add_init_script(SOCKETS), console=(FAILED_OFFLINE,))
+    anonymous = "To chat with me, please log in or register first."
+    chat.exchange("before the drop", anonymous)
+
+    def away_while(messages: int) -> None:
+        chat.set_offline(True)
+        chat.page.evaluate("window.__sockets.at(-1).close()")
+        fill_conversation(server.port, chat.local_storage()["chatbot.resume"], messages)
+        chat.set_offline(False)
+        chat.expect_connected()
+        expect(chat.user_texts.last).to_have_text(f"message {messages - 1}")
+
+    away_while(30)  # 60 entries: the server keeps the last 20
+    texts = [e["text"] for e in chat.entries()]
+    assert texts[1:6] == ["before the drop", anonymous, MISSED, "message 20", anonymous]
+    away_while(2)  # nothing dropped: no note
+    expect(chat.page.get_by_test_id("system-note")).to_have_count(1)
 
 
 @pytest.mark.parametrize("server", [("--new-sessions-per-ip", "1")], indirect=True)

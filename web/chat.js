@@ -1,7 +1,8 @@
 // The chat page: one WebSocket to ./ws speaking the protocol of docs/protocol.md.
 // Only what must survive a reload is stored: in localStorage, shared by the tabs, the token,
 // last_seq and lang; in sessionStorage, the tab's own, its outbox. The conversation itself is
-// always rebuilt from the server's history. What a storage refuses to keep is kept in memory.
+// always rebuilt from the server's history. What localStorage refuses to keep (a full quota) is
+// kept in sessionStorage, and what that refuses too (blocked site data) in memory.
 
 const KEYS = {
   resume: 'chatbot.resume',
@@ -31,6 +32,7 @@ const STRINGS = {
     bot: 'Bot', you: 'You', sending: 'sending…', notSent: 'not sent',
     earlier: 'Show earlier messages',
     expired: 'Your previous conversation has expired. A new one has started.',
+    missed: 'Some messages from while you were away are no longer available.',
     passwordPlaceholder: 'Password (hidden)',
     passwordHint: 'What you type here is hidden and never shown in the chat.',
     passwordOffline: 'A password can only be sent while connected.',
@@ -52,6 +54,7 @@ const STRINGS = {
     bot: 'Бот', you: 'Вы', sending: 'отправляется…', notSent: 'не отправлено',
     earlier: 'Показать более ранние сообщения',
     expired: 'Прежний разговор истёк. Начат новый.',
+    missed: 'Часть сообщений, пришедших, пока вас не было, больше недоступна.',
     passwordPlaceholder: 'Пароль (скрыт)',
     passwordHint: 'То, что вы вводите здесь, скрыто и не показывается в чате.',
     passwordOffline: 'Пароль можно отправить только при связи с сервером.',
@@ -74,7 +77,7 @@ const ui = {
   langButtons: document.querySelectorAll('[data-lang]'),
 };
 
-// What a storage failed to keep (disabled, blocked or full), by `area:key`. It is newer than
+// What sessionStorage failed to keep (disabled, blocked or full), by `area:key`. It is newer than
 // what the storage may still hold: without it a page whose storage throws would lose its token
 // and, at the next reconnect, silently start a new session.
 const unsaved = new Map();
@@ -96,6 +99,8 @@ const state = {
   accountAction: null,     // id of the login/register/logout action awaiting its ack
   loadingEarlier: false,
   sentSizes: [],           // [id, bytes] of the frames sent on this connection
+  holdTimer: null,         // set after a rate_limited refusal: the outbox waits until it fires
+  resendFrom: null,        // the seq the entries resent for the hello's last_seq start at
   lang: pickLanguage(),
   lastSeq: Number(load(KEYS.lastSeq)) || 0,
   user: null,
@@ -130,12 +135,27 @@ function write(area, key, value) {
   }
 }
 
+// localStorage is shared by the tabs and its quota by the whole site: it may be full. What it
+// refuses is kept in this tab's sessionStorage, which survives a reload, as {value, over}: `over`
+// is the shared value it is newer than (say, the token from before a login). Once another tab
+// has stored something else there, that is newer, and counts again.
 function load(key) {
-  return read('localStorage', key);
+  const shared = read('localStorage', key);
+  let kept = null;
+  try { kept = JSON.parse(read('sessionStorage', `${key}.fallback`)); } catch { /* none */ }
+  return kept?.over === shared ? kept.value : shared;
 }
 
 function save(key, value) {
-  write('localStorage', key, value);
+  const text = value === null || value === undefined ? null : String(value);
+  const fallback = `${key}.fallback`;
+  try {
+    if (text === null) localStorage.removeItem(key);
+    else localStorage.setItem(key, text);
+    write('sessionStorage', fallback, null);
+  } catch {
+    write('sessionStorage', fallback, JSON.stringify({ value: text, over: read('localStorage', key) }));
+  }
 }
 
 function randomTag() {
@@ -248,6 +268,7 @@ function sendHello() {
   if (token) hello.resume = token;
   if (state.needHistory) hello.history = HISTORY_ON_LOAD;
   else hello.last_seq = state.lastSeq;
+  state.resendFrom = state.needHistory ? null : state.lastSeq + 1;  // see checkResent
   state.sentToken = token || null;
   state.askedHistory = state.needHistory;
   state.langUnsent = false;
@@ -361,7 +382,13 @@ function onWelcome(frame) {
   }
   if (typeof frame.resume === 'string') save(KEYS.resume, frame.resume);
   if (!frame.resumed) state.needHistory = false;  // a new session has no past to send
-  if (isNewConversation(frame)) {
+  const otherConversation = isNewConversation(frame);
+  // Only a session that resumed resends what followed the hello's last_seq; where a user leaving
+  // started the conversation anew (`since`), the entries before were deleted on purpose.
+  const resends = frame.resumed && !otherConversation && state.resendFrom !== null
+    && frame.last_seq >= state.resendFrom;
+  state.resendFrom = resends ? Math.max(state.resendFrom, isSeq(frame.since) ? frame.since : 0) : null;
+  if (otherConversation) {
     if (userLeft(frame.user)) endConversation();
     else clearConversation();
     addNote(t('expired'));
@@ -379,8 +406,32 @@ function onWelcome(frame) {
   state.failures = 0;
   startKeepalive();
   followSessionLanguage(frame.lang);
-  for (const queued of outboxRead()) send(queued);
+  // A new connection has a rate limit of its own: what waited for the old one goes now.
+  clearTimeout(state.holdTimer);
+  state.holdTimer = null;
+  sendOutbox();
   refreshControls();
+}
+
+function sendOutbox() {
+  for (const queued of outboxRead()) send(queued);
+}
+
+// The server dropped a frame for coming too fast. Later ones sent meanwhile could overtake it, so
+// everything waits in the outbox and then goes again, in order: a frame the server has processed
+// already is only acknowledged again. Refused again, it waits again.
+function holdOutbox() {
+  if (state.holdTimer !== null) return;
+  state.holdTimer = setTimeout(() => {
+    state.holdTimer = null;
+    if (state.connected) sendOutbox();
+  }, RATE_LIMIT_RETRY_MS);
+}
+
+// A frame from the outbox goes at once unless the connection is down or the outbox is held.
+function sendQueued(frame) {
+  outboxAdd(frame);
+  if (state.connected && state.holdTimer === null) send(frame);
 }
 
 // The display shows another conversation than the one this welcome is for: the token sent was
@@ -422,8 +473,16 @@ function sendLanguage() {
   send({ type: 'action', id: newId(), name: `lang:${state.lang}` });
 }
 
+// The first entry resent after a welcome: if it is not the one expected, those between are gone
+// (the server keeps a limited history), and "Show earlier messages" could not fetch them either.
+function checkResent(seq) {
+  if (state.resendFrom !== null && seq > state.resendFrom) addNote(t('missed'));
+  state.resendFrom = null;
+}
+
 function onReply(frame) {
   if (!isSeq(frame.seq)) return;
+  checkResent(frame.seq);
   // The message that caused this reply sits just before it, even before its ack says where.
   const cause = byId.get(frame.in_reply_to);
   if (cause && sortKeys.get(cause) === Infinity) place(cause, frame.seq - 0.5);
@@ -434,6 +493,7 @@ function onReply(frame) {
 
 function onUser(frame) {
   if (!isSeq(frame.seq)) return;
+  checkResent(frame.seq);
   showEntry({ ...frame, from: 'user' });
 }
 
@@ -485,11 +545,9 @@ function errorText(frame) {
 function onError(frame) {
   const id = frame.in_reply_to;
   const message = errorText(frame);
+  if (frame.code === 'rate_limited') holdOutbox();
   if (typeof id === 'string' && outboxRead().some((queued) => queued.id === id)) {
-    if (frame.code === 'rate_limited') {
-      setTimeout(() => outboxRead().filter((q) => q.id === id).forEach(send), RATE_LIMIT_RETRY_MS);
-      return;
-    }
+    if (frame.code === 'rate_limited') return;  // it stays "sending…" and goes again
     outboxRemove(id);
   }
   accountActionDone(id);
@@ -711,6 +769,20 @@ function scrollToBottom() {
   ui.log.scrollTop = ui.log.scrollHeight;
 }
 
+// Where an element of the log is, from the top of its visible part.
+function offsetInLog(el) {
+  return el.getBoundingClientRect().top - ui.log.getBoundingClientRect().top;
+}
+
+// The top-most entry in view, and where; the log's own scroll anchoring is off (see chat.css).
+function topInView() {
+  for (const el of ui.log.children) {
+    const offset = offsetInLog(el);
+    if (offset + el.offsetHeight > 0) return { el, offset };
+  }
+  return null;
+}
+
 // ---------- controls ----------
 
 function refreshControls() {
@@ -816,9 +888,8 @@ function onSubmit(event) {
 function sendText() {
   const frame = { type: 'message', id: newId(), text: ui.input.value };
   ui.input.value = '';
-  outboxAdd(frame);
   showOwnMessage(frame.id, frame.text, false);
-  if (state.connected) send(frame);  // otherwise the outbox is sent after the next welcome
+  sendQueued(frame);  // or after the next welcome, or when a rate limit's wait is over
 }
 
 // The password goes from the field straight into one frame and is kept nowhere else.
@@ -835,8 +906,7 @@ function sendSecret() {
 function sendAction(name) {
   if (!state.connected) return null;
   const frame = { type: 'action', id: newId(), name };
-  outboxAdd(frame);
-  send(frame);
+  sendQueued(frame);
   refreshControls();
   return frame.id;
 }
@@ -899,11 +969,19 @@ function start() {
   ui.logout.addEventListener('click', () => sendAccountAction(ui.logout, 'logout'));
   ui.earlier.addEventListener('click', loadEarlier);
   // The conversation shrinks when the header or the hint grows (a long username wraps, the
-  // password hint appears): a reader who was at the newest message stays there.
+  // password hint appears) and changes size with the window (a phone turned): a reader who was
+  // at the newest message stays there, one who had scrolled up keeps the message read in view.
   let followed = true;
-  ui.log.addEventListener('scroll', () => { followed = nearBottom(); });
+  let reading = null;
+  ui.log.addEventListener('scroll', () => {
+    followed = nearBottom();
+    reading = followed ? null : topInView();
+  });
   if (typeof ResizeObserver === 'function') {
-    new ResizeObserver(() => { if (followed) scrollToBottom(); }).observe(ui.log);
+    new ResizeObserver(() => {
+      if (followed) scrollToBottom();
+      else if (reading?.el.isConnected) ui.log.scrollTop += offsetInLog(reading.el) - reading.offset;
+    }).observe(ui.log);
   }
   for (const button of ui.langButtons) {
     button.addEventListener('click', () => switchLanguage(button.dataset.lang));
