@@ -28,7 +28,6 @@ the hasher; nothing here logs.
 from __future__ import annotations
 
 import hmac
-import itertools
 import secrets
 import threading
 import time
@@ -111,8 +110,6 @@ class _Failures:
 REGISTRATION_RETRY = 60
 #: Accounts whose making connection is remembered (the newest; see Accounts._made_here).
 MAKERS_KEPT = 10_000
-#: How many of the oldest keys a full throttle table looks through for one to forget.
-EVICTION_SCAN = 64
 
 
 class Throttle:
@@ -220,21 +217,25 @@ class Throttle:
                 break
             keys.popitem(last=False)
         while len(keys) > policy.max_keys:
-            del keys[self._least_worth_keeping(now)]
+            self._forget_one(now)
 
-    def _least_worth_keeping(self, now: float) -> str:
-        """The key a full table forgets: failures under throwaway names must push out neither a
-        running lock nor a count on its way to one (9 failures, the 10th locks). So among the
-        oldest EVICTION_SCAN keys, the first not blocked with fewer than `delay_after` failures;
-        else the first not blocked; else the oldest."""
-        not_blocked = None
-        for key, entry in itertools.islice(self._keys.items(), EVICTION_SCAN):
-            if entry.blocked_until > now:
-                continue
-            if entry.count < self.policy.delay_after:
-                return key
-            not_blocked = not_blocked or key
-        return not_blocked or next(iter(self._keys))
+    def _forget_one(self, now: float) -> None:
+        """Forget the key a full table can best spare. Failures under throwaway names must push out
+        neither a running lock nor a count on its way to one (9 failures, the 10th locks): a key
+        not blocked with fewer than `delay_after` failures goes first, oldest first; the keys
+        passed over move to the end, so the next look starts past them. Without such a key, the
+        oldest not blocked goes, and only in a table of nothing but locks the oldest lock."""
+        keys, light = self._keys, self.policy.delay_after
+        unblocked = None
+        for _ in range(len(keys)):
+            key, entry = next(iter(keys.items()))
+            if entry.blocked_until <= now:
+                if entry.count < light:
+                    del keys[key]
+                    return
+                unblocked = unblocked or key
+            keys.move_to_end(key)
+        del keys[unblocked or next(iter(keys))]
 
 
 class Accounts:

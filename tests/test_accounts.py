@@ -308,6 +308,17 @@ def test_failures_under_throwaway_names_do_not_wipe_a_count_on_its_way_to_the_lo
     assert throttle.retry_after(["user:ann"]) == policy.lock_seconds, "the next failure still locks"
 
 
+def test_locks_placed_in_front_of_a_victims_lock_do_not_expose_it_to_a_flood(clock):
+    policy = ThrottlePolicy(max_keys=200)
+    throttle = Throttle(policy, clock=clock)
+    for key in ["user:victim"] + [f"conn:{n}" for n in range(80)]:  # an attacker's own locks, after it
+        for _ in range(policy.lock_after):
+            throttle.failed([key])
+    for n in range(500):
+        throttle.failed([f"user:throwaway{n}"])
+    assert throttle.retry_after(["user:victim"]) == policy.lock_seconds
+
+
 def test_login_rehashes_when_the_parameters_changed(store):
     old = Accounts(store, hasher=argon2.PasswordHasher(**CHEAP))
     old.register("Alice", "long enough")
