@@ -55,11 +55,13 @@ class Settings:
                                     "until its burst is available again.", minimum=1)
     max_connections: int = setting(20000, "Open WebSocket connections allowed in total (fewer if the open-files "
                                           "limit leaves no room for them).", minimum=1)
-    max_connections_per_ip: int = setting(200, "Open WebSocket connections allowed from one address.",
+    max_connections_per_ip: int = setting(200, "Open WebSocket connections allowed from one address (an "
+                                               "IPv6 address counts with its /64).",
                                           minimum=1)
-    new_sessions_per_ip: int = setting(60, "New sessions one address may start per minute (a page that "
-                                           "comes back resumes its own); past it the connection is told "
-                                           "too_many_sessions and closed with 1013.", minimum=1)
+    new_sessions_per_ip: int = setting(60, "New sessions one address (an IPv6 address with its /64) may start "
+                                           "per minute (a page that comes back resumes its own); past it the "
+                                           "connection is told too_many_sessions and closed with 1013.",
+                                       minimum=1)
     allowed_origins: str = setting("", "Comma-separated Origins allowed to open a WebSocket "
                                        "(default: the page's own host; '*' allows any).", listed=True)
     trust_proxy_headers: bool = setting(False, "Take the client's address from X-Real-IP / X-Forwarded-For "

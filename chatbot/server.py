@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import itertools
 import math
 import os
@@ -128,6 +129,23 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
         return self._run_callback(self.handler.on_message, message)
 
 
+def client_address(ip: str) -> str:
+    """What per-address limits count by: an IPv4 address, or the /64 network of an IPv6 one.
+
+    One IPv6 host is usually given a whole /64 and may use any address in it: counted one by
+    one, its addresses would each get their own limits.
+    """
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:  # not an address (a unix socket's peer): counted as it is
+        return ip
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    if address.version == 6:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return ip
+
+
 class RateLimiter:
     """A token bucket per connection: `rate` frames a second on average, `burst` at once.
 
@@ -161,6 +179,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.settings_ = server.settings
         self.conn_id = f"k{next(server.conn_ids):x}"
         self.ip = self.request.remote_ip or "?"
+        #: What the per-address limits count by: the address, or an IPv6 address's /64.
+        self.address = client_address(self.ip)
         # Failed logins are throttled per account and per connection (see chatbot/accounts.py).
         self.client_key = f"conn:{self.conn_id}"
         self.live: LiveSession | None = None
@@ -205,11 +225,11 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if len(server.connections) >= server.max_connections:
             self._refuse(TRY_AGAIN_LATER, "server full", "max_connections")
             return
-        if server.per_ip[self.ip] >= self.settings_.max_connections_per_ip:
+        if server.per_ip[self.address] >= self.settings_.max_connections_per_ip:
             self._refuse(POLICY, "too many connections from your address", "max_connections_per_ip")
             return
         server.connections.add(self)
-        server.per_ip[self.ip] += 1
+        server.per_ip[self.address] += 1
         server.metrics.connections_open.set(len(server.connections))
 
     def _refuse(self, code: int, reason: str, kind: str) -> None:
@@ -220,9 +240,9 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         server = self.server
         if self in server.connections:
             server.connections.discard(self)
-            server.per_ip[self.ip] -= 1
-            if server.per_ip[self.ip] <= 0:
-                del server.per_ip[self.ip]
+            server.per_ip[self.address] -= 1
+            if server.per_ip[self.address] <= 0:
+                del server.per_ip[self.address]
             server.metrics.connections_open.set(len(server.connections))
         server.sessions.detach(self, self.live)
         by, (code, reason) = ("server", self.sent_close) if self.sent_close else ("client", (self.close_code,
@@ -317,7 +337,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     async def _attach(self, hello: dict) -> LiveSession | None:
         try:
-            return await self.server.sessions.attach(self, hello, lambda: self.server.may_start_session(self.ip))
+            return await self.server.sessions.attach(self, hello, lambda: self.server.may_start_session(self.address))
         except SessionRefused:
             # Each new session is stored for weeks: an address opening them in a loop would fill the disk.
             self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.ip, kind="new_sessions")
@@ -549,13 +569,14 @@ class ChatServer:
             self.executor.shutdown(wait=False)
         self.events.event("server.stop", reason=reason, drained=drained)
 
-    def may_start_session(self, ip: str) -> bool:
-        """Whether the client at `ip` may start one more session now (`new_sessions_per_ip` a minute)."""
-        bucket = self.new_sessions.pop(ip, None)
+    def may_start_session(self, address: str) -> bool:
+        """Whether a client at `address` (see client_address) may start one more session now
+        (`new_sessions_per_ip` a minute)."""
+        bucket = self.new_sessions.pop(address, None)
         if bucket is None:
             per_minute = self.settings.new_sessions_per_ip
             bucket = RateLimiter(per_minute / 60, per_minute)
-        self.new_sessions[ip] = bucket
+        self.new_sessions[address] = bucket
         if len(self.new_sessions) > ADDRESSES_TRACKED:
             self.new_sessions.popitem(last=False)  # the address idle longest is forgotten
         return bucket.allow()

@@ -1116,3 +1116,28 @@ async def test_an_address_starting_sessions_in_a_loop_is_told_to_wait_and_a_retu
         back = await Client.connect(server.port)
         assert (await back.hello(resume=tokens[0]))["resumed"] is True, "a page coming back is not counted"
         assert server.store.count_sessions() == 3
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_per_address_limits_count_an_ipv6_host_by_its_64(tmp_path):
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    async def visit(port: int, address: str) -> dict:
+        request = HTTPRequest(f"ws://127.0.0.1:{port}/ws", headers={"X-Real-IP": address})
+        client = Client(await websocket_connect(request))
+        await client.send({"type": "hello"})
+        first = await client.recv()
+        client.close()
+        return first
+
+    async with running_server(tmp_path, new_sessions_per_ip=3, trust_proxy_headers=True) as server:
+        # One host may use any address of its /64: counted one by one, each would start anew.
+        answers = [await visit(server.port, f"2001:db8::{n}") for n in range(1, 5)]
+        assert [a["type"] for a in answers] == ["welcome"] * 3 + ["error"]
+        assert answers[-1]["code"] == "too_many_sessions"
+        assert (await visit(server.port, "2001:db8:0:1::1"))["type"] == "welcome", "another /64"
+        assert (await visit(server.port, "203.0.113.7"))["type"] == "welcome"
+        for _ in range(2):
+            await visit(server.port, "::ffff:203.0.113.7")  # the same IPv4 client, written as IPv6
+        assert (await visit(server.port, "203.0.113.7"))["code"] == "too_many_sessions"
