@@ -200,7 +200,7 @@ def serve(config_file: Path | None, **options) -> None:
 
     if settings.workers == 1:
         sys.exit(run(None))
-    from chatbot.server import listen_error, listening_line
+    from chatbot.server import check_listening, listen_error, listening_line
     from chatbot.storage import Store
     from chatbot.supervisor import listening_sockets, supervise
 
@@ -218,7 +218,10 @@ def serve(config_file: Path | None, **options) -> None:
     # the fork, since a connection must not be shared between processes.
     store = Store(settings.database_url)
     store.open()
-    store.close()
+    try:
+        check_listening(settings.database_url)  # a worker needs it beside the store's connections
+    finally:
+        store.close()
     code = supervise(settings.workers, lambda index: run(index, sockets), announce=announce,
                      ready=lambda: announce(listening_line(settings.host, sockets[0].getsockname()[1],
                                                            settings.workers)))

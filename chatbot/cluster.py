@@ -20,6 +20,8 @@ import logging
 import secrets
 from typing import Any, Callable
 
+from chatbot.errors import StorageError
+
 #: The channel Store publishes turns on (its `notify_channel`).
 CHANNEL = "chatbot_turns"
 RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -43,6 +45,32 @@ def note(session_id: str, node: str, after_seq: int, last_seq: int, auth: dict |
     return json.dumps(body, separators=(",", ":"))
 
 
+def _listen(connect: Callable[[], Any]):
+    import psycopg2.extensions
+
+    conn = connect()
+    try:
+        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+        conn.cursor().execute(f"LISTEN {CHANNEL}")
+    except Exception:
+        conn.close()
+        raise
+    return conn
+
+
+def listening_connection(connect: Callable[[], Any]):
+    """A connection that LISTENs for the nodes' turns; StorageError when the database refuses one
+    (a role's or the server's connection limit): each node needs one besides its pool."""
+    import psycopg2
+
+    try:
+        return _listen(connect)
+    except psycopg2.Error as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise StorageError(f"storage: cannot open the connection that listens for other nodes' turns: "
+                           f"{reason}") from None
+
+
 class TurnListener:
     """LISTENs on a dedicated psycopg2 connection driven by the event loop."""
 
@@ -60,24 +88,13 @@ class TurnListener:
         self._retry: asyncio.Task | None = None
 
     def start(self) -> None:
+        """LISTEN now; raises StorageError if the database will not give a connection for it."""
         self.loop = asyncio.get_running_loop()
-        self._open()
-
-    def _open(self) -> None:
-        self._listen_on(self._connect())
+        self._listen_on(listening_connection(self.connect))
 
     def _connect(self):
         """A connection that LISTENs (blocking: run it off the loop once the server runs)."""
-        import psycopg2.extensions
-
-        conn = self.connect()
-        try:
-            conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-            conn.cursor().execute(f"LISTEN {CHANNEL}")
-        except Exception:
-            conn.close()
-            raise
-        return conn
+        return _listen(self.connect)
 
     def _listen_on(self, conn) -> None:
         self.conn = conn

@@ -33,7 +33,7 @@ from tornado.netutil import bind_sockets
 from chatbot import __version__
 from chatbot.accept import add_patient_accept_handler, socket_capacity
 from chatbot.accounts import Accounts
-from chatbot.cluster import TurnListener
+from chatbot.cluster import TurnListener, listening_connection
 from chatbot.config import Settings
 from chatbot.dialogs import Engine, LocalEnvironment
 from chatbot.errors import ConfigError, ProtocolError, StorageError
@@ -127,6 +127,22 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
         except UnicodeDecodeError:
             message = data
         return self._run_callback(self.handler.on_message, message)
+
+
+def listen_connector(database_url: str):
+    """What opens the connection a node LISTENs on (PostgreSQL)."""
+    import psycopg2
+
+    # A LISTEN connection that cannot be made must fail in seconds, not a TCP timeout.
+    params = {"connect_timeout": 5, **postgresql_connect_params(database_url)}
+    return lambda: psycopg2.connect(**params)
+
+
+def check_listening(database_url: str) -> None:
+    """Before workers are forked: StorageError if the database will not give a node its LISTEN
+    connection (each worker would die of it at start, to be started again and again)."""
+    if is_postgresql(database_url):
+        listening_connection(listen_connector(database_url)).close()
 
 
 def client_address(ip: str) -> str:
@@ -512,6 +528,14 @@ class ChatServer:
             for sock in bound:
                 sock.close()
             raise
+        if self.shared:
+            try:
+                await self._listen_for_other_nodes()
+            except BaseException:
+                await loop.run_in_executor(self.executor, self.store.close)
+                for sock in bound:
+                    sock.close()
+                raise
         self.port = sockets[0].getsockname()[1]
         sockets_allowed = socket_capacity()
         # Below the sockets' limit, so that a WebSocket past it is told 1013 rather than cut off.
@@ -528,14 +552,6 @@ class ChatServer:
         self.http.add_sockets(sockets)
         self.sessions.start()
         self._sweeper = asyncio.create_task(self._sweep_forever())
-        if self.shared:
-            import psycopg2
-
-            # A LISTEN connection that cannot be made must fail in seconds, not a TCP timeout.
-            params = {"connect_timeout": 5, **postgresql_connect_params(self.settings.database_url)}
-            self.listener = TurnListener(lambda: psycopg2.connect(**params), self.sessions.on_note,
-                                         self.sessions.catch_up)
-            self.listener.start()
         self.events.event("server.start", version=__version__, host=self.settings.host, port=self.port,
                           node=self.sessions.node,
                           db=masked_url(self.settings.database_url), flows=self.flow_hashes,
@@ -580,6 +596,12 @@ class ChatServer:
         if len(self.new_sessions) > ADDRESSES_TRACKED:
             self.new_sessions.popitem(last=False)  # the address idle longest is forgotten
         return bucket.allow()
+
+    async def _listen_for_other_nodes(self) -> None:
+        """LISTEN for the turns other nodes take; StorageError when the database refuses the connection."""
+        self.listener = TurnListener(listen_connector(self.settings.database_url), self.sessions.on_note,
+                                     self.sessions.catch_up)
+        self.listener.start()
 
     def _full(self, reason: str) -> None:
         """A connection was turned away for want of descriptors: say so, not too often."""

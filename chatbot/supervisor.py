@@ -41,7 +41,9 @@ def supervise(count: int, run_worker: Callable[[int], int], *, announce=print,
     """
     children: dict[int, int] = {}
     stopping = False
-    restarts: list[float] = []
+    #: Each worker's restarts within RESTART_WINDOW: a node's workers dying now and then (say, of
+    #: the OOM killer) do not add up to one that keeps dying.
+    restarts: dict[int, list[float]] = {index: [] for index in range(count)}
 
     def spawn(index: int, pause: float = 0.0) -> bool:
         # Blocked, a stop signal waits until the new worker is in `children`, where `stop` finds it,
@@ -88,23 +90,34 @@ def supervise(count: int, run_worker: Callable[[int], int], *, announce=print,
         if index is None:
             continue
         code = os.waitstatus_to_exitcode(status)
-        if stopping or code == 0:
+        if stopping:
             # A worker still starting, or waiting to start again, has no handler of its own yet.
-            if not (stopping and -code in STOP_SIGNALS):
+            if -code not in STOP_SIGNALS:
                 worst = max(worst, abs(code))
             continue
+        # Not asked to stop, a worker that ended (even with 0: a SIGTERM sent to it alone) is missed.
         now = time.monotonic()
-        restarts[:] = [t for t in restarts if now - t < RESTART_WINDOW] + [now]
-        if len(restarts) > RESTART_LIMIT:
-            announce(f"worker {index} keeps dying (exit {code}): more than {RESTART_LIMIT} restarts within "
+        mine = restarts[index] = [t for t in restarts[index] if now - t < RESTART_WINDOW] + [now]
+        if len(mine) > RESTART_LIMIT:
+            announce(f"worker {index} keeps dying ({_ended(code)}): more than {RESTART_LIMIT} restarts within "
                      f"{RESTART_WINDOW:g} s; stopping the others")
             stop(signal.SIGTERM, None)
             worst = max(worst, 1)
             continue
-        pause = min(BACKOFF_LONGEST, BACKOFF_FIRST * 2 ** (len(restarts) - 1))
+        pause = min(BACKOFF_LONGEST, BACKOFF_FIRST * 2 ** (len(mine) - 1))
         if spawn(index, pause):
-            announce(f"worker {index} (pid {pid}) exited with {code}; starting it again in {pause:g} s")
+            announce(f"worker {index} (pid {pid}) {_ended(code)}; starting it again in {pause:g} s")
     return 1 if worst else 0
+
+
+def _ended(code: int) -> str:
+    """How a worker ended, from its exit code (negative: the signal that killed it)."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with {code}"
 
 
 def _worker(run_worker: Callable[[int], int], index: int, pause: float, mask) -> int:

@@ -367,3 +367,38 @@ def test_a_chat_ended_by_a_signal_leaves_no_accounts_behind(tmp_path, signum):
         chat.kill()
         chat.wait()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def one_connection_url(postgres_url):
+    """A database URL whose role may hold one connection: a node needs its store's and a LISTEN one."""
+    import uuid
+
+    import psycopg2
+
+    from tests.conftest import POSTGRES_DSN
+
+    admin = psycopg2.connect(POSTGRES_DSN)
+    admin.autocommit = True
+    role = f"one_{uuid.uuid4().hex[:10]}"
+    params = dict(part.split("=", 1) for part in POSTGRES_DSN.split())
+    admin.cursor().execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
+    admin.cursor().execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+    try:
+        yield (f"postgresql://{role}@{params['host']}:{params['port']}/{params['dbname']}"
+               f"?options=-c%20search_path%3D{role}")
+    finally:
+        admin.cursor().execute(f"DROP SCHEMA {role} CASCADE")
+        admin.cursor().execute(f"DROP ROLE {role}")
+        admin.close()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_database_that_refuses_the_listen_connection_says_so_once(here, capsys, monkeypatch,
+                                                                             one_connection_url, workers):
+    monkeypatch.setattr("chatbot.supervisor.supervise", lambda *args, **kwargs: pytest.fail("workers started"))
+    assert run(["serve", "--port", "0", "--log-format", "none", "--workers", workers,
+                "--db", one_connection_url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: storage: cannot open the connection that listens for other nodes' turns: ")
+    assert "too many connections for role" in err and "Traceback" not in err

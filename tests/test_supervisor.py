@@ -233,7 +233,7 @@ def test_a_database_no_worker_could_use_is_refused_at_once_as_with_one_worker(tm
 def test_a_worker_that_cannot_start_says_why_and_is_restarted_after_growing_pauses():
     # `chatbot serve` opened the database before forking, and it went away since, say.
     server = supervised("""
-        COUNT = 2
+        COUNT = 1
         from chatbot.errors import StorageError
         def run_worker(index):
             raise StorageError("storage: cannot open 'postgresql://db/chatbot': connection refused")
@@ -273,7 +273,7 @@ def test_a_worker_that_keeps_dying_is_given_up_on_with_the_rule_stated():
     finally:
         server.close()
     assert output.count("error: --thing: not usable\n") == 5
-    assert "worker 0 keeps dying (exit 2): more than 4 restarts within 60 s; stopping the others" in output
+    assert "worker 0 keeps dying (exited with 2): more than 4 restarts within 60 s; stopping the others" in output
     delays = re.findall(r"worker 0 \(pid \d+\) exited with 2; starting it again in ([\d.]+) s", output)
     assert delays == ["0.02", "0.04", "0.08", "0.16"]
 
@@ -293,3 +293,39 @@ def test_a_worker_failing_from_a_bug_shows_its_traceback():
         assert server.gone()
     finally:
         server.close()
+
+
+def test_a_worker_ended_alone_is_started_again_and_its_restarts_are_its_own():
+    # SERVING's workers say their pid, end with 0 on a SIGTERM of their own (as a server does),
+    # and are killed with SIGKILL: each worker ends three times, six in all, against a limit of 4.
+    server = supervised("""
+        COUNT = 2
+        supervisor.RESTART_LIMIT = 4
+        supervisor.BACKOFF_FIRST = 0.02
+        def run_worker(index):
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            print(f"worker {index} up as {os.getpid()}", file=sys.stderr, flush=True)
+            while True:
+                signal.pause()
+    """)
+    def up() -> list[int]:
+        pids = {}
+        while len(pids) < 2:
+            found = server.read_until(r"worker (\d) up as (\d+)")
+            pids[found.group(1)] = int(found.group(2))
+        return list(pids.values())
+
+    try:
+        for signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGTERM):
+            for pid in up():
+                os.kill(pid, signum)
+        up()
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+        output = server.rest()
+        assert server.gone()
+    finally:
+        server.close()
+    assert len(re.findall(r"\(pid \d+\) exited with 0; starting it again", output)) == 4
+    assert len(re.findall(r"\(pid \d+\) was killed by SIGKILL; starting it again", output)) == 2
+    assert "keeps dying" not in output
