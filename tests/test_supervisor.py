@@ -109,7 +109,7 @@ def supervised(*bodies: str) -> Group:
 SERVING = """
 def run_worker(index):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"worker {index} up", file=sys.stderr, flush=True)
+    print(f"worker {index} up as {os.getpid()}", file=sys.stderr, flush=True)
     while True:
         signal.pause()
 """
@@ -302,12 +302,7 @@ def test_a_worker_ended_alone_is_started_again_and_its_restarts_are_its_own():
         COUNT = 2
         supervisor.RESTART_LIMIT = 4
         supervisor.BACKOFF_FIRST = 0.02
-        def run_worker(index):
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            print(f"worker {index} up as {os.getpid()}", file=sys.stderr, flush=True)
-            while True:
-                signal.pause()
-    """)
+    """, SERVING)
     def up() -> list[int]:
         pids = {}
         while len(pids) < 2:
