@@ -21,6 +21,10 @@ from chatbot.errors import ConfigError
 ENV_PREFIX = "CHATBOT_"
 
 
+#: The largest integer a setting takes unless it says otherwise: what a database's 64-bit integer holds.
+LARGEST_INT = 2**63 - 1
+
+
 def setting(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
             choices: tuple[str, ...] = (), listed: bool = False):
     """`listed`: a comma-separated text, which a config file may also give as an array of strings."""
@@ -38,7 +42,8 @@ class Settings:
     flows: str = setting("", "Folder of your own flows (default: DATA_DIR/flows when it exists).")
     actions: str = setting("", "Comma-separated modules (dotted names or .py files) with your own "
                                "actions and conditions.", listed=True)
-    workers: int = setting(1, "Server processes sharing the port (more than 1 needs PostgreSQL).", minimum=1)
+    workers: int = setting(1, "Server processes sharing the port (more than 1 needs PostgreSQL).", minimum=1,
+                           maximum=256)
     log_dir: str = setting("", "Folder of the JSON log files (default: DATA_DIR/logs).")
     log_max_bytes: int = setting(10 * 1024 * 1024, "Size at which a log file is rotated.", minimum=0)
     log_backups: int = setting(10, "How many rotated log files to keep.", minimum=1)
@@ -76,7 +81,7 @@ class Settings:
                                                     "whatever its activity.", minimum=60)
     session_evict_after: float = setting(120.0, "Seconds a session without connections stays in memory.",
                                          minimum=0)
-    history_limit: int = setting(500, "Conversation entries kept per session.", minimum=10)
+    history_limit: int = setting(500, "Conversation entries kept per session.", minimum=10, maximum=1_000_000)
     blocking_threads: int = setting(4, "Threads for blocking work (password hashing, account look-ups).",
                                     minimum=1)
     shutdown_timeout: float = setting(8.0, "Seconds to finish messages in flight when stopping.", minimum=0)
@@ -150,10 +155,12 @@ def convert(name: str, value: Any, source: str) -> Any:
         raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     minimum = spec.metadata["minimum"]
     if minimum is not None and result < minimum:
-        raise ConfigError(f"{where}: must be at least {minimum:g}, got {result!r}")
+        raise ConfigError(f"{where}: must be at least {_number(minimum)}, got {result!r}")
     maximum = spec.metadata["maximum"]
+    if maximum is None and kind is int:
+        maximum = LARGEST_INT  # values end up in SQL and in counters of fixed width
     if maximum is not None and result > maximum:
-        raise ConfigError(f"{where}: must be at most {maximum:g}, got {result!r}")
+        raise ConfigError(f"{where}: must be at most {_number(maximum)}, got {result!r}")
     choices = spec.metadata["choices"]
     if choices and result not in choices:
         raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {result!r}")
@@ -176,9 +183,13 @@ def load_settings(cli: Mapping[str, Any] | None = None, *, config_file: Path | N
     return Settings(**values)
 
 
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
 def _from_file(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark, as some editors write
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
     except UnicodeDecodeError as err:

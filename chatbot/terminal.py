@@ -49,6 +49,8 @@ def run_chat(engine: Engine, *, lang: str | None, debug: bool, stdin: TextIO | N
              out: TextIO | None = None, read_secret: Callable[[str], str] | None = None) -> int:
     # Looked up at call time, so that whatever stands in for them then (a pipe, a test) is used.
     stdin = sys.stdin if stdin is None else stdin
+    if stdin is None:  # started with its input closed (`<&-`): a conversation with nothing to say
+        stdin = io.StringIO("")
     out = sys.stdout if out is None else out
     if isinstance(stdin, io.TextIOWrapper):  # bytes that are not text must not end the conversation
         stdin.reconfigure(errors="replace")

@@ -187,6 +187,13 @@ def test_chat_takes_odd_input_in_its_stride(here, capsys, monkeypatch):
     assert "bad \ufffd byte" in out, "a byte that is not UTF-8 is replaced, not fatal"
 
 
+def test_chat_with_its_input_closed_greets_and_ends(here):
+    done = subprocess.run([sys.executable, "-m", "chatbot", "chat"], capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: os.close(0))  # as a shell's `<&-` starts it
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "Log in" in done.stdout
+
+
 def test_chat_says_so_when_an_action_fails_and_goes_on(here, capsys, monkeypatch):
     (here / "boom.py").write_text(
         "from chatbot.dialogs import action\n\n"

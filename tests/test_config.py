@@ -37,6 +37,11 @@ def test_later_sources_win(tmp_path):
         ({"log_format": "xml"}, {}, "--log-format: log_format: expected one of text, json, none, got 'xml'"),
         ({"deflate": "maybe"}, {}, "--deflate: deflate: expected bool, got 'maybe'"),
         ({"port": "70000"}, {}, "--port: port: must be at most 65535, got 70000"),
+        ({"history_limit": "99999999999999999999"}, {},  # it ends up in SQL
+         "--history-limit: history_limit: must be at most 1000000, got 99999999999999999999"),
+        ({}, {"CHATBOT_RATE_BURST": "99999999999999999999"},
+         "CHATBOT_RATE_BURST: rate_burst: must be at most 9223372036854775807, got 99999999999999999999"),
+        ({"workers": "100000"}, {}, "--workers: workers: must be at most 256, got 100000"),
         ({"rate_limit": "nan"}, {}, "--rate-limit: rate_limit: expected a finite number, got 'nan'"),
         ({}, {"CHATBOT_SESSION_MAX_AGE": "inf"},
          "CHATBOT_SESSION_MAX_AGE: session_max_age: expected a finite number, got 'inf'"),
@@ -116,6 +121,12 @@ def test_a_config_file_that_is_not_utf8_is_reported(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_settings({}, config_file=config, environ={})
     assert str(error.value) == f"{config}: not UTF-8 text (byte 0xe9 at offset 11)"
+
+
+def test_a_config_file_starting_with_a_byte_order_mark_is_read(tmp_path):
+    config = tmp_path / "notepad.toml"
+    config.write_bytes(b"\xef\xbb\xbfport = 33010\n")  # as some editors save UTF-8
+    assert load_settings({}, config_file=config, environ={}).port == 33010
 
 
 def test_an_empty_value_means_the_default(tmp_path):

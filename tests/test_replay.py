@@ -506,6 +506,9 @@ def test_a_live_url_that_is_not_a_websocket_and_an_impossible_path_exit_2(record
         assert code == 2 and err == f"replay: {url}: not a WebSocket URL (expected ws://HOST:PORT/ws or wss://…)\n"
     code, _, err = cli(tmp_path / ("a" * 300))
     assert code == 2 and err.endswith(": file name too long\n"), err
+    for option in ("--timeout", "--speed"):  # NaN passes every comparison with a bound
+        code, _, err = cli(recording.log_dir, "--live", "ws://127.0.0.1:1/ws", option, "nan")
+        assert code == 2 and f"Invalid value for '{option}': 'nan' is not a finite number" in err, err
 
 
 def test_a_missing_recorded_answer_is_a_divergence_that_says_what_was_asked(recording, tmp_path):

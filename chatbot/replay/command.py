@@ -7,6 +7,7 @@ cannot be used (a missing file, no readable record, no such session, flows that 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,18 @@ def _engine(flows_dir: Path | None, actions: tuple[str, ...]) -> Engine:
         raise UnusableInput(f"the flows do not load ({len(problems.problems)} problem(s)):\n{problems}") from None
 
 
+class FiniteFloat(click.FloatRange):
+    """A number in a range that is a number: NaN passes every comparison, and infinity means nothing here."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 @click.command("replay")
 @click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--session", "sessions", multiple=True, metavar="ID",
@@ -155,12 +168,12 @@ def _engine(flows_dir: Path | None, actions: tuple[str, ...]) -> Engine:
               help="Print this session as a conversation (time, who, text, state changes) instead.")
 @click.option("--live", metavar="URL",
               help="Send the sessions to a running server (ws://HOST:PORT/ws) instead of replaying offline.")
-@click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="X",
+@click.option("--speed", type=FiniteFloat(min=0), default=0.0, show_default=True, metavar="X",
               help="With --live: play the recorded pauses this many times faster (1 = as recorded); "
                    "0 sends each message as soon as the previous one is answered.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
               help="With --live: sessions played at the same time, each over its own connection.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, metavar="SECONDS",
+@click.option("--timeout", type=FiniteFloat(min=0.1), default=10.0, show_default=True, metavar="SECONDS",
               help="With --live: seconds to wait for each answer of the server.")
 @click.pass_context
 def replay(ctx: click.Context, **options) -> None:
