@@ -176,7 +176,7 @@ def serve(config_file: Path | None, **options) -> None:
     # Checked before anything starts: when a worker opened the store, an unusable URL would end
     # only that worker, and the supervisor would start it again.
     if check_database_url(settings.database_url) == "sqlite" and settings.workers > 1:
-        raise ConfigError("--workers: more than one worker needs a shared database; SQLite is one file for one "
+        raise ConfigError("workers: more than one worker needs a shared database; SQLite is one file for one "
                           "process: use --db postgresql://USER@HOST:PORT/DB")
     registry = load_registry(settings.action_modules)
     engine = Engine(load_checked_flows(settings.flows_dir, registry), registry)

@@ -316,7 +316,7 @@ def test_serve_with_workers_on_an_upper_case_sqlite_url_is_refused(here, capsys,
     # Were the URL let through, workers would be forked from this very process.
     monkeypatch.setattr("chatbot.supervisor.supervise", lambda *args, **kwargs: pytest.fail("workers started"))
     assert run(["serve", "--workers", "2", "--port", "0", "--db", "SQLITE:///data/x.db"]) == 2
-    assert "error: --workers: more than one worker needs a shared database" in capsys.readouterr().err
+    assert "error: workers: more than one worker needs a shared database" in capsys.readouterr().err
 
 
 def test_serve_with_workers_and_a_log_folder_it_cannot_write_stops_at_once(here, capsys, monkeypatch, postgres_url):
