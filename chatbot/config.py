@@ -149,7 +149,9 @@ def convert(name: str, value: Any, source: str) -> Any:
                 raise ValueError
             result = kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}") from None
+        # A TOML date or time is named so, not shown as Python writes it (datetime.date(2024, 1, 1)).
+        shown = repr(value) if isinstance(value, (str, int, float, list, dict)) else _toml_kind(value)
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {shown}") from None
     # NaN compares false with every bound, and no setting means anything by infinity.
     if kind is float and not math.isfinite(result):
         raise ConfigError(f"{where}: expected a finite number, got {value!r}")
@@ -213,16 +215,18 @@ def _from_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: {key}: unknown setting")
     else:
         section = data
+    within = "server." if section is not data else ""  # keys are named as the file writes them
     values: dict[str, Any] = {}
     keys: dict[str, str] = {}
     for key, value in section.items():
         name = key.replace("-", "_")
         if name not in FIELDS:
             if isinstance(value, dict):
-                raise ConfigError(f"{path}: {key}: unknown table (settings go in [server] or at the top level)")
-            raise ConfigError(f"{path}: {key}: unknown setting")
+                raise ConfigError(f"{path}: {within}{key}: unknown table (settings go in [server] or at the top "
+                                  "level)")
+            raise ConfigError(f"{path}: {within}{key}: unknown setting")
         if name in keys:
-            raise ConfigError(f"{path}: {key}: set twice (also as {keys[name]})")
+            raise ConfigError(f"{path}: {within}{key}: set twice (also as {within}{keys[name]})")
         keys[name] = key
         values[name] = convert(name, value, str(path))
     return values

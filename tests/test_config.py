@@ -81,6 +81,7 @@ def refused_file(tmp_path, toml: str) -> str:
         ('host = {a = 1}', "host: expected str, got {'a': 1}"),
         ("allowed_origins = [1, 2]", "allowed_origins: expected str, got [1, 2]"),
         ('log_level = ["info"]', "log_level: expected str, got ['info']"),
+        ("host = 2024-01-01", "host: expected str, got a date or time"),
         ("rate_limit = nan", "rate_limit: expected a finite number, got nan"),
         ("ping_interval = inf", "ping_interval: expected a finite number, got inf"),
     ],
@@ -109,6 +110,8 @@ def test_comma_separated_settings_may_be_arrays_in_the_file(tmp_path):
         ('prot = 9001\n[server]\nhost = "0.0.0.0"', "prot: unknown setting"),
         ("[srever]\nport = 9001", "srever: unknown table (settings go in [server] or at the top level)"),
         ('data-dir = "a"\ndata_dir = "b"', "data_dir: set twice (also as data-dir)"),
+        ("[server.sub]\nport = 9001", "server.sub: unknown table (settings go in [server] or at the top level)"),
+        ('[server]\ndata-dir = "a"\ndata_dir = "b"', "server.data_dir: set twice (also as server.data-dir)"),
     ],
 )
 def test_config_file_layout_errors_name_the_file(tmp_path, toml, message):
