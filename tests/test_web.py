@@ -567,6 +567,19 @@ def test_messages_refused_for_the_rate_limit_reach_the_server_in_the_order_typed
     assert [e["text"] for e in stored if e["from"] == "user"] == typed
 
 
+@pytest.mark.parametrize("server", [("--rate-limit", "1", "--rate-burst", "4")], indirect=True)
+def test_a_password_entered_while_the_outbox_waits_goes_when_it_does(open_chat, server):
+    chat = open_chat(setup=lambda page: page.add_init_script(SOCKETS))
+    chat.click_and_expect(chat.register_button, ASK_NEW_USERNAME)
+    chat.exchange("rita_wait", ASK_NEW_PASSWORD)
+    for _ in range(6):  # frames the server drops for coming too fast: the outbox waits
+        chat.page.evaluate("window.__sockets.at(-1).send(JSON.stringify({type: 'ping'}))")
+    chat.page.wait_for_timeout(200)
+    chat.type_message("wait pass 123")
+    expect(chat.bot_texts.last).to_have_text(ASK_CONFIRM, timeout=10_000)
+    expect(chat.page.locator(".msg.failed")).to_have_count(0)
+
+
 # --- a conversation that changed under the page ------------------------------------------------
 def expire_sessions(data_dir: Path) -> None:
     """Make every session of a stopped server's database older than the idle expiry (30 days)."""

@@ -100,6 +100,7 @@ const state = {
   loadingEarlier: false,
   sentSizes: [],           // [id, bytes] of the frames sent on this connection
   holdTimer: null,         // set after a rate_limited refusal: the outbox waits until it fires
+  secretWaits: false,      // a password was sent while the outbox waited: it goes when the outbox does
   resendFrom: null,        // the seq the entries resent for the hello's last_seq start at
   lang: pickLanguage(),
   lastSeq: Number(load(KEYS.lastSeq)) || 0,
@@ -409,6 +410,7 @@ function onWelcome(frame) {
   // A new connection has a rate limit of its own: what waited for the old one goes now.
   clearTimeout(state.holdTimer);
   state.holdTimer = null;
+  state.secretWaits = false;  // typed for the connection that is gone: sent again only when asked
   sendOutbox();
   refreshControls();
 }
@@ -424,7 +426,9 @@ function holdOutbox() {
   if (state.holdTimer !== null) return;
   state.holdTimer = setTimeout(() => {
     state.holdTimer = null;
-    if (state.connected) sendOutbox();
+    if (!state.connected) return;
+    sendOutbox();
+    if (state.secretWaits && state.inputMode === 'password' && ui.input.value) sendSecret();
   }, RATE_LIMIT_RETRY_MS);
 }
 
@@ -895,6 +899,13 @@ function sendText() {
 // The password goes from the field straight into one frame and is kept nowhere else.
 function sendSecret() {
   if (!state.connected) return;
+  // Sent now, it would overtake the messages waiting after a rate_limited refusal (the username it
+  // follows, say): it stays in its field, and goes when they do.
+  if (state.holdTimer !== null) {
+    state.secretWaits = true;
+    return;
+  }
+  state.secretWaits = false;
   const id = newId();
   // `secret`: should another tab's turn have moved on meanwhile, the server drops the text
   // rather than read a password as an ordinary message.
