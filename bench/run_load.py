@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.load.procstat import raise_open_files_limit
 from bench.load.report import render
 from bench.load.suite import Plan, Suite
+from chatbot.accept import raise_open_files_limit
 
 PRESETS = {
     "full": Plan(profile_seconds=10.0),

@@ -31,7 +31,8 @@ BATCH = 128
 
 
 def raise_open_files_limit() -> int:
-    """Raise this process's soft limit on open files to its hard limit; return the soft limit now.
+    """Raise this process's soft limit on open files to its hard limit (children inherit it);
+    return the soft limit now.
 
     Many systems start processes with a soft limit of 1,024, far below what a chat server with
     its default `max_connections` needs; the hard limit is the administrator's real cap.
@@ -40,10 +41,12 @@ def raise_open_files_limit() -> int:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        # An infinite soft limit is refused (the kernel caps descriptors): take a million then.
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):  # some systems refuse an infinite soft limit: keep the old one
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # refused all the same: keep the old one
             pass
     return soft
 

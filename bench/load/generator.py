@@ -305,7 +305,7 @@ async def _main() -> None:
 
 
 def main() -> None:
-    from bench.load.procstat import raise_open_files_limit
+    from chatbot.accept import raise_open_files_limit
 
     raise_open_files_limit()
     asyncio.run(_main())

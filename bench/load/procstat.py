@@ -60,15 +60,3 @@ def rss_bytes(pid: int) -> int:
         if fields is not None:
             total += int(fields[RSS]) * PAGE_SIZE
     return total
-
-
-def raise_open_files_limit() -> int:
-    """Raise this process's soft limit of open files to the hard limit (children inherit it); return it."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft
