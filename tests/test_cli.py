@@ -194,12 +194,18 @@ def test_chat_with_its_input_closed_greets_and_ends(here):
     assert "Log in" in done.stdout
 
 
-def test_chat_says_so_when_an_action_fails_and_goes_on(here, capsys, monkeypatch):
+def failing_bot(here: Path, raised: str) -> Path:
+    """An actions module whose action `boom` raises `raised`, and an empty flows folder; return the folder."""
     (here / "boom.py").write_text(
         "from chatbot.dialogs import action\n\n"
-        "@action()\ndef boom(ctx):\n    raise RuntimeError('out of dough')\n", encoding="utf-8")
+        f"@action()\ndef boom(ctx):\n    raise {raised}\n", encoding="utf-8")
     flows = here / "flows"
     flows.mkdir()
+    return flows
+
+
+def test_chat_says_so_when_an_action_fails_and_goes_on(here, capsys, monkeypatch):
+    flows = failing_bot(here, "RuntimeError('out of dough')")
     (flows / "boom.yaml").write_text(
         "name: boom\nlanguages: [en]\ninitial: go\nentry: {command: /boom, access: anyone}\n"
         "states:\n  - name: go\n    say: Ready.\n    capture: {slot: what}\n"
@@ -211,11 +217,7 @@ def test_chat_says_so_when_an_action_fails_and_goes_on(here, capsys, monkeypatch
 
 
 def test_chat_says_so_when_the_greeting_fails_and_exits_1(here, capsys, monkeypatch):
-    (here / "boom.py").write_text(
-        "from chatbot.dialogs import action\n\n"
-        "@action()\ndef boom(ctx):\n    raise ValueError('kaboom')\n", encoding="utf-8")
-    flows = here / "flows"
-    flows.mkdir()
+    flows = failing_bot(here, "ValueError('kaboom')")
     hub = (BUILTIN_FLOWS / "hub.yaml").read_text(encoding="utf-8")
     assert hub.count("  - name: welcome\n") == 1
     (flows / "hub.yaml").write_text(hub.replace("  - name: welcome\n", "  - name: welcome\n    on_enter: boom\n"),
