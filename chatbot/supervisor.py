@@ -129,18 +129,18 @@ def _worker(run_worker: Callable[[int], int], index: int, pause: float, mask) ->
         time.sleep(pause)
         return run_worker(index)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _say(f"error: {err}\n")
         return 2
     except ChatbotError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _say(f"error: {err}\n")
         return 1
     except SystemExit as exit_:
         if exit_.code is None or isinstance(exit_.code, int):
             return exit_.code or 0
-        print(exit_.code, file=sys.stderr)
+        _say(f"{exit_.code}\n")
         return 1
     except BaseException:
-        traceback.print_exc()
+        _say(traceback.format_exc())
         return 1
     finally:
         for stream in (sys.stdout, sys.stderr):
@@ -148,6 +148,12 @@ def _worker(run_worker: Callable[[int], int], index: int, pause: float, mask) ->
                 stream.flush()
             except (OSError, ValueError):
                 pass
+
+
+def _say(text: str) -> None:
+    """Write `text` to stderr in one call: `print` writes the line and its newline apart, and the
+    workers share the stream, so two workers failing together would run their lines into one."""
+    sys.stderr.write(text)
 
 
 def listening_sockets(host: str, port: int) -> list[socket.socket]:

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from chatbot import supervisor
+from chatbot.errors import ChatbotError, ConfigError
 from chatbot.storage import LATEST_VERSION
 from tests.process_helpers import LISTENING
 
@@ -101,15 +103,17 @@ def supervised(*bodies: str) -> Group:
     script = ("import os, signal, sys, time\nfrom chatbot import supervisor\n"
               + "".join(map(textwrap.dedent, bodies))
               + "\nsys.exit(supervisor.supervise(COUNT, run_worker, "
-              "announce=lambda line: print(line, file=sys.stderr, flush=True)))\n")
+              "announce=lambda line: sys.stderr.write(line + '\\n')))\n")
     return Group([sys.executable, "-c", script])
 
 
-# A worker as `chatbot serve` runs one: it says it is up and stops cleanly on SIGTERM.
+# A worker as `chatbot serve` runs one: it says it is up and stops cleanly on SIGTERM. Every line is
+# written in one call, as `chatbot serve` writes them (`print` writes the newline apart, and two
+# workers' lines would then run into one).
 SERVING = """
 def run_worker(index):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"worker {index} up as {os.getpid()}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"worker {index} up as {os.getpid()}\\n")
     while True:
         signal.pause()
 """
@@ -170,7 +174,7 @@ def test_a_stop_signal_forwarded_to_a_worker_still_starting_stops_it():
         def forking():
             pid = fork()
             if pid == 0:
-                print("forked", file=sys.stderr, flush=True)
+                sys.stderr.write("forked\\n")
                 time.sleep(1)
             return pid
         os.fork = forking
@@ -324,3 +328,32 @@ def test_a_worker_ended_alone_is_started_again_and_its_restarts_are_its_own():
     assert len(re.findall(r"\(pid \d+\) exited with 0; starting it again", output)) == 4
     assert len(re.findall(r"\(pid \d+\) was killed by SIGKILL; starting it again", output)) == 2
     assert "keeps dying" not in output
+
+
+@pytest.mark.parametrize("failure", [ConfigError("--thing: not usable"), ChatbotError("storage: gone"),
+                                     SystemExit("cannot go on"), KeyError("missing")],
+                         ids=["config", "chatbot", "exit", "bug"])
+def test_a_failing_worker_writes_each_line_of_why_in_one_call(monkeypatch, failure):
+    # The workers share stderr: a line written in two calls (as `print` does) can have another
+    # worker's line written into it.
+    writes = []
+
+    class Recorder:
+        def write(self, text):
+            writes.append(text)
+
+        def flush(self):
+            pass
+
+    def run_worker(index):
+        raise failure
+
+    monkeypatch.setattr(sys, "stderr", Recorder())
+    handlers = {signum: signal.getsignal(signum) for signum in supervisor.STOP_SIGNALS}
+    try:
+        assert supervisor._worker(run_worker, 0, 0, signal.pthread_sigmask(signal.SIG_BLOCK, [])) in (1, 2)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert len(writes) == 1 and writes[0].endswith("\n"), writes
+    assert str(failure).strip("'") in writes[0]
