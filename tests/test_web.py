@@ -34,8 +34,11 @@ ASK_CONFIRM = "Type the same password again to confirm it."
 MASK = "••••••"
 XSS = "<img src=x onerror=alert(1)>"
 # What Chromium logs for each reconnection attempt while the server is down: expected, nothing else is.
+# An attempt made as the server dies can reach its listening socket before the kernel closes it,
+# and is then reset in the handshake instead of refused.
 REFUSED_WHILE_DOWN = re.compile(r"^WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws' failed: "
-                                r"Error in connection establishment: net::ERR_CONNECTION_REFUSED$")
+                                r"(Error in connection establishment: net::ERR_CONNECTION_REFUSED"
+                                r"|Error during WebSocket handshake: net::ERR_CONNECTION_RESET)$")
 # What it logs for each attempt while a tab is offline, and for an attempt the page gives up.
 FAILED_OFFLINE = re.compile(r"^WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws' failed: "
                             r"Error in connection establishment: net::ERR_INTERNET_DISCONNECTED$")
