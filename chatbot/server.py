@@ -293,6 +293,10 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     async def on_message(self, message: str | bytes) -> None:
         if self not in self.server.connections:
             return
+        if self.sent_close is not None:
+            # Frames the client sent before it read the close frame: a closing connection takes no
+            # more, and a client resends what was not acked once it reconnects.
+            return
         if self.server.stopping:
             # Not processed, so never acknowledged: the client sends it again once it reconnects
             # (to this server restarted, or to another node), and the drain is not held up by it.

@@ -363,10 +363,13 @@ async def test_corrupt_compressed_data_closes_with_1007_and_logs_no_error(tmp_pa
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_rate_limit_errors_then_closes_with_1008(tmp_path):
+async def test_rate_limit_errors_then_closes_with_1008(tmp_path, caplog):
+    caplog.set_level("INFO", logger="chatbot")
     async with running_server(tmp_path, rate_limit=1, rate_burst=3, rate_strikes=3) as server:
         client = await Client.connect(server.port)
-        for _ in range(6):
+        # More than the limit allows before the close: the frames after the close are dropped
+        # unread, neither answered, logged nor counted.
+        for _ in range(20):
             try:
                 await client.send({"type": "ping"})
             except WebSocketClosedError:
@@ -376,6 +379,10 @@ async def test_rate_limit_errors_then_closes_with_1008(tmp_path):
             kinds.append(frame.get("code", frame["type"]))
         assert kinds == ["pong", "pong", "pong", "rate_limited", "rate_limited"]
         assert client.conn.close_code == 1008
+        await asyncio.sleep(0.2)  # any frame still read would be logged by now
+        hits = [record_fields(r) for r in caplog.records if r.getMessage() == "ratelimit.hit"]
+        assert [hit["strikes"] for hit in hits] == [1, 2, 3]
+        assert server.metrics.errors.labels(code="rate_limited")._value.get() == 3
 
 
 @pytest.mark.gen_test(timeout=30)
