@@ -573,6 +573,41 @@ def test_the_transcript_reads_like_the_conversation(recording):
         {"event": "account.login", "user": "ann", "ok": False, "reason": "bad_credentials", "result": "failed"}]
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_the_transcript_keeps_reconnects_with_no_turn_between_them_in_order(tmp_path):
+    log_dir = tmp_path / "logs"
+
+    async def left(count: int) -> None:
+        """Until the log holds `count` closed connections: each reconnect comes after the close."""
+        deadline = time.monotonic() + 10
+        while (log_dir / "chatbot.log").read_text().count('"event":"conn.close"') < count:
+            assert time.monotonic() < deadline, "the server never logged the close"
+            await asyncio.sleep(0.02)
+
+    with setup_logging(log_dir=log_dir, console="none"):
+        async with running_server(tmp_path) as server:
+            visitor = Visitor(server.port)
+            session_id = await visitor.arrive()
+            await visitor.say("hello")
+            token, last_seq = visitor.token, visitor.last_seq  # no turn after this one
+            for closed in (1, 2):
+                visitor.leave()
+                await left(closed)
+                visitor.client = await Client.connect(server.port)
+                assert (await visitor.client.hello(resume=token, last_seq=last_seq))["resumed"] is True
+            visitor.leave()
+            await left(3)
+    code, out, _ = cli(log_dir, "--transcript", session_id)
+    assert code == 0
+    marks = [line[19:] for line in out.splitlines() if line[10:13] == "---"]
+    assert [re.sub(r" \(connection \w+\)", "", mark) for mark in marks] == [
+        "disconnected", "reconnected, language en", "disconnected", "reconnected, language en", "disconnected"]
+    conns = [re.search(r"connection (\w+)", mark).group(1) for mark in marks]
+    assert conns[1] == conns[2] and conns[3] == conns[4] and len(set(conns)) == 3
+    times = [line[:8] for line in out.splitlines()[1:] if line[:2].isdigit()]
+    assert times == sorted(times)
+
+
 # --- live --------------------------------------------------------------------------------------
 @pytest.mark.gen_test(timeout=90)
 async def test_live_replay_against_a_fresh_server_is_the_same(recording, tmp_path):

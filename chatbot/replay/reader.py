@@ -94,7 +94,6 @@ class Step:
     accounts: list[dict] = field(default_factory=list)
     replies: list[dict] = field(default_factory=list)
     error: str | None = None  # why the server failed this turn, as its log said
-    order: float = 0.0  # sort key: the first reply's seq
     #: A line was unusable (a warning) near this turn: after the previous turn of its writer began,
     #: before the next one began. Only then may a line it lacks be among the warnings.
     warned: bool = False
@@ -119,7 +118,6 @@ class Mark:
     where: str
     ts: str
     record: dict
-    order: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
@@ -390,8 +388,9 @@ def _order(session: RecordedSession) -> None:
     """Sort a session's timeline by reply seq.
 
     A turn is placed by the seq of its first reply; a reconnect by the seq the server had
-    reached, when the log says it.  Anything else (a reconnect without it, a turn that got
-    no reply) goes just before the next placed item read after it, or after the last one.
+    reached, when the log says it.  Anything else (a reconnect without it, a disconnect, a turn
+    that got no reply) goes just before the next placed item read after it, or after the last
+    one.  Items placed alike (reconnects with no turn between them) keep their reading order.
     """
     keys: list[float | None] = []
     for item in session.timeline:
@@ -401,20 +400,19 @@ def _order(session: RecordedSession) -> None:
             keys.append(item.record["seq"] + 0.5)  # after the turn that ended there, before the next one
         else:
             keys.append(None)
-    following: float | None = None
+    # (key, the reading position of the item that placed it, its own): an unplaced item sorts
+    # next to the item it was placed by, even among items of the same key.
+    # An unplaced item read after the last placed one goes right after that one.
+    last = max((index for index, key in enumerate(keys) if key is not None), default=None)
+    following = (0.0, 0) if last is None else (keys[last], last)
+    sort_keys: list[tuple[float, int, int]] = [(0.0, 0, 0)] * len(keys)
     for index in range(len(keys) - 1, -1, -1):
-        if keys[index] is None:
-            keys[index] = None if following is None else following - 0.25
-        else:
-            following = keys[index]
-    last = 0.0
-    for index, key in enumerate(keys):
-        if key is None:
-            keys[index] = last + 0.25
-        last = keys[index]  # type: ignore[assignment]
-    for item, key in zip(session.timeline, keys):
-        item.order = key  # type: ignore[assignment]
-    session.timeline.sort(key=lambda item: item.order)  # stable: ties keep reading order
+        key = keys[index]
+        if key is not None:
+            following = (key, index)
+        sort_keys[index] = (*following, index)
+    positions = sorted(range(len(keys)), key=sort_keys.__getitem__)
+    session.timeline[:] = [session.timeline[index] for index in positions]
     number = 0
     for item in session.timeline:
         if isinstance(item, Step):
