@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,10 @@ def flows_folder(path: Path | None) -> Path | None:
 
 def load_registry(actions: tuple[str, ...]) -> Registry:
     registry = Registry.with_builtins()
+    if actions and os.getcwd() not in sys.path:
+        # A module given by its dotted name is looked for in the current folder too, as
+        # `python -m` would; after the installed packages, which a stray file must not hide.
+        sys.path.append(os.getcwd())
     for spec in actions:
         registry.load(spec)
     return registry

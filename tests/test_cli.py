@@ -98,6 +98,16 @@ def test_flows_check_with_an_authors_actions_module(here, capsys):
     assert "ok  pizza" in capsys.readouterr().out
 
 
+def test_an_actions_module_is_found_by_its_name_in_the_current_folder(here, capsys, monkeypatch):
+    # The installed `chatbot` command does not put the current folder on the path as `python -m` does.
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", os.getcwd())])
+    shutil.copytree(EXAMPLE, here / "pizzeria")
+    (here / "pizzeria" / "__init__.py").write_text("", encoding="utf-8")
+    assert run(["flows", "check", str(EXAMPLE / "flows"), "--actions", "pizzeria.pizza_actions"]) == 0
+    assert "ok  pizza" in capsys.readouterr().out
+    assert sys.path[-1] == str(here), "after the installed packages"
+
+
 def test_a_missing_actions_file_is_a_config_error(here, capsys):
     assert run(["flows", "check", "--actions", "nowhere.py"]) == 2
     assert capsys.readouterr().err == "error: actions: nowhere.py: no such file\n"
