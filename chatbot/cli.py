@@ -205,6 +205,10 @@ def serve(config_file: Path | None, **options) -> None:
 
     if settings.workers == 1:
         sys.exit(run(None))
+    import shutil
+    import tempfile
+
+    from chatbot.metrics import process_ended, share_between_processes
     from chatbot.server import check_listening, listen_error, listening_line
     from chatbot.storage import Store
     from chatbot.supervisor import listening_sockets, supervise
@@ -227,9 +231,17 @@ def serve(config_file: Path | None, **options) -> None:
         check_listening(settings.database_url)  # a worker needs it beside the store's connections
     finally:
         store.close()
-    code = supervise(settings.workers, lambda index: run(index, sockets), announce=announce,
-                     ready=lambda: announce(listening_line(settings.host, sockets[0].getsockname()[1],
-                                                           settings.workers)))
+    # The workers share one port, so a scrape of /metrics reaches any one of them: each answers
+    # for all, from the files they keep here.
+    metrics_folder = tempfile.mkdtemp(prefix="chatbot-metrics-")
+    share_between_processes(metrics_folder)
+    try:
+        code = supervise(settings.workers, lambda index: run(index, sockets), announce=announce,
+                         ready=lambda: announce(listening_line(settings.host, sockets[0].getsockname()[1],
+                                                               settings.workers)),
+                         ended=process_ended)
+    finally:
+        shutil.rmtree(metrics_folder, ignore_errors=True)
     announce("stopped")
     sys.exit(code)
 

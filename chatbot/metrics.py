@@ -10,9 +10,15 @@ The server owns one ``Metrics`` and hands it to the parts that count things::
 Each instance has its own ``CollectorRegistry`` (never the global default), so tests and
 several servers in one process do not share counts. The metric names are listed in
 ``docs/logging.md``.
+
+The workers of `chatbot serve --workers N` share one port, so a scrape reaches any one of them:
+after `share_between_processes(folder)` in their parent, each worker's metrics are kept in files
+there, and every worker's `/metrics` answers with the sums over all of them.
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,9 +27,29 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
+    values,
 )
 
-__all__ = ["LATENCY_BUCKETS", "Metrics"]
+__all__ = ["LATENCY_BUCKETS", "Metrics", "process_ended", "share_between_processes"]
+
+#: Where the processes of this server keep their metrics, when they share them.
+_shared_folder: str | None = None
+
+
+def share_between_processes(folder: str) -> None:
+    """Count the metrics made from now on, in this process and those it forks, together in `folder`
+    (empty, and kept until the last of them ends)."""
+    global _shared_folder
+    _shared_folder = folder
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # where prometheus_client puts each process's file
+    values.ValueClass = values.MultiProcessValue()
+
+
+def process_ended(pid: int) -> None:
+    """A process that shared its metrics ended: its gauges no longer count (its counters still do)."""
+    if _shared_folder is not None:
+        multiprocess.mark_process_dead(pid, _shared_folder)
 
 # From 0.1 ms (a reply computed in memory) to 1 s (a stalled database); slower lands in +Inf.
 LATENCY_BUCKETS = (
@@ -45,11 +71,15 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
 
+        # Shared between processes, a gauge adds up those of the processes alive (`db_failing`:
+        # whether any of them fails); alone, the mode changes nothing.
         self.connections_open = Gauge(
-            "chatbot_connections_open", "WebSocket connections open now.", registry=registry
+            "chatbot_connections_open", "WebSocket connections open now.", registry=registry,
+            multiprocess_mode="livesum",
         )
         self.sessions_live = Gauge(
-            "chatbot_sessions_live", "Chat sessions held in memory now.", registry=registry
+            "chatbot_sessions_live", "Chat sessions held in memory now.", registry=registry,
+            multiprocess_mode="livesum",
         )
 
         self.messages_in = Counter(
@@ -92,6 +122,7 @@ class Metrics:
             "chatbot_db_failing",
             "1 while the database fails the writes it is given (a full disk, a lost server), else 0.",
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.db_commit = Histogram(
             "chatbot_db_commit_seconds",
@@ -116,4 +147,8 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its HTTP content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if _shared_folder is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        every_process = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_process, path=_shared_folder)
+        return generate_latest(every_process), CONTENT_TYPE_LATEST

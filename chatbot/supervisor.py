@@ -33,11 +33,12 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def supervise(count: int, run_worker: Callable[[int], int], *, announce=print,
-              ready: Callable[[], None] = lambda: None) -> int:
+              ready: Callable[[], None] = lambda: None, ended: Callable[[int], None] = lambda pid: None) -> int:
     """Fork `count` workers running `run_worker(index)`; return the exit code for the parent.
 
     `ready` runs once a stop signal would be handled: what tells the world the server is up
     (the "listening" line a caller waits for before it may send SIGTERM) belongs there.
+    `ended(pid)` runs once a worker has ended, before any worker is started in its place.
     """
     children: dict[int, int] = {}
     stopping = False
@@ -89,6 +90,7 @@ def supervise(count: int, run_worker: Callable[[int], int], *, announce=print,
         index = children.pop(pid, None)
         if index is None:
             continue
+        ended(pid)
         code = os.waitstatus_to_exitcode(status)
         if stopping:
             # A worker still starting, or waiting to start again, has no handler of its own yet.

@@ -148,6 +148,68 @@ async def test_workers_share_one_port_and_stop_together(tmp_path, postgres_url):
             server.kill()
 
 
+def scraped(body: bytes) -> dict[str, float]:
+    """The samples of a /metrics text: name with labels → value."""
+    samples = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_every_worker_s_metrics_count_what_all_the_workers_did(tmp_path, postgres_url):
+    import json
+    import os
+    import signal
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    server = ServerProcess(tmp_path, "--workers", "2", "--db", postgres_url)
+    port = server.start()
+    http = AsyncHTTPClient(force_instance=True)
+
+    async def scrape(times: int = 20) -> list[dict[str, float]]:
+        # A new connection each time: the shared port hands each to either worker.
+        return [scraped((await http.fetch(f"http://127.0.0.1:{port}/metrics", headers={"Connection": "close"})).body)
+                for _ in range(times)]
+
+    try:
+        clients = [await Client.connect(port) for _ in range(24)]
+        for client in clients:
+            await client.hello()
+            await client.recv_until("reply")
+            await client.say("what can you do")
+        for samples in await scrape():
+            assert samples["chatbot_connections_open"] == 24
+            assert samples["chatbot_sessions_live"] == 24
+            assert samples['chatbot_messages_in_total{kind="message"}'] == 24
+            assert samples["chatbot_reply_latency_seconds_count"] == 24
+
+        # A worker killed: its connections no longer count, what it did still does.
+        pids = set()
+        while len(pids) < 2:
+            response = await http.fetch(f"http://127.0.0.1:{port}/healthz", headers={"Connection": "close"})
+            pids.add(json.loads(response.body)["pid"])
+        os.kill(pids.pop(), signal.SIGKILL)
+        left = []
+        for client in clients:
+            try:
+                await client.send({"type": "ping"})
+                if (await client.recv()) is not None:
+                    left.append(client)
+            except (WebSocketClosedError, StreamClosedError):
+                pass
+        assert 0 < len(left) < 24, "each worker had some of the connections"
+        for samples in await scrape():
+            assert samples["chatbot_connections_open"] == len(left)
+            assert samples['chatbot_messages_in_total{kind="message"}'] == 24
+    finally:
+        if server.proc.poll() is None:
+            server.terminate()
+
+
 def test_more_than_one_worker_on_sqlite_is_refused(tmp_path, capsys):
     from chatbot.cli import main
 
