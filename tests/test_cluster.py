@@ -202,6 +202,11 @@ async def test_every_worker_s_metrics_count_what_all_the_workers_did(tmp_path, p
             except (WebSocketClosedError, StreamClosedError):
                 pass
         assert 0 < len(left) < 24, "each worker had some of the connections"
+        # The supervisor learns of the death a moment after the connections do.
+        deadline = time.monotonic() + 10
+        while (await scrape(1))[0]["chatbot_connections_open"] != len(left):
+            assert time.monotonic() < deadline, "the killed worker's connections still count"
+            await asyncio.sleep(0.05)
         for samples in await scrape():
             assert samples["chatbot_connections_open"] == len(left)
             assert samples['chatbot_messages_in_total{kind="message"}'] == 24

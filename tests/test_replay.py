@@ -604,8 +604,6 @@ async def test_the_transcript_keeps_reconnects_with_no_turn_between_them_in_orde
         "disconnected", "reconnected, language en", "disconnected", "reconnected, language en", "disconnected"]
     conns = [re.search(r"connection (\w+)", mark).group(1) for mark in marks]
     assert conns[1] == conns[2] and conns[3] == conns[4] and len(set(conns)) == 3
-    times = [line[:8] for line in out.splitlines()[1:] if line[:2].isdigit()]
-    assert times == sorted(times)
 
 
 # --- live --------------------------------------------------------------------------------------
