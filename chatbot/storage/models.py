@@ -42,6 +42,7 @@ class Models(NamedTuple):
     Session: type[peewee.Model]
     HistoryEntry: type[peewee.Model]
     ProcessedMessage: type[peewee.Model]
+    LoginFailure: type[peewee.Model]
 
 
 def bind_models(database: peewee.Database) -> Models:
@@ -100,4 +101,15 @@ def bind_models(database: peewee.Database) -> Models:
             table_name = "processed_messages"
             indexes = ((("session", "client_id"), True),)
 
-    return Models(User, Session, HistoryEntry, ProcessedMessage)
+    class LoginFailure(database.Model):
+        # Failed logins per account, kept where every server process sees them: an account's
+        # lock holds on all of them. The key is the throttle's: `user:` and the username key.
+        key = peewee.CharField(max_length=160, primary_key=True)
+        count = peewee.IntegerField()
+        last = peewee.DoubleField(index=True)  # the last failure: old rows are forgotten by it
+        blocked_until = peewee.DoubleField()
+
+        class Meta:
+            table_name = "login_failures"
+
+    return Models(User, Session, HistoryEntry, ProcessedMessage, LoginFailure)
