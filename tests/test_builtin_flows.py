@@ -334,3 +334,18 @@ def test_the_start_of_a_name_without_the_name_asks_for_it(engine, text, lang, re
     assert "nickname" not in chat.state.slots
     chat.say(f"{text} Bob")
     assert chat.state.slots.get("nickname") == "Bob", chat.texts
+
+
+@pytest.mark.parametrize("text, lang", [
+    ("what can you do?", "en"), ("who are you", "en"), ("help", "en"), ("How does this work?", "en"),
+    ("что вы умеете?", "ru"), ("кто ты", "ru"), ("помогите", "ru"),
+])
+def test_a_visitor_asking_what_the_bot_is_gets_the_help_and_the_question_again(engine, text, lang):
+    chat = Conversation(engine, lang=lang)
+    chat.say(text)
+    help_text, question = chat.texts
+    assert help_text.startswith("I am a chat bot." if lang == "en" else "Я чат-бот.")
+    assert any(word in question.lower() for word in ("log in", "войти", "войдите")), question
+    assert chat.where == "hub:welcome"
+    chat.say("log in" if lang == "en" else "войти")  # the question stands
+    assert chat.where == "login:ask_username"
