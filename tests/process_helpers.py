@@ -16,6 +16,52 @@ from typing import IO
 LISTENING = re.compile(r"listening on http://[^:]+:(\d+)/")
 
 
+class StderrLines:
+    """A process's stderr, read line by line on a thread: a process that hangs without a word
+    fails its test instead of hanging it. `lines` holds what was taken in so far."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self.ended = False  # the whole stream was taken in
+        self._unread: queue.Queue[str | None] = queue.Queue()  # None: the end of the stream
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._unread.put(line)
+        self._unread.put(None)
+
+    def _take(self, line: str | None) -> None:
+        if line is None:
+            self.ended = True
+        else:
+            self.lines.append(line)
+
+    def search(self, pattern: re.Pattern | str, timeout: float) -> re.Match | None:
+        """The first match of `pattern` in a line still to come; None once the stream ended or
+        `timeout` seconds passed without one."""
+        deadline = time.monotonic() + timeout
+        while not self.ended and (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._unread.get(timeout=left)
+            except queue.Empty:
+                return None
+            self._take(line)
+            found = line is not None and re.search(pattern, line)
+            if found:
+                return found
+        return None
+
+    def rest(self, timeout: float = 10.0) -> str:
+        """All the lines: to the end of the stream once the process has ended, else what came
+        within `timeout`."""
+        self._reader.join(timeout)
+        while not self._unread.empty():
+            self._take(self._unread.get())
+        return "".join(self.lines)
+
+
 class ServerProcess:
     def __init__(self, data_dir: Path, *args: str, env: dict | None = None, open_files: int | None = None) -> None:
         """`open_files`: the server's limit on open files (soft and hard), as `ulimit -n` sets it."""
@@ -25,53 +71,22 @@ class ServerProcess:
         self.open_files = open_files
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
-        #: What the server wrote to stderr and was taken in so far (by `start` and `rest_of_stderr`).
-        self.stderr_lines: list[str] = []
-        # Read on a thread, so that a server that hangs without a word fails the test instead of
-        # hanging it; None in the queue marks the end of the stream.
-        self._unread: queue.Queue[str | None] = queue.Queue()
-        self._reader: threading.Thread | None = None
+        self.stderr: StderrLines | None = None  # of the server last started
 
     def start(self, timeout: float = 20.0) -> int:
-        self._take_unread()  # what the server started before wrote after it was last read
         command = [sys.executable, "-m", "chatbot", "serve", "--port", str(self.port or 0),
                    "--data-dir", str(self.data_dir), "--log-format", "none", *self.args]
         self.proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env=self.env, preexec_fn=self._limit if self.open_files else None)
-        self._unread = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stderr, self._unread), daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._unread.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                raise RuntimeError(f"server exited early ({self.proc.wait()}): {''.join(self.stderr_lines)}")
-            self.stderr_lines.append(line)
-            found = LISTENING.search(line)
-            if found:
-                self.port = int(found.group(1))
-                return self.port
+        self.stderr = StderrLines(self.proc.stderr)
+        found = self.stderr.search(LISTENING, timeout)
+        if found:
+            self.port = int(found.group(1))
+            return self.port
+        if self.stderr.ended:
+            raise RuntimeError(f"server exited early ({self.proc.wait()}): {self.stderr.rest()}")
         self.kill()  # not left running, and holding its port and data folder, after the test
-        self.rest_of_stderr(timeout=5)
-        raise RuntimeError(f"server did not start in {timeout}s: {''.join(self.stderr_lines)}")
-
-    @staticmethod
-    def _read(stderr: IO[str], unread: queue.Queue) -> None:
-        for line in stderr:
-            unread.put(line)
-        unread.put(None)
-
-    def _take_unread(self) -> None:
-        while True:
-            try:
-                line = self._unread.get_nowait()
-            except queue.Empty:
-                return
-            if line is not None:
-                self.stderr_lines.append(line)
+        raise RuntimeError(f"server did not start in {timeout}s: {self.stderr.rest(timeout=5)}")
 
     def _limit(self) -> None:
         import resource
@@ -93,7 +108,4 @@ class ServerProcess:
 
     def rest_of_stderr(self, timeout: float = 10.0) -> str:
         """All the server wrote to stderr: to its end once it has exited, else what came within `timeout`."""
-        if self._reader is not None:
-            self._reader.join(timeout)
-        self._take_unread()
-        return "".join(self.stderr_lines)
+        return self.stderr.rest(timeout) if self.stderr else ""

@@ -4,13 +4,11 @@ worker says why and is restarted after a growing pause."""
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,7 +17,7 @@ import pytest
 from chatbot import supervisor
 from chatbot.errors import ChatbotError, ConfigError
 from chatbot.storage import LATEST_VERSION
-from tests.process_helpers import LISTENING
+from tests.process_helpers import LISTENING, StderrLines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,31 +28,13 @@ class Group:
     def __init__(self, command: list[str]) -> None:
         self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
-        self.lines: list[str] = []
-        # Read on a thread, so that a process that hangs silently fails the test instead of hanging it.
-        self.unread: queue.Queue[str | None] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.unread.put(line)
-        self.unread.put(None)
+        self.stderr = StderrLines(self.proc.stderr)
 
     def read_until(self, pattern: str, timeout: float = 20.0) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.unread.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-        raise AssertionError(f"no {pattern!r} in: {''.join(self.lines)}")
+        found = self.stderr.search(pattern, timeout)
+        if found is None:
+            raise AssertionError(f"no {pattern!r} in: {''.join(self.stderr.lines)}")
+        return found
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
@@ -63,13 +43,10 @@ class Group:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running after {timeout} s: {''.join(self.lines)}") from None
+            raise AssertionError(f"still running after {timeout} s: {''.join(self.stderr.lines)}") from None
 
     def rest(self) -> str:
-        self.reader.join(10)
-        while not self.unread.empty():
-            self.lines.append(self.unread.get() or "")
-        return "".join(self.lines)
+        return self.stderr.rest()
 
     def alive(self) -> bool:
         """Whether any process of the group (the parent or a worker) still runs."""
@@ -89,7 +66,7 @@ class Group:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
-        self.reader.join(10)
+        self.stderr.rest()  # to its end: the reading thread is done with the pipe
         self.proc.stderr.close()
 
 
