@@ -105,9 +105,6 @@ class _Failures:
     pending: int = 0  # attempts begun and not yet ended
 
 
-#: The throttle keys of accounts, whose failures every server process counts together.
-SHARED_PREFIX = "user:"
-
 #: Seconds after an account is made during which its registration, run again on the same
 #: connection with the same password, answers as the first run did (see Accounts._made_here).
 REGISTRATION_RETRY = 60
@@ -124,44 +121,25 @@ class Throttle:
     further failure (1, 2, 4, 8 ... up to ``max_delay``); from ``lock_after``
     failures on, each failure locks it for ``lock_seconds``.
 
-    Given a store, the failures of account keys (``user:…``) are counted in the
-    database, so that an account's delays and lock hold on every server process
-    at once and through restarts; the clock is then the wall clock, which all of
-    them share. Client keys, and the attempts in flight, are this process's own.
+    The counts live in this object, so they are per process: a restart
+    forgets them, and each server process counts on its own.
     """
 
-    def __init__(self, policy: ThrottlePolicy = ThrottlePolicy(), *, clock: Callable[[], float] = time.time,
-                 store: Store | None = None) -> None:
+    def __init__(
+        self, policy: ThrottlePolicy = ThrottlePolicy(), *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.policy = policy
         self._clock = clock
-        self._store = store
         self._lock = threading.Lock()
         self._keys: OrderedDict[str, _Failures] = OrderedDict()  # oldest failure first
 
-    def _shared(self, keys: Iterable[str]) -> list[str]:
-        return [key for key in keys if key.startswith(SHARED_PREFIX)] if self._store is not None else []
-
-    def _shared_wait(self, keys: list[str], now: float) -> float:
-        shared = self._shared(keys)
-        return max(0.0, self._store.login_blocked_until(shared) - now) if shared else 0.0
-
-    def _block_after(self, count: int) -> float:
-        """Seconds a key is blocked for after its `count`-th failure (0: not blocked)."""
-        policy = self.policy
-        if count >= policy.lock_after:
-            return policy.lock_seconds
-        if count >= policy.delay_after:
-            return min(policy.first_delay * 2 ** (count - policy.delay_after), policy.max_delay)
-        return 0.0
-
     def retry_after(self, keys: Iterable[str]) -> float:
         """Seconds until an attempt with these keys is looked at; 0 when it may go ahead."""
-        keys = list(keys)
         now = self._clock()
         with self._lock:
             self._forget_old(now)
             blocked = [self._keys[key].blocked_until - now for key in keys if key in self._keys]
-        return max([0.0, *blocked, self._shared_wait(keys, now)])
+        return max([0.0, *blocked])
 
     def begin(self, keys: Iterable[str]) -> float:
         """Start an attempt with these keys: 0 when it may go ahead (then call `end`), else seconds to wait.
@@ -174,9 +152,6 @@ class Throttle:
         keys = list(keys)
         now = self._clock()
         policy = self.policy
-        shared_wait = self._shared_wait(keys, now)  # read before the lock: other threads need not wait for it
-        if shared_wait > 0:
-            return shared_wait
         with self._lock:
             self._forget_old(now)
             wait = 0.0
@@ -208,25 +183,20 @@ class Throttle:
                 if entry.count == 0 and entry.pending == 0:
                     del self._keys[key]
 
-    def failed(self, keys: Iterable[str], *, shared: bool = True) -> None:
-        """Count a failed attempt. `shared=False`: its account keys are counted here only (the name
-        has no account: nothing to protect, and the database gets no row for each made-up name)."""
-        keys = list(keys)
+    def failed(self, keys: Iterable[str]) -> None:
         now = self._clock()
-
-        def after_failure(count: int, blocked_until: float) -> tuple[int, float]:
-            block = self._block_after(count + 1)
-            return count + 1, now + block if block else blocked_until
-
-        # Counted in the database first, by every process together: its count is the one that holds.
-        counted = {key: self._store.record_login_failure(key, now, now - self.policy.forget_after, after_failure)
-                   for key in (self._shared(keys) if shared else ())}
+        policy = self.policy
         with self._lock:
             self._forget_old(now)
             for key in keys:
                 entry = self._keys.pop(key, None) or _Failures(0, now, now)
-                entry.count, entry.blocked_until = counted.get(key) or after_failure(entry.count, entry.blocked_until)
+                entry.count += 1
                 entry.last = now
+                if entry.count >= policy.lock_after:
+                    entry.blocked_until = now + policy.lock_seconds
+                elif entry.count >= policy.delay_after:
+                    delay = policy.first_delay * 2 ** (entry.count - policy.delay_after)
+                    entry.blocked_until = now + min(delay, policy.max_delay)
                 self._keys[key] = entry
             self._forget_old(now)
 
@@ -238,8 +208,6 @@ class Throttle:
     def succeeded(self, key: str) -> None:
         with self._lock:
             self._keys.pop(key, None)
-        if self._shared([key]):
-            self._store.forget_login_failures(key)
 
     def _forget_old(self, now: float) -> None:
         keys, policy = self._keys, self.policy
@@ -275,7 +243,7 @@ class Accounts:
         self,
         store: Store,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         hasher: argon2.PasswordHasher | None = None,
         policy: PasswordPolicy = PasswordPolicy(),
         throttle: Throttle | None = None,
@@ -285,7 +253,7 @@ class Accounts:
             hasher = argon2.PasswordHasher(type=argon2.Type.ID, **OWASP_HASHER_PARAMETERS)
         self.hasher = hasher
         self.policy = policy
-        self.throttle = throttle if throttle is not None else Throttle(clock=clock, store=store)
+        self.throttle = throttle if throttle is not None else Throttle(clock=clock)
         #: Accounts made lately → (the connection that made it, when): see _made_here.
         self._makers: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -391,7 +359,7 @@ class Accounts:
         """Check a login; the answer for an unknown user is the wrong-password answer."""
         # A name that breaks the rules cannot exist: no query, and no account key to count on.
         key = username_key(username) if self.validate_username(username) is None else None
-        keys = [f"{SHARED_PREFIX}{key}"] if key else []
+        keys = [f"user:{key}"] if key else []
         if client_key:
             keys.append(f"client:{client_key}")
         wait = self.throttle.begin(keys)
@@ -402,14 +370,14 @@ class Accounts:
             secret = _password_bytes(password)
             matched = self._verify(user.password_hash if user else self._dummy_hash, secret)
             if user is None or not matched:
-                self.throttle.failed(keys, shared=user is not None)
+                self.throttle.failed(keys)
                 return AccountResult(False, reason="bad_credentials")
         finally:
             self.throttle.end(keys)
 
         # Only the account is cleared: a client that owns one account must not
         # be able to wipe its failures against others by logging in to it.
-        self.throttle.succeeded(f"{SHARED_PREFIX}{key}")
+        self.throttle.succeeded(f"user:{key}")
         if self.hasher.check_needs_rehash(user.password_hash):
             self.store.update_password_hash(user.id, self.hasher.hash(secret))
         return AccountResult(True, user=user.username)

@@ -19,7 +19,6 @@ from chatbot.accounts import (
     username_key,
 )
 from chatbot.storage import Store
-from chatbot.storage.db import open_database
 
 # Cheap parameters keep the tests fast; one test uses the real default.
 CHEAP = dict(time_cost=1, memory_cost=8, parallelism=1)
@@ -238,77 +237,6 @@ def test_failures_delay_then_lock_the_account_until_the_cool_down(accounts, cloc
     # The success cleared the account: one more mistake costs nothing.
     assert accounts.authenticate("Alice", "oops", client_key="elsewhere").reason == "bad_credentials"
     assert accounts.throttle.retry_after(["user:alice"]) == 0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """One database that several stores (as several server processes) open."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def processes(database_url, clock):
-    """Start the accounts of a server process: its own store on the one database, the one clock."""
-    stores = []
-
-    def start() -> Accounts:
-        store = Store(database_url)
-        store.open()
-        stores.append(store)
-        return Accounts(store, clock=clock, hasher=argon2.PasswordHasher(**CHEAP))
-
-    yield start
-    for store in stores:
-        store.close()
-
-
-def login_failure_rows(database_url) -> list[tuple]:
-    database = open_database(database_url)
-    try:
-        return database.execute_sql("SELECT key, count FROM login_failures ORDER BY key").fetchall()
-    finally:
-        database.close()
-
-
-def test_an_account_s_failures_count_on_every_process_and_its_lock_outlives_a_restart(processes, clock):
-    first, second = processes(), processes()
-    first.register("Alice", "long enough")
-    waits = []
-    for attempt in range(10):  # the processes take turns, each attempt on a connection of its own
-        node = (first, second)[attempt % 2]
-        assert node.authenticate("alice", "wrong password", client_key=f"conn-{attempt}").reason == "bad_credentials"
-        waits.append(node.throttle.retry_after(["user:alice"]))
-        if attempt < 9:
-            clock.advance(waits[-1])
-    assert waits == [0, 0, 1, 2, 4, 8, 16, 32, 60, 900], "counted as one process counts"
-
-    restarted = processes()
-    for node in (first, second, restarted):
-        assert node.authenticate("Alice", "long enough", client_key="elsewhere") == AccountResult(
-            False, reason="throttled", retry_after=900)
-    clock.advance(900)
-    assert second.authenticate("Alice", "long enough", client_key="elsewhere") == AccountResult(True, user="Alice")
-    # The success cleared the account on every process: one more mistake costs nothing.
-    assert first.authenticate("Alice", "oops", client_key="elsewhere").reason == "bad_credentials"
-    assert first.throttle.retry_after(["user:alice"]) == restarted.throttle.retry_after(["user:alice"]) == 0
-
-
-def test_made_up_names_are_throttled_in_memory_and_leave_no_rows(processes, database_url, clock):
-    accounts = processes()
-    accounts.register("Alice", "long enough")
-    for attempt in range(3):
-        accounts.authenticate("nobody", "guess", client_key=f"conn-{attempt}")
-        accounts.authenticate("alice", "guess", client_key=f"other-{attempt}")
-    assert accounts.throttle.retry_after(["user:nobody"]) == 1, "an unknown name is throttled as an account is"
-    assert login_failure_rows(database_url) == [("user:alice", 3)]
-
-    # A day without failures forgets a count: its row goes with the next failure of any account.
-    accounts.register("Bob", "long enough too")
-    clock.advance(ThrottlePolicy().forget_after + 1)
-    accounts.authenticate("bob", "guess", client_key="conn-bob")
-    assert login_failure_rows(database_url) == [("user:bob", 1)]
 
 
 def test_a_client_guessing_many_accounts_is_throttled(accounts, clock):

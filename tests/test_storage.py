@@ -493,7 +493,6 @@ class TestStore:
         with database.connection_context():
             assert ("updated_at",) not in index_columns(database, "sessions")
             assert "conversation_from" not in {column.name for column in database.get_columns("sessions")}
-            assert "login_failures" not in database.get_tables()
             first.Session.insert(
                 id="old", token_hash="t", flow="main", state="main:start", slots={"kept": True}, lang="en",
                 flow_version="1", seq=0, created_at=NOW, updated_at=NOW,
@@ -508,11 +507,10 @@ class TestStore:
         finally:
             store.close()
         with database.connection_context():
-            assert schema_version(database) == LATEST_VERSION == 4
+            assert schema_version(database) == LATEST_VERSION == 3
             assert {("updated_at",), ("created_at",)} <= index_columns(database, "sessions")
             assert ("username",) in index_columns(database, "users")
-            assert "login_failures" in database.get_tables()
-        assert migrate(database, models) == 4  # nothing left to do
+        assert migrate(database, models) == 3  # nothing left to do
         database.close_all()
 
     def test_a_server_not_yet_upgraded_still_creates_sessions(self, backend, store):
@@ -541,7 +539,7 @@ class TestStore:
             database.execute_sql("UPDATE schema_version SET version = 99")
         database.close_all()
         with pytest.raises(StorageError, match=r"^storage: the database schema is at version 99, "
-                                               r"newer than this program knows \(4\)$"):
+                                               r"newer than this program knows \(3\)$"):
             Store(backend.url).open()
 
 

@@ -32,13 +32,11 @@ Step = Callable[[SchemaMigrator, Models], None]
 
 #: Columns that steps after the first add: (table, column). Step 1 leaves them out.
 ADDED_LATER = (("sessions", "conversation_from"),)
-#: Tables that steps after the first create. Step 1 leaves them out.
-TABLES_ADDED_LATER = ("login_failures",)
 
 
 def _create_tables(migrator: SchemaMigrator, models: Models) -> None:
     # The tables as version 1 had them: a fresh copy of the models, less what later steps add.
-    first = [model for model in bind_models(migrator.database) if model._meta.table_name not in TABLES_ADDED_LATER]
+    first = bind_models(migrator.database)
     for table, column in ADDED_LATER:
         model = next(model for model in first if model._meta.table_name == table)
         model._meta.remove_field(column)
@@ -60,16 +58,10 @@ def _remember_where_the_conversation_starts(migrator: SchemaMigrator, models: Mo
     migrator.migrate(migrator.add_column("sessions", "conversation_from", conversation_from_field()))
 
 
-def _share_login_failures(migrator: SchemaMigrator, models: Models) -> None:
-    # An account's failed logins, counted by every server process together (see accounts.Throttle).
-    migrator.database.create_tables([models.LoginFailure], safe=False)
-
-
 MIGRATIONS: tuple[Step, ...] = (
     _create_tables,
     _index_expiry_and_owner_lookups,
     _remember_where_the_conversation_starts,
-    _share_login_failures,
 )
 LATEST_VERSION = len(MIGRATIONS)
 #: The PostgreSQL advisory lock that processes creating the version table at once queue on.

@@ -42,7 +42,6 @@ class Models(NamedTuple):
     Session: type[peewee.Model]
     HistoryEntry: type[peewee.Model]
     ProcessedMessage: type[peewee.Model]
-    LoginFailure: type[peewee.Model]
 
 
 def bind_models(database: peewee.Database) -> Models:
@@ -101,15 +100,4 @@ def bind_models(database: peewee.Database) -> Models:
             table_name = "processed_messages"
             indexes = ((("session", "client_id"), True),)
 
-    class LoginFailure(database.Model):
-        # Failed logins per account, kept where every server process sees them: an account's
-        # lock holds on all of them. The key is the throttle's: `user:` and the username key.
-        key = peewee.CharField(max_length=160, primary_key=True)
-        count = peewee.IntegerField()
-        last = peewee.DoubleField(index=True)  # the last failure: old rows are forgotten by it
-        blocked_until = peewee.DoubleField()
-
-        class Meta:
-            table_name = "login_failures"
-
-    return Models(User, Session, HistoryEntry, ProcessedMessage, LoginFailure)
+    return Models(User, Session, HistoryEntry, ProcessedMessage)

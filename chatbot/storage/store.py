@@ -17,7 +17,6 @@ import threading
 import time
 from concurrent.futures import Future
 from itertools import groupby
-from typing import Callable
 
 import peewee
 
@@ -331,44 +330,6 @@ class Store:
                 raise StorageError(f"storage: unknown user id {user_id}")
 
         self._submit_and_wait(update, f"update_password_hash of user {user_id}")
-
-    # failed logins, shared by every process (see accounts.Throttle)
-
-    def login_blocked_until(self, keys: list[str]) -> float:
-        """When the latest block on any of `keys` ends (0: none is blocked, or ever was)."""
-        if not keys:
-            return 0.0
-        failure = self._models_open().LoginFailure
-        with self._database.connection_context():
-            until = failure.select(peewee.fn.MAX(failure.blocked_until)).where(failure.key.in_(keys)).scalar()
-        return until or 0.0
-
-    def record_login_failure(self, key: str, now: float, forget_before: float,
-                             after_failure: Callable[[int, float], tuple[int, float]]) -> tuple[int, float]:
-        """Count a failed login under `key` in one transaction, however many processes fail at once.
-
-        `after_failure(count, blocked_until)` gives the key's count and block after this failure
-        from those before it; a key whose last failure came before `forget_before` and that is not
-        blocked is forgotten (its row deleted) first, and starts from 0. Returns the new values."""
-        failure = self._models_open().LoginFailure
-
-        def count() -> tuple[int, float]:
-            failure.delete().where((failure.last < forget_before) & (failure.blocked_until <= now)).execute()
-            failure.insert(key=key, count=0, last=now, blocked_until=0.0).on_conflict_ignore().execute()
-            query = failure.select(failure.count, failure.blocked_until).where(failure.key == key)
-            counted, until = after_failure(*query.for_update(self._database.for_update).tuples().get())
-            failure.update(count=counted, last=now, blocked_until=until).where(failure.key == key).execute()
-            return counted, until
-
-        return self._submit_and_wait(count, f"record_login_failure '{key}'")
-
-    def forget_login_failures(self, key: str) -> None:
-        failure = self._models_open().LoginFailure
-
-        def forget() -> None:
-            failure.delete().where(failure.key == key).execute()
-
-        self._submit_and_wait(forget, f"forget_login_failures '{key}'")
 
     # writer side: these run inside the writer's transaction, one batch at a time
 
