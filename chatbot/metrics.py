@@ -19,6 +19,7 @@ there, and every worker's `/metrics` answers with the sums over all of them.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -137,6 +138,24 @@ class Metrics:
         for result in LOGIN_RESULTS:
             self.logins.labels(result=result)
         self._transitions_by_flow: dict[str, Counter] = {}
+        self._failing: Callable[[], bool] | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether these metrics are counted together with other processes' (see share_between_processes)."""
+        return _shared_folder is not None
+
+    def follow_db_failing(self, failing: Callable[[], bool]) -> None:
+        """Have `chatbot_db_failing` show `failing()`. Shared between processes, a scrape reads
+        what each process last wrote: `refresh()` writes it, and the server calls it every second."""
+        self._failing = failing
+        if not self.shared:
+            self.db_failing.set_function(lambda: float(failing()))
+
+    def refresh(self) -> None:
+        """Write down the values that are read, not counted (see follow_db_failing)."""
+        if self._failing is not None:
+            self.db_failing.set(float(self._failing()))
 
     def transitions_in(self, flow: str):
         """The transitions counter of one flow."""
@@ -149,6 +168,7 @@ class Metrics:
         """The text exposition of every metric, and its HTTP content type."""
         if _shared_folder is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        self.refresh()  # this process's own values as of now
         every_process = CollectorRegistry()
         multiprocess.MultiProcessCollector(every_process, path=_shared_folder)
         return generate_latest(every_process), CONTENT_TYPE_LATEST

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import tornado.ioloop
 import tornado.web
 import tornado.websocket
 from tornado.httpserver import HTTPServer
@@ -54,6 +55,8 @@ POLICY = 1008
 TRY_AGAIN_LATER = 1013
 #: Seconds between two `server.full` warnings while connections keep being turned away.
 FULL_LOG_INTERVAL = 10.0
+#: Seconds between two write-downs of a worker's read values (`chatbot_db_failing`) for the others' scrapes.
+METRICS_REFRESH = 1.0
 #: Seconds a client has to send its request's headers (and a kept-alive connection may idle): a
 #: connection that never speaks would otherwise hold a descriptor for Tornado's default hour.
 HEADER_TIMEOUT = 30.0
@@ -476,7 +479,7 @@ class ChatServer:
         self.metrics = metrics or Metrics()
         self.flow_hashes = flow_hashes or {name: flow.version for name, flow in engine.flows.items()}
         self.store = Store(settings.database_url, history_limit=settings.history_limit)
-        self.metrics.db_failing.set_function(lambda: float(self.store.database_failing))
+        self.metrics.follow_db_failing(lambda: self.store.database_failing)
         self.executor = ThreadPoolExecutor(settings.blocking_threads, thread_name_prefix="chatbot-blocking")
         self.accounts = Accounts(self.store)
         #: Several processes may share a PostgreSQL database: sessions then move between them.
@@ -501,6 +504,7 @@ class ChatServer:
         #: Frames being handled (a greeting, a turn, a history read): stop() waits for them.
         self.in_flight = 0
         self._sweeper: asyncio.Task | None = None
+        self._metrics_refresher: tornado.ioloop.PeriodicCallback | None = None
 
     def application(self) -> tornado.web.Application:
         s = self.settings
@@ -556,6 +560,10 @@ class ChatServer:
         self.http.add_sockets(sockets)
         self.sessions.start()
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        if self.metrics.shared:
+            # The other workers answer scrapes with what this one last wrote down.
+            self._metrics_refresher = tornado.ioloop.PeriodicCallback(self.metrics.refresh, METRICS_REFRESH * 1000)
+            self._metrics_refresher.start()
         self.events.event("server.start", version=__version__, host=self.settings.host, port=self.port,
                           node=self.sessions.node,
                           db=masked_url(self.settings.database_url), flows=self.flow_hashes,
@@ -574,6 +582,8 @@ class ChatServer:
             self.http.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._metrics_refresher is not None:
+            self._metrics_refresher.stop()
         if self.listener is not None:
             self.listener.close()
         drained = await self._drain(self.settings.shutdown_timeout)

@@ -86,3 +86,40 @@ def test_each_instance_counts_on_its_own():
     first.messages_out.inc()
     assert samples(first)[("chatbot_messages_out_total", ())] == 1
     assert samples(second)[("chatbot_messages_out_total", ())] == 0
+
+
+# Run in a process of its own: sharing metrics between processes is set once per process, as
+# `chatbot serve --workers N` sets it in the supervisor before it forks.
+SHARED_DB_FAILING = """
+import os, sys, tempfile
+from prometheus_client.parser import text_string_to_metric_families
+from chatbot import metrics as shared
+
+def failing_shown(metrics):
+    body, _ = metrics.render()
+    return {sample.name: sample.value for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples}["chatbot_db_failing"]
+
+shared.share_between_processes(tempfile.mkdtemp())
+child = os.fork()
+if child == 0:  # a worker whose database is fine, and says so
+    other = shared.Metrics()
+    other.follow_db_failing(lambda: False)
+    other.refresh()
+    os._exit(0)
+os.waitpid(child, 0)
+failing = [True]
+metrics = shared.Metrics()
+metrics.follow_db_failing(lambda: failing[0])
+assert failing_shown(metrics) == 1.0, "a worker whose database fails shows in any worker's scrape"
+failing[0] = False
+assert failing_shown(metrics) == 0.0
+"""
+
+
+def test_shared_between_workers_the_database_failing_gauge_shows_any_worker_failing():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SHARED_DB_FAILING], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
