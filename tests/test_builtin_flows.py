@@ -349,3 +349,15 @@ def test_a_visitor_asking_what_the_bot_is_gets_the_help_and_the_question_again(e
     assert chat.where == "hub:welcome"
     chat.say("log in" if lang == "en" else "войти")  # the question stands
     assert chat.where == "login:ask_username"
+
+
+@pytest.mark.parametrize("text, lang, where", [
+    ("help, I don't have an account", "en", "registration:ask_username"),
+    ("help me, I already have an account", "en", "login:ask_username"),
+    ("помогите, у меня нет аккаунта", "ru", "registration:ask_username"),
+    ("у меня есть аккаунт, помоги", "ru", "login:ask_username"),
+])
+def test_a_plea_for_help_with_a_login_or_registration_in_it_is_that(engine, text, lang, where):
+    chat = Conversation(engine, lang=lang)
+    chat.say(text)
+    assert chat.where == where, chat.texts
