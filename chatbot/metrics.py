@@ -139,6 +139,10 @@ class Metrics:
             self.logins.labels(result=result)
         self._transitions_by_flow: dict[str, Counter] = {}
         self._failing: Callable[[], bool] | None = None
+        if _shared_folder is not None:
+            # Every kind of file this process counts in is open now; a program it starts (an
+            # author's action may) must not count into them.
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
     @property
     def shared(self) -> bool:

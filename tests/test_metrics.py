@@ -114,10 +114,20 @@ metrics.follow_db_failing(lambda: failing[0])
 assert failing_shown(metrics) == 1.0, "a worker whose database fails shows in any worker's scrape"
 failing[0] = False
 assert failing_shown(metrics) == 0.0
+
+# A Python program the worker starts counts on its own, not into the worker's metrics.
+import subprocess
+metrics.messages_out.inc()
+subprocess.run([sys.executable, "-c", "from prometheus_client import Counter; "
+                "Counter('chatbot_messages_out', 'replies').inc(1000)"], check=True)
+body, _ = metrics.render()
+assert b"chatbot_messages_out_total 1.0" in body, body
+metrics.errors.labels(code="late").inc()  # a label value first seen now still counts
+assert b'chatbot_errors_total{code="late"} 1.0' in metrics.render()[0]
 """
 
 
-def test_shared_between_workers_the_database_failing_gauge_shows_any_worker_failing():
+def test_shared_between_workers_the_database_failing_gauge_shows_any_worker_failing_and_children_count_apart():
     import subprocess
     import sys
 
