@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -166,6 +168,26 @@ def serve(config_file: Path | None, **options) -> None:
     Every setting may also come from the config file or a CHATBOT_<NAME> environment variable;
     the command line wins.
     """
+    with stops_kept_while_starting() as early_stops:
+        _serve(config_file, early_stops, **options)
+
+
+@contextlib.contextmanager
+def stops_kept_while_starting():
+    """The stop signals that come while the server starts, kept in the list yielded: the server
+    stops as soon as it has started. Raised as KeyboardInterrupt in the middle of an import,
+    Python may swallow one (in an import lock's callback) and leave the server running."""
+    early_stops: list[int] = []
+    previous = {signum: signal.signal(signum, lambda received, _frame: early_stops.append(received))
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        yield early_stops
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(config_file: Path | None, early_stops: list[int], **options) -> None:
     import asyncio
 
     from chatbot.accept import raise_open_files_limit
@@ -198,7 +220,7 @@ def serve(config_file: Path | None, **options) -> None:
                                level=settings.log_level, process_name=None if index is None else f"w{index}")
         try:
             server = ChatServer(settings, engine, EventLog(logging.getLogger("chatbot.events")))
-            asyncio.run(run_server(server, announce=announce, sockets=sockets))
+            asyncio.run(run_server(server, announce=announce, sockets=sockets, early_stops=early_stops))
         finally:
             handle.close()
         return 0
@@ -239,7 +261,7 @@ def serve(config_file: Path | None, **options) -> None:
         code = supervise(settings.workers, lambda index: run(index, sockets), announce=announce,
                          ready=lambda: announce(listening_line(settings.host, sockets[0].getsockname()[1],
                                                                settings.workers)),
-                         ended=process_ended)
+                         ended=process_ended, early_stops=early_stops)
     finally:
         shutil.rmtree(metrics_folder, ignore_errors=True)
     announce("stopped")

@@ -682,8 +682,21 @@ def listening_line(host: str, port: int, workers: int = 1) -> str:
             "press Ctrl-C to stop")
 
 
-async def serve(server: ChatServer, *, announce=print, sockets: list | None = None) -> None:
-    """Run until SIGTERM, SIGINT or SIGHUP (the terminal closed), then stop gracefully."""
+async def serve(server: ChatServer, *, announce=print, sockets: list | None = None,
+                early_stops: list[int] | None = None) -> None:
+    """Run until SIGTERM, SIGINT or SIGHUP (the terminal closed), then stop gracefully.
+
+    `early_stops`: the stop signals that came before this started (see `chatbot serve`); the
+    first stops the server as soon as it has started."""
+    # The handlers come first: a signal that arrives while the server starts (opening the
+    # database may take a while) stops it once started.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received: list[str] = [signal.Signals(signum).name for signum in early_stops or ()]
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+    if received:
+        stop.set()
     port = await server.start(sockets)
     # What is built by now (modules, flows, the engine) lives as long as the process: the
     # collector need not walk it again in every full collection. A turn allocates hundreds of
@@ -692,11 +705,6 @@ async def serve(server: ChatServer, *, announce=print, sockets: list | None = No
     # with GC_THRESHOLD, 0.07 s and 13 ms (see docs/performance.md).
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    received: list[str] = []
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
     if sockets is None:  # a worker's supervisor has announced already
         announce(listening_line(server.settings.host, port))
     await stop.wait()

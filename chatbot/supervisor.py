@@ -33,12 +33,14 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def supervise(count: int, run_worker: Callable[[int], int], *, announce=print,
-              ready: Callable[[], None] = lambda: None, ended: Callable[[int], None] = lambda pid: None) -> int:
+              ready: Callable[[], None] = lambda: None, ended: Callable[[int], None] = lambda pid: None,
+              early_stops: list[int] | None = None) -> int:
     """Fork `count` workers running `run_worker(index)`; return the exit code for the parent.
 
     `ready` runs once a stop signal would be handled: what tells the world the server is up
     (the "listening" line a caller waits for before it may send SIGTERM) belongs there.
     `ended(pid)` runs once a worker has ended, before any worker is started in its place.
+    `early_stops`: stop signals that came before this was called; then no worker is started.
     """
     children: dict[int, int] = {}
     stopping = False
@@ -76,6 +78,8 @@ def supervise(count: int, run_worker: Callable[[int], int], *, announce=print,
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
+    if early_stops:
+        return 0
     ready()
     for index in range(count):
         spawn(index)

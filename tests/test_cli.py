@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -421,3 +422,26 @@ def test_serve_on_a_database_that_refuses_the_listen_connection_says_so_once(her
     err = capsys.readouterr().err
     assert err.startswith("error: storage: cannot open the connection that listens for other nodes' turns: ")
     assert "too many connections for role" in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_the_server_is_starting_stops_it_without_a_traceback(tmp_path):
+    # The installed command, as a person runs it, interrupted at moments while it loads and starts.
+    # Python may swallow a KeyboardInterrupt raised inside an import, which left the server
+    # running, deaf to the Ctrl-C that should have stopped it.
+    command = [str(Path(sys.executable).parent / "chatbot"), "serve", "--port", "0",
+               "--data-dir", str(tmp_path), "--log-format", "none"]
+    for _ in range(3):
+        for delay in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3):
+            server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            time.sleep(delay)
+            server.send_signal(signal.SIGINT)
+            try:
+                _, err = server.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                raise AssertionError(f"still running 20 s after a Ctrl-C at {delay} s: {server.communicate()[1]}")
+            # Python's own start-up (before the command's first line) is beyond its reach.
+            assert f"{os.sep}chatbot{os.sep}" not in err, f"after {delay} s: {err}"
+            # Stopped: Python's default (the signal), aborted while loading, or stopped once started.
+            assert server.returncode in (-signal.SIGINT, 0, 1), (delay, server.returncode, err)
