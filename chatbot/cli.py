@@ -174,17 +174,20 @@ def serve(config_file: Path | None, **options) -> None:
 
 @contextlib.contextmanager
 def stops_kept_while_starting():
-    """The stop signals that come while the server starts, kept in the list yielded: the server
-    stops as soon as it has started. Raised as KeyboardInterrupt in the middle of an import,
-    Python may swallow one (in an import lock's callback) and leave the server running."""
+    """A Ctrl-C that comes while the server starts, noted in the list yielded until the server's
+    own handlers take over: the server then stops as soon as it has started. Raised as
+    KeyboardInterrupt in the middle of an import, Python may swallow it (in an import lock's
+    callback) and leave the server running. SIGTERM and SIGHUP keep their default action, which
+    ends even a start blocked in a database call."""
     early_stops: list[int] = []
-    previous = {signum: signal.signal(signum, lambda received, _frame: early_stops.append(received))
-                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # ignored, or someone else's
+        yield early_stops
+        return
+    signal.signal(signal.SIGINT, lambda received, _frame: early_stops.append(received))
     try:
         yield early_stops
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _serve(config_file: Path | None, early_stops: list[int], **options) -> None:

@@ -692,10 +692,12 @@ async def serve(server: ChatServer, *, announce=print, sockets: list | None = No
     # database may take a while) stops it once started.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    received: list[str] = [signal.Signals(signum).name for signum in early_stops or ()]
+    received: list[str] = []
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
-    if received:
+    # Read once the handlers above are in place: a signal noted before is in the list by now.
+    if early_stops:
+        received[:0] = [signal.Signals(signum).name for signum in early_stops]
         stop.set()
     port = await server.start(sockets)
     # What is built by now (modules, flows, the engine) lives as long as the process: the
