@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from chatbot import __version__
 from chatbot.dialogs import Engine, Registry, load_flows
 from chatbot.dialogs.model import FlowSpec
 from chatbot.errors import ChatbotError, ConfigError, FlowSetError
+from chatbot.interrupts import ctrl_c_kept
 
 DEFAULT_FLOWS = Path("data/flows")
 
@@ -168,26 +167,11 @@ def serve(config_file: Path | None, **options) -> None:
     Every setting may also come from the config file or a CHATBOT_<NAME> environment variable;
     the command line wins.
     """
-    with stops_kept_while_starting() as early_stops:
+    # A Ctrl-C that comes while the server starts stops it as soon as it has started (the server's
+    # own handlers take over from the note). SIGTERM and SIGHUP keep their default action, which
+    # ends even a start blocked in a database call.
+    with ctrl_c_kept() as early_stops:
         _serve(config_file, early_stops, **options)
-
-
-@contextlib.contextmanager
-def stops_kept_while_starting():
-    """A Ctrl-C that comes while the server starts, noted in the list yielded until the server's
-    own handlers take over: the server then stops as soon as it has started. Raised as
-    KeyboardInterrupt in the middle of an import, Python may swallow it (in an import lock's
-    callback) and leave the server running. SIGTERM and SIGHUP keep their default action, which
-    ends even a start blocked in a database call."""
-    early_stops: list[int] = []
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # ignored, or someone else's
-        yield early_stops
-        return
-    signal.signal(signal.SIGINT, lambda received, _frame: early_stops.append(received))
-    try:
-        yield early_stops
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _serve(config_file: Path | None, early_stops: list[int], **options) -> None:
