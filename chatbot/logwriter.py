@@ -105,18 +105,20 @@ class BatchFileHandler(ConcurrentRotatingFileHandler):
         """The log folder was deleted (and maybe made again) under this process: make it again, and
         lock the lock file that is there now. Locking the deleted one, processes would no longer
         keep each other out, and their rollovers would lose lines."""
-        os.makedirs(os.path.dirname(self.lockFilename), exist_ok=True)
-        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+        lock_folder, log_folder = os.path.dirname(self.lockFilename), os.path.dirname(self.baseFilename)
         lock = self.stream_lock
-        if lock is None or lock.closed:
-            return
-        try:
-            current = os.path.samestat(os.fstat(lock.fileno()), os.stat(self.lockFilename))
-        except OSError:
-            current = False
-        if not current:
-            lock.close()
-            self.stream_lock = None  # _do_lock opens the one at the path
+        if lock is not None and not lock.closed:
+            try:
+                current = os.path.samestat(os.fstat(lock.fileno()), os.stat(self.lockFilename))
+            except OSError:
+                current = False
+            if current and lock_folder == log_folder:
+                return  # one stat per batch: the lock file this process holds is there, so is its folder
+            if not current:
+                lock.close()
+                self.stream_lock = None  # _do_lock opens the one at the path
+        os.makedirs(lock_folder, exist_ok=True)
+        os.makedirs(log_folder, exist_ok=True)
 
     def _file_size(self) -> int:
         try:
