@@ -546,3 +546,87 @@ def test_start_up_reads_the_sources_of_each_transition_once(tmp_path, monkeypatc
     assert runtime.triggers["s5"] == ["next", "text"]
     assert runtime.triggers[f"s{count - 1}"] == ["next"], "only the one from every state"
     assert [state for state, blocks in runtime.blocking.items() if blocks] == ["s5"]
+
+
+def _flow_with_actions(tmp_path, **actions):
+    """A flow `/try` whose state has one button per action, each running it before the state says 'Done.'."""
+    from chatbot.dialogs import action
+    from chatbot.dialogs.registry import MARK
+
+    registry = Registry.with_builtins()
+    for name, func in actions.items():
+        func.__name__ = name
+        registry.add(getattr(action()(func), MARK))
+    buttons = ", ".join(f"{{label: {{en: {name}, ru: {name}}}, action: {name}}}" for name in actions)
+    transitions = "".join(f"  - {{trigger: {name}, source: ask, dest: done, before: {name}}}\n" for name in actions)
+    (tmp_path / "try.yaml").write_text(
+        "name: try\nlanguages: [en, ru]\ninitial: ask\nentry: {command: /try}\n"
+        f"states:\n  - name: ask\n    say: {{en: 'Which?', ru: 'Какую?'}}\n    buttons: [{buttons}]\n"
+        "  - name: done\n    say: {en: 'Done.', ru: 'Готово.'}\n    goto: chat\n"
+        f"transitions:\n{transitions}",
+        encoding="utf-8")
+    chat = Conversation(make_engine(tmp_path, registry))
+    chat.register()
+    chat.say("/try")
+    return chat
+
+
+def test_an_action_says_a_message_written_as_a_flow_writes_one(tmp_path):
+    chat = _flow_with_actions(
+        tmp_path,
+        per_language=lambda ctx: ctx.say({"en": "Hello {name}!", "ru": "Привет, {name}!"}, name="Ann"),
+        variants=lambda ctx: ctx.say(["First {name}", "Second {name}"], name="Bob"),
+        per_language_variants=lambda ctx: ctx.say({"en": ["Hi!", "Hello!"], "ru": ["Привет!"]}),
+        english_only=lambda ctx: ctx.say({"en": "Only English."}),
+    )
+    asked = chat.state
+    chat.press("per_language")
+    assert chat.texts[:2] == ["Hello Ann!", "Done."]  # the whole text, not one letter of it
+    for name, expected in [("variants", "First Bob"), ("per_language_variants", "Hi!")]:
+        chat.result = chat.engine.handle(asked, Action(name), chat.world)
+        assert chat.texts[0] == expected
+    russian = dataclasses.replace(asked, lang="ru")
+    chat.result = chat.engine.handle(russian, Action("per_language"), chat.world)
+    assert chat.texts[:2] == ["Привет, Ann!", "Готово."]
+    chat.result = chat.engine.handle(russian, Action("english_only"), chat.world)
+    assert chat.texts[0] == "Only English."  # as a flow's message: the flow's first language
+
+
+@pytest.mark.parametrize("message, error", [
+    (None, "say: expected a text or a non-empty list of texts, got NoneType"),
+    (42, "say: expected a text or a non-empty list of texts, got int"),
+    ([], "say: expected a text or a non-empty list of texts, got []"),
+    (["a", 1], "say: expected a text or a non-empty list of texts, got ['a', 1]"),
+    ({}, "say: expected a text, a list of texts or a mapping of language to those, got {}"),
+    ({"en": 5}, "say: 'en': expected a text or a non-empty list of texts, got int"),
+])
+def test_an_action_saying_what_is_no_message_fails_its_turn_saying_why(tmp_path, message, error):
+    chat = _flow_with_actions(tmp_path, odd=lambda ctx: ctx.say(message))
+    asked = chat.state
+    with pytest.raises(TypeError) as raised:
+        chat.press("odd")
+    assert str(raised.value) == error
+    assert chat.state == asked
+
+
+def test_a_slot_an_action_writes_directly_that_storage_cannot_keep_fails_the_turn_naming_the_slot(tmp_path):
+    # Without the check, `chatbot chat` kept the set while the server failed the turn's commit.
+    def direct(ctx):
+        ctx.slots["fine"] = [1, "two"]
+        ctx.slots["tags"] = {"a", "b"}
+
+    chat = _flow_with_actions(tmp_path, direct=direct, nested=lambda ctx: ctx.slots.update(cart={"items": [{1}]}))
+    asked = chat.state
+    with pytest.raises(TypeError, match=r"^slot 'tags': a set cannot be kept in a slot \(slots hold text"):
+        chat.press("direct")
+    with pytest.raises(TypeError, match=r"^slot 'cart': a dict cannot be kept in a slot"):
+        chat.press("nested")
+    assert chat.state == asked, "the failed turns changed nothing"
+
+
+def test_an_action_calling_sys_exit_fails_its_turn_instead_of_ending_the_program(tmp_path):
+    import sys
+
+    chat = _flow_with_actions(tmp_path, leave=lambda ctx: sys.exit(3))
+    with pytest.raises(RuntimeError, match=r"^action 'leave' raised SystemExit\(3\), which would end the program"):
+        chat.press("leave")

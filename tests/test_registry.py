@@ -271,7 +271,8 @@ def test_a_callable_tells_whether_a_flow_may_or_must_give_it_an_argument(here):
     registry.load("pizza_actions.py")
     found = {name: (cb.takes_arg, cb.needs_arg) for name, cb in {**registry.actions, **registry.conditions}.items()}
     assert found["price_order"] == (True, False)
-    assert found["has"] == (True, False), "a built-in"
+    # The built-ins say what they take: `has:SLOT` needs its slot, `forget` may name one, `log_in` takes none.
+    assert (found["has"], found["forget"], found["log_in"]) == ((True, True), (True, False), (False, False))
     assert found["no_arg"] == (False, False)
     assert found["needs_arg"] == (True, True)
     assert found["any_args"] == (True, False)
@@ -286,12 +287,18 @@ def test_a_function_a_flow_cannot_call_is_refused_when_registered(here, signatur
                                  "nor as f(ctx, arg); write it as def price_order(ctx, arg=None)")
 
 
-def test_flows_check_refuses_an_argument_a_function_cannot_take_and_one_it_must(here, capsys):
+def test_flows_check_refuses_an_argument_a_function_cannot_take_one_it_must_and_an_empty_one(here, capsys):
     flows = write_bot(here, WITH_ARGUMENTS)
     (flows / "pizza.yaml").write_text(PIZZA.replace("    before: price_order\n",
-                                                    "    before: [price_order, 'no_arg:1']\n"
-                                                    "    conditions: needs_arg\n"), encoding="utf-8")
+                                                    "    before: [price_order, 'no_arg:1', 'forget:', 'log_in:bob']\n"
+                                                    "    conditions: [needs_arg, has, 'needs_arg: ']\n"),
+                                      encoding="utf-8")
     assert run(["flows", "check", "--actions", "pizza_actions.py"]) == 1
     err = capsys.readouterr().err
     assert "transitions[0].before[1]: action 'no_arg' takes no argument (written 'no_arg:1')" in err
-    assert "transitions[0].conditions: condition 'needs_arg' needs an argument: write 'needs_arg:…'" in err
+    assert "transitions[0].conditions[0]: condition 'needs_arg' needs an argument: write 'needs_arg:…'" in err
+    # The built-ins are held to what they take: `has` needs its slot, `log_in` takes nothing.
+    assert "transitions[0].before[2]: action 'forget': nothing after ':' (written 'forget:')" in err
+    assert "transitions[0].before[3]: action 'log_in' takes no argument (written 'log_in:bob')" in err
+    assert "transitions[0].conditions[1]: condition 'has' needs an argument: write 'has:…'" in err
+    assert "transitions[0].conditions[2]: condition 'needs_arg': nothing after ':' (written 'needs_arg: ')" in err

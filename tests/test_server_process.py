@@ -220,3 +220,33 @@ async def test_connections_past_what_the_open_files_limit_allows_are_refused_wit
     finally:
         if server.proc.poll() is None:
             server.kill()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_action_calling_sys_exit_fails_its_turn_and_the_server_serves_on(tmp_path):
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "leave.yaml").write_text(
+        "name: leave\nlanguages: [en]\ninitial: ask\nentry: {command: /leave, access: anyone}\n"
+        "states:\n  - name: ask\n    say: 'Sure?'\n    buttons: [{label: Leave, action: go}]\n"
+        "  - name: gone\n    say: 'Gone.'\n    goto: hub\n"
+        "transitions:\n  - {trigger: go, source: ask, dest: gone, before: leave}\n", encoding="utf-8")
+    (tmp_path / "leaving.py").write_text(
+        "import sys\nfrom chatbot.dialogs import action\n\n\n@action\ndef leave(ctx):\n    sys.exit(3)\n",
+        encoding="utf-8")
+    server = ServerProcess(tmp_path / "data", "--flows", str(tmp_path / "flows"),
+                           "--actions", str(tmp_path / "leaving.py"))
+    port = server.start()
+    try:
+        client = await Client.connect(port)
+        await client.hello()
+        await client.recv()
+        assert replies(await client.say("/leave")) == ["Sure?"]
+        await client.send({"type": "action", "id": "exit", "name": "go"})
+        failed = (await client.recv_until("error", timeout=10))[-1]
+        assert (failed["code"], failed["in_reply_to"]) == ("internal_error", "exit")
+        assert replies(await client.say("/help")), "the server still answers"
+        assert server.proc.poll() is None
+    finally:
+        server.terminate()
+    log = (tmp_path / "data" / "logs" / "chatbot.log").read_text(encoding="utf-8")
+    assert "action 'leave' raised SystemExit(3), which would end the program" in log

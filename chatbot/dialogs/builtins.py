@@ -21,7 +21,7 @@ def _account_event(ctx, event: str, answer: dict) -> None:
 
 
 @condition(blocking=True)
-def credentials_valid(ctx, arg=None) -> bool:
+def credentials_valid(ctx) -> bool:
     """Check `username` and the secret `password`; the answer is kept for log_in."""
     ctx.account = ctx.env.authenticate(str(ctx.slots.get("username", "")), ctx.secret("password"))
     _account_event(ctx, "account.login", ctx.account)
@@ -29,12 +29,12 @@ def credentials_valid(ctx, arg=None) -> bool:
 
 
 @condition()
-def login_throttled(ctx, arg=None) -> bool:
+def login_throttled(ctx) -> bool:
     return bool(ctx.account) and ctx.account.get("reason") == "throttled"
 
 
 @condition(blocking=True)
-def create_account(ctx, arg=None) -> bool:
+def create_account(ctx) -> bool:
     """Register `username` with the secret `password`; true when the account exists now."""
     ctx.account = ctx.env.register(str(ctx.slots.get("username", "")), ctx.secret("password"))
     _account_event(ctx, "account.register", ctx.account)
@@ -42,43 +42,43 @@ def create_account(ctx, arg=None) -> bool:
 
 
 @condition()
-def username_valid(ctx, arg=None) -> bool:
+def username_valid(ctx) -> bool:
     return ctx.env.validate_username(str(ctx.slots.get("username", ""))) is None
 
 
 @condition(blocking=True)
-def username_available(ctx, arg=None) -> bool:
+def username_available(ctx) -> bool:
     return bool(ctx.env.username_available(str(ctx.slots.get("username", ""))))
 
 
 @condition()
-def password_valid(ctx, arg=None) -> bool:
+def password_valid(ctx) -> bool:
     return ctx.env.validate_password(ctx.secret("password"), str(ctx.slots.get("username", ""))) is None
 
 
 @condition()
-def passwords_match(ctx, arg=None) -> bool:
+def passwords_match(ctx) -> bool:
     return bool(ctx.env.secrets_match(ctx.secret("password"), ctx.secret("password_confirm")))
 
 
 @condition()
-def logged_in(ctx, arg=None) -> bool:
+def logged_in(ctx) -> bool:
     return ctx.user is not None
 
 
 @condition()
-def anonymous(ctx, arg=None) -> bool:
+def anonymous(ctx) -> bool:
     return ctx.user is None
 
 
 @condition()
-def has(ctx, arg=None) -> bool:
+def has(ctx, arg: str) -> bool:
     """`has:nickname`: the slot is set."""
-    return ctx.slots.get(arg or "") not in (None, "")
+    return ctx.slots.get(arg) not in (None, "")
 
 
 @action(sets=("username",))
-def log_in(ctx, arg=None) -> None:
+def log_in(ctx) -> None:
     """Log in as the account the last check or registration answered for."""
     if ctx.account and ctx.account.get("ok"):
         ctx.log_in(ctx.account["user"])
@@ -86,7 +86,7 @@ def log_in(ctx, arg=None) -> None:
 
 
 @action()
-def log_out(ctx, arg=None) -> None:
+def log_out(ctx) -> None:
     ctx.log_out()
 
 
@@ -97,7 +97,7 @@ def set_language(ctx, arg=None) -> None:
 
 
 @action()
-def show_help(ctx, arg=None) -> None:
+def show_help(ctx) -> None:
     """The help as `/help` gives it. The question after it is left to the end of the turn: a state
     entered after this action says its own, and only a turn that says nothing more asks again."""
     ctx.engine.show_help(ctx, reprompt=False)
@@ -114,7 +114,7 @@ def forget(ctx, arg=None) -> None:
 
 
 @action(sets=("time", "date"))
-def tell_time(ctx, arg=None) -> None:
+def tell_time(ctx) -> None:
     """Put the current UTC time into the slots `time` and `date`."""
     moment = datetime.fromtimestamp(ctx.env.now(), tz=timezone.utc)
     ctx.set_slot("time", moment.strftime("%H:%M"))

@@ -22,7 +22,7 @@ from transitions import Machine, State
 from chatbot.dialogs.environment import Environment, Recorder
 from chatbot.dialogs.model import TEXT_TRIGGER, FlowSpec, Message, StateSpec, TransitionSpec
 from chatbot.dialogs.registry import Registry
-from chatbot.dialogs.turn import PLACEHOLDER_RE, Action, Reply, SessionState, Text, Turn, TurnResult
+from chatbot.dialogs.turn import PLACEHOLDER_RE, Action, Reply, SessionState, Text, Turn, TurnResult, check_slots
 from chatbot.patterns import PatternTimeout
 from chatbot.text import IntentMatcher, Match, extract, is_email
 
@@ -168,7 +168,13 @@ class Engine:
         if found is None:  # the validator rejects such flows; this guards hand-built ones
             raise LookupError(f"unknown {kind} '{ref}'")
         callback, arg = found
-        return callback.func(turn) if arg is None else callback.func(turn, arg)
+        try:
+            return callback.func(turn) if arg is None else callback.func(turn, arg)
+        except SystemExit as exit_:
+            # Raised by a bot's code (sys.exit in an action), it would end the whole server: it is
+            # that code's bug, failing this turn like any other exception.
+            raise RuntimeError(f"{kind} '{ref}' raised SystemExit({exit_.code!r}), "
+                               "which would end the program; raise an exception instead") from exit_
 
     def blocks(self, runtime: FlowRuntime, state: str) -> bool:
         """Whether a turn starting in `state` may, through its own transitions, call a blocking callable."""
@@ -447,6 +453,7 @@ class Engine:
         input_kind = turn.state_spec.input
         if input_kind != "password":
             session.secrets.clear()  # a secret lives only until the step that needs it is over
+        check_slots(session.slots)
         replies = [Reply(reply.text, reply.buttons, input_kind) for reply in turn.replies]
         return TurnResult(
             state=session,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from chatbot.dialogs.environment import Recorder
 from chatbot.dialogs.messages import ANY_LANGUAGE, ENGINE_MESSAGES
 from chatbot.dialogs.model import FlowSpec, Message, StateSpec
-from chatbot.jsontext import as_read_back
+from chatbot.jsontext import as_read_back, dumps
 from chatbot.text import Match
 
 if TYPE_CHECKING:
@@ -78,6 +78,50 @@ class TurnResult:
     secret_input: bool = False
 
 
+SLOT_VALUES = "slots hold text, numbers, true/false, null, lists and objects"
+
+
+def check_slots(slots: dict[str, Any]) -> None:
+    """Refuse slots that storage could not keep, naming the slot: an action may have written one
+    into `ctx.slots` directly, and the turn would otherwise fail only when it is committed."""
+    try:
+        dumps(slots)
+    except (TypeError, ValueError, RecursionError):
+        for name, value in slots.items():
+            try:
+                dumps(value)
+            except (TypeError, ValueError, RecursionError):
+                raise TypeError(f"slot '{name}': a {type(value).__name__} cannot be kept in a slot ({SLOT_VALUES}); "
+                                "ctx.set_slot names the action that sets it") from None
+        raise
+
+
+def as_message(value: Any) -> Message:
+    """A message an action wrote as a flow does (see docs/flows.md, Messages), in the form the
+    loader gives: language to a tuple of variants. A flow's own messages pass through as they are."""
+    if isinstance(value, Mapping):
+        if all(type(variants) is tuple for variants in value.values()) and value:
+            return value
+        return {lang: _variants(variants, f"say: {lang!r}") for lang, variants in value.items()} or _refused(value)
+    return {ANY_LANGUAGE: _variants(value, "say")}
+
+
+def _variants(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(text, str) for text in value):
+        return tuple(value)
+    raise TypeError(f"{where}: expected a text or a non-empty list of texts, got {_shown(value)}")
+
+
+def _refused(value: Any) -> Message:
+    raise TypeError(f"say: expected a text, a list of texts or a mapping of language to those, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, (list, tuple, dict)) and len(repr(value)) <= 60 else type(value).__name__
+
+
 class Turn:
     """The model a flow's machine works on during one turn; also the `ctx` of actions.
 
@@ -127,9 +171,11 @@ class Turn:
     def flow(self) -> FlowSpec:
         return self.runtime.spec
 
-    def say(self, message: Message | str, *, buttons=(), **values: Any) -> None:
-        """Say a flow message, or a plain text, in the session's language."""
-        text = message if isinstance(message, str) else self.engine.pick(message, self, self.flow)
+    def say(self, message: Message | str | list[str] | Mapping[str, str | list[str]], *, buttons=(),
+            **values: Any) -> None:
+        """Say a message, in the session's language: written as in a flow (a text, a list of
+        variants, or a mapping of language to a text or a list of variants)."""
+        text = message if isinstance(message, str) else self.engine.pick(as_message(message), self, self.flow)
         rendered = self.render(text, values)
         labels = tuple((self.render(self.engine.pick(b.label, self, self.flow), values), b.action)
                        for b in buttons)
@@ -158,7 +204,7 @@ class Turn:
             value = as_read_back(value)
         except TypeError:
             raise TypeError(f"set_slot('{name}'): a {type(value).__name__} cannot be kept in a slot "
-                            "(slots hold text, numbers, true/false, null, lists and objects)") from None
+                            f"({SLOT_VALUES})") from None
         self.slots[name] = value
         self.slots_set.append({"slot": name, "value": value})
 

@@ -317,6 +317,8 @@ class _Checker:
                              f"unknown {kind} {name!r}{hint}{did_you_mean(name, self.registry.names(kind))}")
             elif arg is not None and not found[0].takes_arg:
                 self.problem(self._item_key(key, index), f"{kind} {name!r} takes no argument (written {ref!r})")
+            elif arg is not None and not arg.strip():
+                self.problem(self._item_key(key, index), f"{kind} {name!r}: nothing after ':' (written {ref!r})")
             elif arg is None and found[0].needs_arg:
                 self.problem(self._item_key(key, index), f"{kind} {name!r} needs an argument: write '{name}:…'")
             elif found[0].func is builtin_set_language and arg:
