@@ -7,6 +7,7 @@ ProtocolError with the machine-readable code the client gets back.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import orjson
@@ -106,10 +107,11 @@ def _loads_checked(raw: str) -> Any:
     except json.JSONDecodeError as err:
         raise ProtocolError("bad_json", f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") \
             from None
-    except ValueError as err:  # e.g. an integer of more digits than Python converts
-        raise ProtocolError("bad_json", f"not valid JSON: {err}") from None
+    except ValueError:  # an integer of more digits than Python converts (a guard against slow parses)
+        raise ProtocolError("bad_json", f"not read: a number of more than {sys.get_int_max_str_digits()} "
+                                        "digits") from None
     except RecursionError:
-        raise ProtocolError("bad_json", "not valid JSON: nested too deeply") from None
+        raise ProtocolError("bad_json", "not read: arrays or objects nested too deeply") from None
     return frame
 
 
@@ -126,7 +128,7 @@ def _check_text(name: str, value: str, in_reply_to: str | None) -> None:
 def _check_limits(kind: str, frame: dict, max_text_chars: int, in_reply_to: str | None) -> None:
     # Only messages and actions have an id; on other frames it is an unknown field, ignored.
     if "id" in _FIELDS[kind] and "id" in frame and not 1 <= len(frame["id"]) <= MAX_ID_CHARS:
-        raise _error("bad_field", f"id: must be 1 to {MAX_ID_CHARS} characters", None)
+        raise _error("bad_field", f"id: must be 1 to {MAX_ID_CHARS} characters", in_reply_to)
     if kind == "message":
         text = frame["text"]
         if len(text) > max_text_chars:

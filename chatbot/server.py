@@ -28,7 +28,7 @@ import tornado.ioloop
 import tornado.web
 import tornado.websocket
 from tornado.httpserver import HTTPServer
-from tornado.iostream import StreamClosedError
+from tornado.iostream import StreamBufferFullError, StreamClosedError
 from tornado.netutil import bind_sockets
 
 from chatbot import __version__
@@ -50,9 +50,13 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 #: Allocations between two collections of the youngest generation (Python's default: 700).
 GC_THRESHOLD = 20_000
 GOING_AWAY = 1001
+PROTOCOL_ERROR = 1002
 INVALID_PAYLOAD = 1007
 POLICY = 1008
 TRY_AGAIN_LATER = 1013
+#: Bytes a connection may leave unsent (its client not reading them) before the next write closes
+#: it: without a bound, a client that asks and never reads would grow the server's memory without end.
+UNSENT_LIMIT = 4 * 1024 * 1024
 #: Seconds between two `server.full` warnings while connections keep being turned away.
 FULL_LOG_INTERVAL = 10.0
 #: Seconds between two write-downs of a worker's read values (`chatbot_db_failing`) for the others' scrapes.
@@ -67,15 +71,18 @@ ADDRESSES_TRACKED = 100_000
 
 
 class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
-    """Tornado's WebSocket protocol, with three changes.
+    """Tornado's WebSocket protocol, with these changes.
 
     A text frame that is not valid UTF-8 (once decompressed, with permessage-deflate)
     goes to the handler as bytes: Tornado drops such a connection outright; this
     server answers with a `bad_utf8` error frame instead and keeps the connection.
+    Compressed data that does not decompress (text or binary) closes with 1007, a
+    reserved opcode with 1002, where Tornado cuts the socket (and, for the first,
+    logs a traceback).
 
     `write_texts` sends several text frames with one socket write, and without
     the task `write_message` makes for each frame (a turn's reply and its ack
-    are two frames).
+    are two frames). It cuts a client that leaves too much unread (UNSENT_LIMIT).
 
     `close` notes the code and reason of a close this server starts, for the log.
     """
@@ -107,11 +114,28 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
             parts += (header, data)
         wire = b"".join(parts)
         self._wire_bytes_out += len(wire)
-        # The write's future is not awaited: on a closed stream Tornado marks its error retrieved.
-        self.stream.write(wire)
+        # However big this write, it is refused only when what was written before is still unsent
+        # past the limit; the limit is lifted again for Tornado's own frames (a close, a pong).
+        stream = self.stream
+        stream.max_write_buffer_size = UNSENT_LIMIT + len(wire)
+        try:
+            # The write's future is not awaited: on a closed stream Tornado marks its error retrieved.
+            stream.write(wire)
+        except StreamBufferFullError:
+            # A close frame would wait behind what the client does not read: the socket is cut.
+            self.handler.sent_close = (POLICY, "the client does not read what it is sent")
+            self._abort()
+        finally:
+            stream.max_write_buffer_size = None
 
     def _handle_message(self, opcode: int, data: bytes):
-        if opcode != 0x1 or self.client_terminated:
+        if self.client_terminated:
+            return None
+        if opcode not in (0x1, 0x2):
+            if opcode not in (0x8, 0x9, 0xA):  # reserved (RFC 6455, 5.2): Tornado would cut the socket
+                self.close(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
+                self._abort()
+                return None
             return super()._handle_message(opcode, data)
         if self._frame_compressed:  # as Tornado does, before the text is decoded
             try:
@@ -125,10 +149,12 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
                 self._abort()
                 return None
         self._message_bytes_in += len(data)
-        try:
-            message: str | bytes = data.decode("utf-8")
-        except UnicodeDecodeError:
-            message = data
+        message: str | bytes = data  # a binary frame is read as its UTF-8 text (see parse_frame)
+        if opcode == 0x1:
+            try:
+                message = data.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
         return self._run_callback(self.handler.on_message, message)
 
 

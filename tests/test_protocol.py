@@ -34,10 +34,10 @@ from chatbot.protocol import _loads_checked, _loads_plain, parse_frame
         ('{"type": "message", "text": "\\udc00"}', "lone_surrogate", "text: contains a lone surrogate at character 0"),
         ('{"type": "message", "text": "' + "я" * 11 + '"}', "text_too_long", "text: 11 characters, the limit is 10"),
         (b"\xc3\x28", "bad_utf8", "frame is not valid UTF-8 (byte 0)"),
-        ('{"type": "ping", "x": ' + "9" * 5000 + "}", "bad_json", None),
+        ('{"type": "ping", "x": ' + "9" * 5000 + "}", "bad_json", "not read: a number of more than 4300 digits"),
         ('{"type": "history", "before_seq": 100000000000000000000}', "bad_field",
          "before_seq: must be at most 9223372036854775807"),
-        ("[" * 100000 + "]" * 100000, "bad_json", None),
+        ("[" * 100000 + "]" * 100000, "bad_json", "not read: arrays or objects nested too deeply"),
     ],
 )
 def test_bad_frames(raw, code, message):
@@ -56,6 +56,10 @@ def test_good_frames_and_the_id_is_echoed_in_errors():
     with pytest.raises(ProtocolError) as error:
         parse_frame('{"type": "message", "id": "c-9", "text": 1}', max_text_chars=10)
     assert error.value.in_reply_to == "c-9"
+    long_id = "c" * 65  # an id the server cannot take is still the one that frame had
+    with pytest.raises(ProtocolError) as error:
+        parse_frame(f'{{"type": "message", "id": "{long_id}", "text": "hi"}}', max_text_chars=10)
+    assert (error.value.message, error.value.in_reply_to) == ("id: must be 1 to 64 characters", long_id)
 
 
 json_values = st.recursive(

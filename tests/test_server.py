@@ -355,17 +355,52 @@ async def test_the_log_says_who_closed_a_connection_with_what_code_and_reason(tm
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_corrupt_compressed_data_closes_with_1007_and_logs_no_error(tmp_path, caplog):
+@pytest.mark.parametrize("opcode", [0x1, 0x2], ids=["text", "binary"])
+async def test_corrupt_compressed_data_closes_with_1007_and_logs_no_error(tmp_path, caplog, opcode):
     async with running_server(tmp_path, deflate=True) as server:
         client = await Client.connect(server.port, deflate=True)
         await client.hello()
         await client.recv()
-        client.conn.protocol._write_frame(True, 0x1, b"\xff\xff\xff\xff", flags=0x40)  # RSV1: compressed
+        client.conn.protocol._write_frame(True, opcode, b"\xff\xff\xff\xff", flags=0x40)  # RSV1: compressed
         assert await client.recv() is None
         assert client.conn.close_code == 1007
         fine = await Client.connect(server.port)
         assert (await fine.hello())["type"] == "welcome", "the server is still up"
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_frame_of_an_opcode_websocket_does_not_define_closes_with_1002(tmp_path, caplog):
+    async with running_server(tmp_path) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        client.conn.protocol._write_frame(True, 0x3, b"{}")  # 0x3 to 0x7 are reserved (RFC 6455, 5.2)
+        assert await client.recv() is None
+        assert client.conn.close_code == 1002
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_client_that_does_not_read_what_it_asks_for_is_cut_off_before_it_fills_memory(tmp_path, caplog):
+    caplog.set_level("INFO", logger="chatbot")
+    async with running_server(tmp_path, rate_limit=10_000, rate_burst=10_000) as server:
+        client = await Client.connect(server.port)
+        await client.hello()
+        await client.recv()
+        for n in range(100):  # a conversation whose history is about 400 KB
+            await client.say(f"{n} " + "x" * 3990)
+        # Tornado's client stops reading from its socket while a message waits to be read: once
+        # the sockets' buffers are full, what the server writes stays in its memory.
+        for _ in range(200):
+            await client.send({"type": "history", "limit": 500})
+        deadline = time.monotonic() + 30
+        while server.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not server.connections, "the connection that does not read was closed"
+    closes = [record_fields(r) for r in caplog.records if r.getMessage() == "conn.close"]
+    assert [(c["by"], c["code"], c["reason"]) for c in closes] == [
+        ("server", 1008, "the client does not read what it is sent")]
 
 
 @pytest.mark.gen_test(timeout=30)
