@@ -283,6 +283,15 @@ CASES = {
          .replace('    say: "Which size?"', '    say:\n      en: "Which size?"\n      ru: "Какой размер?"')},
         ["data/flows/pizza.yaml:12: states[1].say: expected a text per language (en, ru), got one text"],
     ),
+    "empty texts, which would say nothing or show a blank button": (
+        {"pizza.yaml": GOOD.replace('    say: "Which size?"',
+                                    '    say: " "\n    buttons: [{label: ["Cancel", ""], action: cancel}]')
+         .replace('    say: "A {size} pizza, coming."', '    say: ""')
+         + "  - {trigger: cancel, source: ask_size, dest: done}\n"},
+        ["data/flows/pizza.yaml:7: states[0].say: empty text",
+         "data/flows/pizza.yaml:8: states[0].buttons[0].label[1]: empty text",
+         "data/flows/pizza.yaml:11: states[1].say: empty text"],
+    ),
     "message in an undeclared language": (
         {"pizza.yaml": GOOD.replace('    say: "Which size?"', '    say:\n      en: "Which size?"\n      de: "Welche?"')},
         ["data/flows/pizza.yaml:9: states[0].say.de: language not declared in 'languages' (en)"],

@@ -123,17 +123,25 @@ class Reader:
 
     def variants(self, value: Any, line: int, key: str) -> tuple[str, ...]:
         if isinstance(value, str):
-            return (value,)
+            return (value,) if self._shown(value, line, key) else ()
         if isinstance(value, list) and value:
             texts, indexes = [], []
             for index, item in enumerate(value):
-                if self.typed(item, str, value.line_of(index), f"{key}[{index}]", "a text"):
+                item_line, item_key = value.line_of(index), f"{key}[{index}]"
+                if self.typed(item, str, item_line, item_key, "a text") and self._shown(item, item_line, item_key):
                     texts.append(item)
                     indexes.append(index)
             self.kept(key, indexes, len(value))
             return tuple(texts)
         self.problem(line, key, "expected a text or a non-empty list of variants")
         return ()
+
+    def _shown(self, text: str, line: int, key: str) -> bool:
+        """A text a person would see something of: an empty reply or a blank button says nothing."""
+        if text.strip():
+            return True
+        self.problem(line, key, "empty text")
+        return False
 
 
 def each_mapping(reader: Reader, value: Any, line: int, key: str, what: str):
