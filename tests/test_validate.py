@@ -90,6 +90,11 @@ def test_the_base_flow_is_valid_and_runs(here):
 
 
 CASES = {
+    "two documents in one file": (
+        {"pizza.yaml": GOOD + "---\nname: more\n"},
+        ["data/flows/pizza.yaml:16: yaml syntax: expected a single document in the stream, "
+         "but found another document"],
+    ),
     "yaml syntax": (
         {"pizza.yaml": """\
             name: pizza

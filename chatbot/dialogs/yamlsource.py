@@ -284,6 +284,8 @@ def load_yaml(text: str, path: str) -> tuple[Any, list[FlowError]]:
         mark = err.problem_mark or err.context_mark
         line = loader.mark_line(mark) if mark else None
         reason = err.problem or err.context or "invalid yaml"
+        if err.problem and err.context and err.context.startswith("expected"):  # e.g. a second document
+            reason = f"{err.context}, {err.problem}"
         return None, [FlowError(path, line, "", f"yaml syntax: {reason}")]
     except yaml.YAMLError as err:
         return None, [FlowError(path, None, "", f"yaml syntax: {err}")]
