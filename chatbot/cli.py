@@ -210,6 +210,12 @@ def _serve(config_file: Path | None, early_stops: list[int], **options) -> None:
             asyncio.run(run_server(server, announce=announce, sockets=sockets, early_stops=early_stops))
         finally:
             handle.close()
+        if not server.flushed:
+            # Threads still wait for the database, and the interpreter would wait for them at exit.
+            announce("error: storage: the database stopped answering; what it had not committed was "
+                     "never acknowledged, and is not kept")
+            sys.stdout.flush()
+            os._exit(1)
         return 0
 
     if settings.workers == 1:

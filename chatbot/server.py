@@ -57,6 +57,8 @@ TRY_AGAIN_LATER = 1013
 #: Bytes a connection may leave unsent (its client not reading them) before the next write closes
 #: it: without a bound, a client that asks and never reads would grow the server's memory without end.
 UNSENT_LIMIT = 4 * 1024 * 1024
+#: Seconds a stop gives the store to commit what is queued, at least (see ChatServer.stop).
+STORE_CLOSE_LEAST = 1.0
 #: Seconds between two `server.full` warnings while connections keep being turned away.
 FULL_LOG_INTERVAL = 10.0
 #: Seconds between two write-downs of a worker's read values (`chatbot_db_failing`) for the others' scrapes.
@@ -162,8 +164,7 @@ def listen_connector(database_url: str):
     """What opens the connection a node LISTENs on (PostgreSQL)."""
     import psycopg2
 
-    # A LISTEN connection that cannot be made must fail in seconds, not a TCP timeout.
-    params = {"connect_timeout": 5, **postgresql_connect_params(database_url)}
+    params = postgresql_connect_params(database_url)  # with a connect_timeout (see storage.db)
     return lambda: psycopg2.connect(**params)
 
 
@@ -425,11 +426,12 @@ class HealthHandler(tornado.web.RequestHandler):
 
     def get(self) -> None:
         self.set_header("Cache-Control", "no-store")
-        failing = self.server.store.database_failing
-        if failing or self.server.stopping:
+        store = self.server.store
+        database = "failing" if store.database_failing else "stuck" if store.database_stuck else "ok"
+        if database != "ok" or self.server.stopping:
             self.set_status(503)  # messages are answered with errors, or not at all: send users elsewhere
-        status = "stopping" if self.server.stopping else "failing" if failing else "ok"
-        self.write({"status": status, "database": "failing" if failing else "ok", "version": __version__,
+        status = "stopping" if self.server.stopping else "failing" if database != "ok" else "ok"
+        self.write({"status": status, "database": database, "version": __version__,
                     "node": self.server.sessions.node, "pid": os.getpid(),
                     "connections": len(self.server.connections), "sessions": len(self.server.sessions.live)})
 
@@ -505,7 +507,7 @@ class ChatServer:
         self.metrics = metrics or Metrics()
         self.flow_hashes = flow_hashes or {name: flow.version for name, flow in engine.flows.items()}
         self.store = Store(settings.database_url, history_limit=settings.history_limit)
-        self.metrics.follow_db_failing(lambda: self.store.database_failing)
+        self.metrics.follow_db_failing(lambda: self.store.database_failing or self.store.database_stuck)
         self.executor = ThreadPoolExecutor(settings.blocking_threads, thread_name_prefix="chatbot-blocking")
         self.accounts = Accounts(self.store)
         #: Several processes may share a PostgreSQL database: sessions then move between them.
@@ -524,6 +526,8 @@ class ChatServer:
         self.http: HTTPServer | None = None
         self.port: int | None = None
         self.stopping = False
+        #: Whether the stop committed every write (False: the database stopped answering; see stop).
+        self.flushed = True
         #: Open WebSocket connections allowed: max_connections, or fewer if the open-files limit is lower.
         self.max_connections = settings.max_connections
         self._full_logged_at = -math.inf
@@ -612,6 +616,7 @@ class ChatServer:
             self._metrics_refresher.stop()
         if self.listener is not None:
             self.listener.close()
+        deadline = time.monotonic() + self.settings.shutdown_timeout
         drained = await self._drain(self.settings.shutdown_timeout)
         for socket in list(self.connections):
             socket.close(GOING_AWAY, "server going away")
@@ -621,9 +626,19 @@ class ChatServer:
         except asyncio.TimeoutError:
             pass  # a peer that does not finish its close handshake must not keep the store unflushed
         finally:
-            await asyncio.get_running_loop().run_in_executor(self.executor, self.store.close)
+            # A database that stopped answering must not hold the stop up past what it is given
+            # (a service manager would kill the process then): what waits for it was never acknowledged.
+            wait = max(deadline - time.monotonic(), STORE_CLOSE_LEAST)
+            closing = asyncio.get_running_loop().run_in_executor(self.executor, self.store.close, wait)
+            try:  # bounded again: the blocking threads may all be waiting for the database too
+                self.flushed = await asyncio.wait_for(closing, wait + STORE_CLOSE_LEAST)
+            except asyncio.TimeoutError:
+                self.flushed = False
             self.executor.shutdown(wait=False)
-        self.events.event("server.stop", reason=reason, drained=drained)
+        if not self.flushed:
+            self.events.warning("storage.stuck", reason=f"the database did not finish the last writes in {wait:.0f} s; "
+                                "they were not acknowledged")
+        self.events.event("server.stop", reason=reason, drained=drained, flushed=self.flushed)
 
     def may_start_session(self, address: str) -> bool:
         """Whether a client at `address` (see client_address) may start one more session now

@@ -109,3 +109,69 @@ class ServerProcess:
     def rest_of_stderr(self, timeout: float = 10.0) -> str:
         """All the server wrote to stderr: to its end once it has exited, else what came within `timeout`."""
         return self.stderr.rest(timeout) if self.stderr else ""
+
+
+class FreezableProxy:
+    """A TCP relay to `host:port` that can stop passing data on while keeping its connections open:
+    a database server (or a network) that stops answering without refusing anything."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+
+        self.target = (host, port)
+        self.frozen = threading.Event()
+        self._closed = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> None:
+        self.frozen.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+    def __enter__(self) -> "FreezableProxy":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, a, b) -> None:
+        import select
+
+        peers = {a: b, b: a}
+        while not self._closed.is_set():
+            if self.frozen.is_set():
+                time.sleep(0.05)  # holds both ends open and reads nothing: no answer, no error
+                continue
+            try:
+                readable, _, _ = select.select(list(peers), [], [], 0.05)
+                for sock in readable:
+                    if self.frozen.is_set():
+                        break
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    peers[sock].sendall(data)
+            except OSError:
+                return

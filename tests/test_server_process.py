@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketError
 
-from tests.process_helpers import ServerProcess
+from tests.process_helpers import FreezableProxy, ServerProcess
 from tests.server_helpers import Client, replies
 
 
@@ -250,3 +253,57 @@ async def test_an_action_calling_sys_exit_fails_its_turn_and_the_server_serves_o
         server.terminate()
     log = (tmp_path / "data" / "logs" / "chatbot.log").read_text(encoding="utf-8")
     assert "action 'leave' raised SystemExit(3), which would end the program" in log
+
+
+async def _health(port: int) -> tuple[int, str]:
+    from tornado.httpclient import AsyncHTTPClient
+
+    response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/healthz", raise_error=False)
+    return response.code, json.loads(response.body)["database"]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_database_that_stops_answering_makes_the_node_unhealthy_and_does_not_hold_up_its_stop(
+        tmp_path, postgres_url):
+    parts = urlsplit(postgres_url)
+    with FreezableProxy(parts.hostname, parts.port) as proxy:
+        url = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
+        server = ServerProcess(tmp_path, "--db", url, "--shutdown-timeout", "2")
+        port = server.start()
+        try:
+            client = await Client.connect(port)
+            await client.hello()
+            await client.recv()
+            assert replies(await client.say("hello"))
+            assert await _health(port) == (200, "ok")
+            proxy.freeze()
+            await client.send({"type": "message", "id": "held", "text": "tell me a joke"})
+            deadline = time.monotonic() + 30  # the writer's transaction is stuck after 10 s
+            while await _health(port) != (503, "stuck") and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            assert await _health(port) == (503, "stuck"), "a load balancer sends users elsewhere"
+            stopping = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            assert server.proc.wait(30) == 1
+            # Its shutdown timeout, the sockets' 2 s and a second for the store: not the database's time.
+            assert time.monotonic() - stopping < 2 + 2 + 2 + 3
+            assert not [f for f in client.frames if f.get("id") == "held"], "nothing was acknowledged"
+        finally:
+            if server.proc.poll() is None:
+                server.kill()
+    assert "error: storage: the database stopped answering" in server.rest_of_stderr()
+
+
+def test_a_database_that_accepts_and_never_answers_fails_the_start_in_seconds(tmp_path):
+    silent = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; no one ever answers
+    try:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "chatbot", "serve", "--port", "0", "--data-dir", str(tmp_path),
+                               "--db", f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/test"],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        silent.close()
+    assert done.returncode == 1
+    assert time.monotonic() - started < 25
+    assert done.stderr.startswith("error: storage: cannot open 'postgresql://postgres@127.0.0.1:")
+    assert "timeout expired" in done.stderr

@@ -30,7 +30,7 @@ __all__ = ["LogSet", "Mark", "RecordedSession", "Step", "UnusableInput", "log_pa
 TURN_EVENTS = frozenset({"effect", "transition", "slot.set", "account.register", "account.login",
                          "account.logout", "reply.out"})
 #: Events replay knows and has no use for.
-IGNORED_EVENTS = frozenset({"server.start", "server.stop", "server.connections_capped", "server.full",
+IGNORED_EVENTS = frozenset({"server.start", "server.stop", "storage.stuck", "server.connections_capped", "server.full",
                             "conn.open", "protocol.error", "ratelimit.hit",
                             "sessions.deleted", "sessions.expiry_failed", "cluster.listener_lost",
                             "session.language_not_stored", "session.token_reissued",

@@ -33,6 +33,8 @@ from chatbot.errors import ConfigError
 # that finds the pool empty waits this many seconds before giving up.
 POOL_SIZE = 32
 POOL_WAIT_SECONDS = 10
+#: Seconds libpq may take to connect, unless the URL gives its own connect_timeout.
+CONNECT_TIMEOUT = 10
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -168,6 +170,9 @@ def _postgresql_params(url: str) -> tuple[str, dict]:
     name = unquote(params.pop("database"))
     # As written: playhouse turns "1" into 1 and "true" into True.
     params.update(parse_qsl(urlparse(url).query, keep_blank_values=True))
+    # libpq waits for a server that accepts and never answers as long as TCP lets it: a start, or
+    # a connection taken for a write, would hang with it. The URL may say otherwise.
+    params.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
     return name, params
 
 

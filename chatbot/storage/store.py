@@ -178,18 +178,23 @@ class Store:
             self._checkpointer = Checkpointer(database, CHECKPOINT_INTERVAL)
             self._checkpointer.start()
 
-    def close(self) -> None:
-        """Apply the pending writes, stop the writer and close every connection."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Apply the pending writes, stop the writer and close every connection; wait at most
+        `timeout` seconds for the writer. False if it is still waiting for the database then (a
+        server that stopped answering): its connection is left to the program's exit."""
         if self._writer is None:
-            return
+            return True
+        stopped = True
         try:
-            self._writer.stop()
+            stopped = self._writer.stop(timeout)
         finally:
             if self._checkpointer is not None:
                 self._checkpointer.stop()
                 self._checkpointer = None
-            self._database.close_all()
+            if stopped:  # closing the connection the writer waits on would wait with it
+                self._database.close_all()
             self._writer = self._database = self._models = None
+        return stopped
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every write submitted so far is committed (or failed)."""
@@ -204,6 +209,12 @@ class Store:
     def database_failing(self) -> bool:
         """Whether the database failed the last write it was given (see GroupCommitWriter)."""
         return self._writer is not None and self._writer.database_failing
+
+    @property
+    def database_stuck(self) -> bool:
+        """Whether a transaction has waited for the database for more than writer.STUCK_AFTER seconds."""
+        writer = self._writer
+        return writer is not None and writer.stuck
 
     @property
     def write_stats(self) -> WriteStats:

@@ -45,6 +45,9 @@ MAX_BATCH = 256
 #: waiting batch, and how long it may wait before its writes fail (SQLite's own busy_timeout).
 BUSY_RETRY = 0.05
 BUSY_WAIT = 5.0
+#: Seconds after which a transaction still running means the database stopped answering (a
+#: server or network that holds the connection open and says nothing): see `stuck`.
+STUCK_AFTER = 10.0
 
 
 @dataclass
@@ -79,6 +82,8 @@ class GroupCommitWriter:
         #: server), as opposed to a write refused for its own sake (a conflict, an unknown session).
         self.database_failing = False
         self._loop = loop
+        #: When the transaction running now began (time.monotonic()), None between transactions.
+        self._transaction_since: float | None = None
         #: Whether a drain of the queue is scheduled on the loop (guarded by _lock).
         self._drain_due = False
         #: Held while a batch is taken and applied, so a drain on the loop and one by stop() never overlap.
@@ -119,17 +124,30 @@ class GroupCommitWriter:
             self._drain_all()
         return future.result(timeout)
 
-    def stop(self) -> None:
-        """Finish the queued writes, then end the thread."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Finish the queued writes, then end the thread; wait at most `timeout` seconds for it.
+
+        False if the thread is still waiting for the database then: what it holds was never
+        acknowledged, and as a daemon thread it does not hold up the program's exit."""
         with self._lock:
-            if self._closed:
-                return
+            stopping = not self._closed
             self._closed = True
-            self._queue.put(_STOP)
+            if stopping:
+                self._queue.put(_STOP)
         if self._loop is None:
-            self._thread.join()
-        else:
+            if self._thread.is_alive():
+                self._thread.join(timeout)
+            return not self._thread.is_alive()
+        if stopping:
             self._drain_all()
+        return True
+
+    @property
+    def stuck(self) -> bool:
+        """Whether a transaction has been running for more than STUCK_AFTER seconds (read from
+        another thread: the writer's own may be the one waiting for the database)."""
+        since = self._transaction_since
+        return since is not None and time.monotonic() - since > STUCK_AFTER
 
     @property
     def stats(self) -> WriteStats:
@@ -266,6 +284,7 @@ class GroupCommitWriter:
         return False
 
     def _transaction(self, writes: list[_Write]) -> list[Any]:
+        self._transaction_since = time.monotonic()
         try:
             return self._run_transaction(writes)
         except peewee.OperationalError as error:
@@ -273,6 +292,8 @@ class GroupCommitWriter:
             if original is error:
                 raise
             raise original from None
+        finally:
+            self._transaction_since = None
 
     def _run_transaction(self, writes: list[_Write]) -> list[Any]:
         if self._check is not None:
