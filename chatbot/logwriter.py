@@ -10,8 +10,10 @@ share it (`concurrent_log_handler`). `chatbot.logs.setup_logging` puts this toge
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
+import sys
 import threading
 import time
 from logging.handlers import QueueHandler
@@ -19,6 +21,8 @@ from typing import Callable
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler
 
+#: Seconds between two reports of a log file that cannot be written.
+UNWRITABLE_REPORT_INTERVAL = 60.0
 #: The record attribute carrying its JSON line, made when the record was queued.
 JSON_LINE = "_json_line"
 #: The record attribute carrying the fields of an event (see `chatbot.logs.EventLog`): one
@@ -60,6 +64,8 @@ class BatchFileHandler(ConcurrentRotatingFileHandler):
     at a time would have rotated them.
     """
 
+    _unwritable_reported_at = -math.inf
+
     def emit_batch(self, records: list[logging.LogRecord | EventRecord]) -> None:
         lines = []
         for record in records:
@@ -96,10 +102,26 @@ class BatchFileHandler(ConcurrentRotatingFileHandler):
                 self.do_write(self.terminator.join(pending))
             finally:
                 self._do_unlock()
+        except OSError as error:  # a folder made unwritable, or a file where the folder was
+            self._report_unwritable(error)
         except Exception:
             # handleError reports a LogRecord (an EventRecord has no message for it to print).
             last = records[-1]
             self.handleError(last.to_record() if type(last) is EventRecord else last)
+
+    def _report_unwritable(self, error: OSError) -> None:
+        """One line, at most every UNWRITABLE_REPORT_INTERVAL seconds: logging's own report is a
+        traceback for every batch, which under load would flood the console and the journal."""
+        now = time.monotonic()
+        if now - self._unwritable_reported_at < UNWRITABLE_REPORT_INTERVAL:
+            return
+        self._unwritable_reported_at = now
+        reason = error.strerror or str(error)
+        if error.strerror and error.filename:
+            reason += f": {error.filename}"
+        sys.stderr.write(f"warning: logging: cannot write {self.baseFilename} ({reason}); its lines are lost "
+                         "until it can\n")
+        sys.stderr.flush()
 
     def _follow_the_folder(self) -> None:
         """The log folder was deleted (and maybe made again) under this process: make it again, and

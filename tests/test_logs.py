@@ -175,7 +175,8 @@ def test_a_value_whose_repr_fails_still_gets_its_console_line(setup, log, capsys
     assert "effect session=s1 thing=<Opaque>" in err and "--- Logging error ---" not in err
 
 
-def test_a_batch_that_cannot_be_written_is_reported_with_its_event(either_path, setup, log, capsys, monkeypatch):
+def test_a_batch_that_cannot_be_written_is_reported_in_one_line(either_path, setup, log, log_dir, capsys,
+                                                                monkeypatch):
     from chatbot.logwriter import BatchFileHandler
 
     def disk_full(self, text):
@@ -185,8 +186,8 @@ def test_a_batch_that_cannot_be_written_is_reported_with_its_event(either_path, 
     monkeypatch.setattr(BatchFileHandler, "do_write", disk_full)
     log.event("message.in", session="s1")
     err = (flush(), capsys.readouterr())[1].err
-    assert "No space left on device" in err and "Message: 'message.in'" in err
-    assert "Unable to print the message" not in err
+    assert err == (f"warning: logging: cannot write {log_dir / 'chatbot.log'} (No space left on device); "
+                   "its lines are lost until it can\n")
 
 
 def test_level_setting_filters_and_process_name_is_written(either_path, setup, log, log_dir):
@@ -647,6 +648,25 @@ def test_a_log_folder_deleted_under_a_running_process_is_made_again(setup, log, 
     log.event("after", n=3)
     flush()
     assert [record["n"] for record in records(log_dir)] == [2, 3]
+
+
+def test_a_log_folder_that_cannot_be_written_is_reported_in_one_line_not_a_traceback_per_batch(
+        setup, log, log_dir, capsys):
+    setup()
+    log.event("before", n=1)
+    flush()
+    shutil.rmtree(log_dir)
+    log_dir.write_text("")  # a file where the folder was: nothing can be made there
+    for n in range(2, 6):
+        log.event("lost", n=n)
+        flush()  # a batch each
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"warning: logging: cannot write {log_dir / 'chatbot.log'} (File exists: "
+                                f"{log_dir}); its lines are lost until it can"]
+    log_dir.unlink()
+    log.event("after", n=6)
+    flush()
+    assert [record["n"] for record in records(log_dir)] == [6], "written again once it can be"
 
 
 SHARED_FOLDER_WRITER = """
