@@ -56,3 +56,14 @@ class StorageError(ChatbotError):
 
 class ConfigError(ChatbotError):
     pass
+
+
+def one_line(error: BaseException) -> str:
+    """An error's text on one line: libpq's run over several ("…failed: Connection refused",
+    a tab, "Is the server running…", an empty line), which would break a `where: what` line."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+def not_a_folder(error: OSError, path) -> str:
+    """Why `path` could not be made a folder: "File exists" alone would say nothing useful."""
+    return f"{path} is a file, not a folder" if isinstance(error, FileExistsError) else error.strerror or str(error)

@@ -31,7 +31,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonEncoder, JsonFormatter
 
 from chatbot import jsontext
-from chatbot.errors import ConfigError
+from chatbot.errors import ConfigError, not_a_folder
 from chatbot.logread import LogLine, read_log_records
 from chatbot.logwriter import EVENT_FIELDS, BatchFileHandler, EventRecord, HandOver, WriterThread
 
@@ -437,5 +437,5 @@ def _prepare_log_file(log_dir: Path) -> Path:
         with open(log_path, "a", encoding="utf-8"):
             pass
     except OSError as error:
-        raise ConfigError(f"logging: cannot write {log_path}: {error.strerror or error}") from None
+        raise ConfigError(f"logging: cannot write {log_path}: {not_a_folder(error, log_dir)}") from None
     return log_path

@@ -347,6 +347,9 @@ def test_unwritable_log_dir_raises_config_error(tmp_path):
     expected = r"^logging: cannot write .*file/logs/chatbot\.log: Not a directory$"
     with pytest.raises(ConfigError, match=expected):
         setup_logging(log_dir=blocker / "logs", console="none")
+    with pytest.raises(ConfigError) as raised:  # the folder itself a file: "File exists" would puzzle
+        setup_logging(log_dir=blocker, console="none")
+    assert str(raised.value) == f"logging: cannot write {blocker / 'chatbot.log'}: {blocker} is a file, not a folder"
 
 
 # ----------------------------------------------------------------------------- rotation

@@ -606,10 +606,23 @@ def test_sqlite_file_gets_its_directory_and_pragmas(tmp_path):
     assert pragmas == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1, "busy_timeout": 5000}
 
 
-def test_unreachable_postgresql_fails_to_open_with_the_url():
+def test_unreachable_postgresql_fails_to_open_with_the_url_in_one_line():
+    pytest.importorskip("psycopg2")
     store = Store("postgresql://postgres:pw@127.0.0.1:9/test?connect_timeout=2")
     with pytest.raises(StorageError, match=r"^storage: cannot open 'postgresql://postgres:\*\*\*@127\.0\.0\.1:9/test"):
         store.open()
+    with pytest.raises(StorageError) as raised:
+        store.open()
+    # libpq says "…failed: Connection refused", a tab and "Is the server running…" on the next line.
+    assert "\n" not in str(raised.value) and "Connection refused; Is the server running" in str(raised.value)
+
+
+def test_a_file_where_the_sqlite_folder_should_be_is_named_as_such(tmp_path):
+    (tmp_path / "data").write_text("")
+    with pytest.raises(ConfigError) as raised:
+        open_database(f"sqlite:///{tmp_path}/data/chatbot.db")
+    assert str(raised.value) == (f"db: cannot create the directory of '{tmp_path}/data/chatbot.db': "
+                                 f"{tmp_path}/data is a file, not a folder")
 
 
 def test_sqlite_writes_wait_for_another_writer(tmp_path):

@@ -27,7 +27,7 @@ import peewee
 from playhouse.db_url import parse
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
-from chatbot.errors import ConfigError
+from chatbot.errors import ConfigError, not_a_folder
 
 # Enough for the executor threads of a busy server plus the writer; a thread
 # that finds the pool empty waits this many seconds before giving up.
@@ -139,7 +139,8 @@ def _sqlite(url: str, checkpoints: bool) -> peewee.Database:
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ConfigError(f"db: cannot create the directory of '{path}': {error.strerror}") from error
+        raise ConfigError(f"db: cannot create the directory of '{path}': {not_a_folder(error, Path(path).parent)}") \
+            from error
     return PooledSqliteDatabase(
         path,
         pragmas=SQLITE_PRAGMAS if checkpoints else {**SQLITE_PRAGMAS, "wal_autocheckpoint": 0},

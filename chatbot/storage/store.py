@@ -20,7 +20,7 @@ from itertools import groupby
 
 import peewee
 
-from chatbot.errors import StorageError
+from chatbot.errors import StorageError, one_line
 from chatbot.storage.db import masked_url, open_database
 from chatbot.storage.migrations import migrate
 from chatbot.storage.models import Models, bind_models
@@ -166,7 +166,7 @@ class Store:
         except Exception as error:
             database.close_all()
             if isinstance(error, peewee.PeeweeException):
-                raise StorageError(f"storage: cannot open '{masked_url(self._url)}': {error}") from error
+                raise StorageError(f"storage: cannot open '{masked_url(self._url)}': {one_line(error)}") from error
             raise
         self._database, self._models = database, models
         self._turn_sql = TurnStatements.build(database, models)

@@ -37,7 +37,7 @@ from typing import Any, Callable
 import peewee
 from playhouse.pool import MaxConnectionsExceeded
 
-from chatbot.errors import StorageError
+from chatbot.errors import StorageError, one_line
 from chatbot.storage.records import WriteStats
 
 MAX_BATCH = 256
@@ -323,7 +323,7 @@ class GroupCommitWriter:
         if isinstance(error, (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)):
             self.database_failing = True
         if isinstance(error, (peewee.PeeweeException, MaxConnectionsExceeded)):
-            wrapped = StorageError(f"storage: {write.label} failed: {error}")
+            wrapped = StorageError(f"storage: {write.label} failed: {one_line(error)}")
             wrapped.__cause__ = error
             error = wrapped
         write.future.set_exception(error)
