@@ -376,6 +376,23 @@ def test_a_lost_input_line_leaves_only_its_session_incomplete(recording, tmp_pat
     assert f"{log}:{wrong + 1}: not valid JSON" in err
 
 
+@pytest.mark.parametrize("event", ["effect", "transition"])
+def test_a_turn_whose_own_line_is_unusable_is_incomplete_not_diverged(recording, tmp_path, event):
+    # Without its effect line a turn asks the environment for an answer the log no longer has;
+    # without a transition it seems to move elsewhere: both looked like changed flows.
+    log, lines = copy_log(recording, tmp_path)
+    login = recording.ids["login"]
+    damaged = lines_of(lines, login, event)[-1]
+    lines[damaged] = lines[damaged][:40] + "\n"
+    log.write_text("".join(lines), encoding="utf-8")
+    code, out, err = cli(log)
+    assert code == 0, out + err
+    assert re.search(r"incomplete  step \d+ \(.*\): the replay differs from what the log holds of this turn, "
+                     r"and a line near it is unusable, see the warnings", status_line(out, login)), out
+    assert "0 diverged, 1 incomplete" in out
+    assert f"{log}:{damaged + 1}: not valid JSON" in err
+
+
 def test_odd_lines_of_every_kind_are_warnings_and_never_stop_the_reading(recording, tmp_path):
     log, lines = copy_log(recording, tmp_path)
     odd = [
