@@ -362,34 +362,26 @@ def test_bad_lines_are_warnings_naming_file_and_line_and_the_rest_replays(record
     assert "; 6 warning(s)" in out
 
 
-def test_a_lost_input_line_leaves_only_its_session_incomplete(recording, tmp_path):
-    log, lines = copy_log(recording, tmp_path)
-    login = recording.ids["login"]
-    wrong = [i for i, line in enumerate(lines) if f'"{login}"' in line and '"message.in"' in line][1]
-    lines[wrong] = lines[wrong][:40] + "\n"  # a damaged disk block
-    log.write_text("".join(lines), encoding="utf-8")
-    code, out, err = cli(log)
-    assert code == 0, out + err
-    assert re.search(rf"incomplete  step 3 \({re.escape(str(log))}:\d+\): the log lacks the input of this turn, "
-                     r"see the warnings \(same up to there, 3 steps\)", status_line(out, login)), out
-    assert "2 same, 0 diverged, 1 incomplete" in out
-    assert f"{log}:{wrong + 1}: not valid JSON" in err
-
-
-@pytest.mark.parametrize("event", ["effect", "transition"])
-def test_a_turn_whose_own_line_is_unusable_is_incomplete_not_diverged(recording, tmp_path, event):
+@pytest.mark.parametrize("event, which, reason", [
+    ("message.in", 1, r"step 3 \(.*\): the log lacks the input of this turn, see the warnings \(same up to there, "
+                      r"3 steps\)"),
     # Without its effect line a turn asks the environment for an answer the log no longer has;
     # without a transition it seems to move elsewhere: both looked like changed flows.
+    ("effect", -1, r"step \d+ \(.*\): the replay differs from what the log holds of this turn, and a line near "
+                   r"it is unusable, see the warnings"),
+    ("transition", -1, r"step \d+ \(.*\): the replay differs from what the log holds of this turn, and a line "
+                       r"near it is unusable, see the warnings"),
+])
+def test_a_damaged_line_of_a_turn_leaves_only_its_session_incomplete(recording, tmp_path, event, which, reason):
     log, lines = copy_log(recording, tmp_path)
     login = recording.ids["login"]
-    damaged = lines_of(lines, login, event)[-1]
-    lines[damaged] = lines[damaged][:40] + "\n"
+    damaged = [i for i, line in enumerate(lines) if f'"{login}"' in line and f'"{event}"' in line][which]
+    lines[damaged] = lines[damaged][:40] + "\n"  # a damaged disk block
     log.write_text("".join(lines), encoding="utf-8")
     code, out, err = cli(log)
     assert code == 0, out + err
-    assert re.search(r"incomplete  step \d+ \(.*\): the replay differs from what the log holds of this turn, "
-                     r"and a line near it is unusable, see the warnings", status_line(out, login)), out
-    assert "0 diverged, 1 incomplete" in out
+    assert re.search(rf"incomplete  {reason}", status_line(out, login)), out
+    assert "2 same, 0 diverged, 1 incomplete" in out
     assert f"{log}:{damaged + 1}: not valid JSON" in err
 
 
