@@ -1043,6 +1043,44 @@ def test_a_page_refused_a_new_session_says_so_once_in_its_language(open_chat, br
         context.close()
 
 
+@pytest.mark.parametrize("server", [("--new-sessions-per-ip", "12")], indirect=True)
+def test_a_message_typed_while_refused_leaves_one_note_above_the_conversation(open_chat, browser, server):
+    import asyncio
+    import threading
+
+    from tests.server_helpers import Client
+
+    async def start_sessions(count: int) -> None:
+        for _ in range(count):
+            client = await Client.connect(server.port)
+            await client.hello()
+            client.close()
+
+    # This address's new sessions for now (the next in 5 s); on a thread, away from Playwright's loop.
+    starting = threading.Thread(target=asyncio.run, args=(start_sessions(12),))
+    starting.start()
+    starting.join(30)
+    context = browser.new_context(locale="en-US")
+    try:
+        chat = ChatPage(context.new_page(), f"http://127.0.0.1:{server.port}/")
+        chat.page.goto(chat.url)
+        notes = chat.page.get_by_test_id("system-note")
+        refused = "too many new conversations from your network just now; trying again shortly"
+        expect(notes).to_have_text([refused])
+        chat.type_message("typed while refused")  # a "sending…" bubble now ends the log
+        chat.expect_connected(timeout=20_000)  # after a few refusals, the next session is allowed
+        expect(chat.pending).to_have_count(0)
+        for n in range(2):
+            chat.exchange(f"later {n}", re.compile(".+"))
+        entries = chat.entries()
+        assert [e["text"] for e in entries if e["from"] == "note"] == [refused], "one note, however many refusals"
+        assert entries[0]["from"] == "note", "before the conversation, not among its messages"
+        assert [e["text"] for e in entries if e["from"] == "user"] == ["typed while refused", "later 0", "later 1"]
+        assert entries[-1]["from"] == "bot"
+    finally:
+        context.close()
+
+
 # An `auth` frame is held back until the `ack` of its turn has been handled, as a catch-up between
 # servers can send it after the turn's replies.
 AUTH_AFTER_THE_REPLIES = """

@@ -655,7 +655,7 @@ function markNotSent(bubble, reason) {
     status.dataset.status = 'not-sent';
     status.textContent = reason ? `${t('notSent')}: ${reason}` : t('notSent');
   }
-  if (sortKeys.get(bubble) === Infinity) place(bubble, lastFiniteKey() + 0.5);  // pin it
+  if (sortKeys.get(bubble) === Infinity) place(bubble, lastEntryKey() + 0.5);  // pin it
 }
 
 function markDelivered(bubble) {
@@ -672,15 +672,17 @@ function failUnqueuedMessages() {
 }
 
 function addNote(text, kind = 'info') {
-  // The same note again in a row (a refusal met at each reconnect) says nothing new.
-  const last = ui.log.lastElementChild;
+  // The same note again in a row (a refusal met at each reconnect) says nothing new, even with
+  // a message still being sent after it.
+  let last = ui.log.lastElementChild;
+  while (last && sortKeys.get(last) === Infinity) last = last.previousElementSibling;
   if (last?.classList.contains('note') && last.textContent === text) return;
   const note = document.createElement('p');
   note.className = `note note-${kind}`;
   note.dir = 'auto';
   note.dataset.testid = 'system-note';
   note.textContent = text;
-  place(note, lastFiniteKey() + 0.5);
+  place(note, lastEntryKey() + 0.5);
   scrollToBottom();
 }
 
@@ -693,10 +695,13 @@ function place(el, key) {
   ui.log.insertBefore(el, next);
 }
 
-function lastFiniteKey() {
+// The seq of the last entry shown. Notes and pinned bubbles go just after it (seq + 0.5), in the
+// order they come: were they placed after each other instead, a few of them would climb past
+// the seqs of the entries still to come, and sit among them.
+function lastEntryKey() {
   for (let el = ui.log.lastElementChild; el; el = el.previousElementSibling) {
     const key = sortKeys.get(el);
-    if (Number.isFinite(key)) return key;
+    if (Number.isInteger(key)) return key;
   }
   return 0;
 }
