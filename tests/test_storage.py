@@ -884,3 +884,21 @@ def test_processes_starting_together_on_an_empty_postgresql_database_all_open_it
         assert schema_version(database) == LATEST_VERSION
     finally:
         database.close()
+
+
+@pytest.mark.parametrize("url_query, environ, expected", [
+    ("", {}, "10"),  # a server that accepts and never answers must not hang a start
+    ("?connect_timeout=3", {}, "3"),
+    ("", {"PGCONNECT_TIMEOUT": "2"}, None),  # left to libpq, which reads its environment
+    ("?service=slow", {}, None),  # left to libpq, which reads the service file
+    ("", {"PGSERVICE": "slow"}, None),
+])
+def test_connecting_to_postgresql_gives_up_in_seconds_unless_told_otherwise(monkeypatch, url_query, environ,
+                                                                             expected):
+    from chatbot.storage.db import postgresql_connect_params
+
+    for name in ("PGCONNECT_TIMEOUT", "PGSERVICE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert postgresql_connect_params(f"postgresql://chat@db.internal/chat{url_query}").get("connect_timeout") == expected

@@ -19,6 +19,7 @@ or one transaction instead of keeping one per thread forever.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
@@ -172,8 +173,10 @@ def _postgresql_params(url: str) -> tuple[str, dict]:
     # As written: playhouse turns "1" into 1 and "true" into True.
     params.update(parse_qsl(urlparse(url).query, keep_blank_values=True))
     # libpq waits for a server that accepts and never answers as long as TCP lets it: a start, or
-    # a connection taken for a write, would hang with it. The URL may say otherwise.
-    params.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
+    # a connection taken for a write, would hang with it. A timeout given in the URL, in libpq's
+    # environment or in a service file wins (a value passed here would win over the last two).
+    if not ({"connect_timeout", "service"} & params.keys() or {"PGCONNECT_TIMEOUT", "PGSERVICE"} & os.environ.keys()):
+        params["connect_timeout"] = str(CONNECT_TIMEOUT)
     return name, params
 
 
