@@ -629,15 +629,14 @@ class ChatServer:
             # A database that stopped answering must not hold the stop up past what it is given
             # (a service manager would kill the process then): what waits for it was never acknowledged.
             wait = max(deadline - time.monotonic(), STORE_CLOSE_LEAST)
-            closing = asyncio.get_running_loop().run_in_executor(self.executor, self.store.close, wait)
-            try:  # bounded again: the blocking threads may all be waiting for the database too
-                self.flushed = await asyncio.wait_for(closing, wait + STORE_CLOSE_LEAST)
-            except asyncio.TimeoutError:
-                self.flushed = False
+            # A thread of its own: the blocking threads may all be waiting for the database too.
+            closer = ThreadPoolExecutor(1, thread_name_prefix="chatbot-store-close")
+            self.flushed = await asyncio.get_running_loop().run_in_executor(closer, self.store.close, wait)
+            closer.shutdown(wait=False)
             self.executor.shutdown(wait=False)
         if not self.flushed:
-            self.events.warning("storage.stuck", reason=f"the database did not finish the last writes in {wait:.0f} s; "
-                                "they were not acknowledged")
+            self.events.warning("storage.stuck", reason="the database stopped answering: its last writes were not "
+                                "committed, and were never acknowledged")
         self.events.event("server.stop", reason=reason, drained=drained, flushed=self.flushed)
 
     def may_start_session(self, address: str) -> bool:

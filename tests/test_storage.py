@@ -902,3 +902,30 @@ def test_connecting_to_postgresql_gives_up_in_seconds_unless_told_otherwise(monk
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     assert postgresql_connect_params(f"postgresql://chat@db.internal/chat{url_query}").get("connect_timeout") == expected
+
+
+def test_a_slow_batch_that_still_finishes_writes_is_not_stuck_and_a_stop_waits_for_it(tmp_path, monkeypatch):
+    from chatbot.storage import writer as writer_module
+    from chatbot.storage.db import open_database
+
+    monkeypatch.setattr(writer_module, "STUCK_AFTER", 0.5)
+    database = open_database(f"sqlite:///{tmp_path / 'slow.db'}")
+    writer = writer_module.GroupCommitWriter(database)
+    writer.start()
+    seen_stuck = []
+    release = threading.Event()
+
+    def slow_write(n: int):
+        time.sleep(0.1)  # a database far away: the whole batch takes 3 s, each write a tenth of one
+        seen_stuck.append(writer.stuck)
+        return n
+
+    futures = [writer.submit(lambda n=n: slow_write(n), f"write {n}") for n in range(30)]
+    futures.append(writer.submit(lambda: release.wait(5) and "late", "stalled write"))
+    stopping = time.monotonic()
+    assert not writer.stop(timeout=0.2), "the stalled write made it stuck"
+    assert time.monotonic() - stopping > 3.0, "past its timeout, the stop waited while writes still finished"
+    assert writer.stuck and seen_stuck == [False] * 30
+    release.set()
+    assert [future.result(timeout=5) for future in futures] == [*range(30), "late"]
+    database.close_all()

@@ -179,9 +179,9 @@ class Store:
             self._checkpointer.start()
 
     def close(self, timeout: float | None = None) -> bool:
-        """Apply the pending writes, stop the writer and close every connection; wait at most
-        `timeout` seconds for the writer. False if it is still waiting for the database then (a
-        server that stopped answering): its connection is left to the program's exit."""
+        """Apply the pending writes, stop the writer and close every connection: wait `timeout`
+        seconds for the writer, and longer while it still finishes writes. False if it is waiting
+        for a database that stopped answering: its connection is left to the program's exit."""
         if self._writer is None:
             return True
         stopped = True

@@ -45,9 +45,12 @@ MAX_BATCH = 256
 #: waiting batch, and how long it may wait before its writes fail (SQLite's own busy_timeout).
 BUSY_RETRY = 0.05
 BUSY_WAIT = 5.0
-#: Seconds after which a transaction still running means the database stopped answering (a
-#: server or network that holds the connection open and says nothing): see `stuck`.
+#: Seconds a transaction may go without finishing a write before the database counts as having
+#: stopped answering (a server or network that holds the connection open and says nothing): see
+#: `stuck`. A big batch on a slow database still finishes a write every few milliseconds.
 STUCK_AFTER = 10.0
+#: Seconds between two looks at a writer that a stop waits for.
+STOP_POLL = 0.1
 
 
 @dataclass
@@ -82,8 +85,9 @@ class GroupCommitWriter:
         #: server), as opposed to a write refused for its own sake (a conflict, an unknown session).
         self.database_failing = False
         self._loop = loop
-        #: When the transaction running now began (time.monotonic()), None between transactions.
-        self._transaction_since: float | None = None
+        #: When the transaction running now began or last finished a write (time.monotonic()),
+        #: None between transactions.
+        self._progress_at: float | None = None
         #: Whether a drain of the queue is scheduled on the loop (guarded by _lock).
         self._drain_due = False
         #: Held while a batch is taken and applied, so a drain on the loop and one by stop() never overlap.
@@ -125,7 +129,8 @@ class GroupCommitWriter:
         return future.result(timeout)
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Finish the queued writes, then end the thread; wait at most `timeout` seconds for it.
+        """Finish the queued writes, then end the thread: wait `timeout` seconds for it, and longer
+        while it still finishes writes (until it is `stuck`).
 
         False if the thread is still waiting for the database then: what it holds was never
         acknowledged, and as a daemon thread it does not hold up the program's exit."""
@@ -137,6 +142,9 @@ class GroupCommitWriter:
         if self._loop is None:
             if self._thread.is_alive():
                 self._thread.join(timeout)
+            # Past the timeout, a writer that still finishes writes is given the time to finish them.
+            while self._thread.is_alive() and not self.stuck:
+                self._thread.join(STOP_POLL)
             return not self._thread.is_alive()
         if stopping:
             self._drain_all()
@@ -144,10 +152,13 @@ class GroupCommitWriter:
 
     @property
     def stuck(self) -> bool:
-        """Whether a transaction has been running for more than STUCK_AFTER seconds (read from
-        another thread: the writer's own may be the one waiting for the database)."""
-        since = self._transaction_since
+        """Whether a transaction has gone more than STUCK_AFTER seconds without finishing a write
+        (read from another thread: the writer's own may be the one waiting for the database)."""
+        since = self._progress_at
         return since is not None and time.monotonic() - since > STUCK_AFTER
+
+    def _progressed(self) -> None:
+        self._progress_at = time.monotonic()
 
     @property
     def stats(self) -> WriteStats:
@@ -284,7 +295,7 @@ class GroupCommitWriter:
         return False
 
     def _transaction(self, writes: list[_Write]) -> list[Any]:
-        self._transaction_since = time.monotonic()
+        self._progress_at = time.monotonic()
         try:
             return self._run_transaction(writes)
         except peewee.OperationalError as error:
@@ -293,7 +304,7 @@ class GroupCommitWriter:
                 raise
             raise original from None
         finally:
-            self._transaction_since = None
+            self._progress_at = None
 
     def _run_transaction(self, writes: list[_Write]) -> list[Any]:
         if self._check is not None:
@@ -307,13 +318,13 @@ class GroupCommitWriter:
                 # write lock; the writer waits by trying again later instead (see _should_wait).
                 self._database.execute_sql("PRAGMA busy_timeout = 0")
             with self._database.atomic():
-                results = _apply_in_order(writes)
+                results = _apply_in_order(writes, self._progressed)
         else:
             # A connection from the pool per transaction: one that broke (a
             # restarted PostgreSQL) is dropped by the pool instead of failing
             # every later write.
             with self._database.connection_context(), self._database.atomic():
-                results = _apply_in_order(writes)
+                results = _apply_in_order(writes, self._progressed)
         self._transactions += 1
         self.database_failing = False
         return results
@@ -344,13 +355,17 @@ def _unmasked(error: peewee.OperationalError) -> Exception:
     return cause if isinstance(cause, Exception) else error
 
 
-def _apply_in_order(writes: list[_Write]) -> list[Any]:
-    """Each write's result; a run of two or more writes with the same apply_many goes in one call."""
+def _apply_in_order(writes: list[_Write], progressed: Callable[[], None]) -> list[Any]:
+    """Each write's result; a run of two or more writes with the same apply_many goes in one call.
+    `progressed` is called after each call that finished."""
     results: list[Any] = []
     for apply_many, run in groupby(writes, key=lambda write: write.apply_many):
         run = list(run)
         if apply_many is not None and len(run) > 1:
             results.extend(apply_many([write.item for write in run]))
+            progressed()
         else:
-            results.extend(write.apply() for write in run)
+            for write in run:
+                results.append(write.apply())
+                progressed()
     return results
