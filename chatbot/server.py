@@ -40,7 +40,7 @@ from chatbot.dialogs import Engine, LocalEnvironment
 from chatbot.errors import ConfigError, ProtocolError, StorageError
 from chatbot.logs import EventLog
 from chatbot.metrics import Metrics
-from chatbot.protocol import encode, error_frame, frame_id, parse_frame
+from chatbot.protocol import MAX_HISTORY, encode, error_frame, frame_id, parse_frame
 from chatbot.live import LiveSession
 from chatbot.sessions import SessionManager, SessionRefused
 from chatbot.storage import Store
@@ -54,9 +54,12 @@ PROTOCOL_ERROR = 1002
 INVALID_PAYLOAD = 1007
 POLICY = 1008
 TRY_AGAIN_LATER = 1013
-#: Bytes a connection may leave unsent (its client not reading them) before the next write closes
-#: it: without a bound, a client that asks and never reads would grow the server's memory without end.
+#: Bytes a connection may leave unsent (its client not reading them) and still be answered a
+#: `history` frame; past it, one is refused as too fast. Without a bound, a client that asks and
+#: never reads would grow the server's memory without end.
 UNSENT_LIMIT = 4 * 1024 * 1024
+#: Bytes of text a character may take in a frame (UTF-8), for the largest history frame.
+BYTES_PER_CHAR = 4
 #: Seconds a stop gives the store to commit what is queued, at least (see ChatServer.stop).
 STORE_CLOSE_LEAST = 1.0
 #: Seconds between two `server.full` warnings while connections keep being turned away.
@@ -84,7 +87,8 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
 
     `write_texts` sends several text frames with one socket write, and without
     the task `write_message` makes for each frame (a turn's reply and its ack
-    are two frames). It cuts a client that leaves too much unread (UNSENT_LIMIT).
+    are two frames). It cuts a client that leaves more unread than any reading client could
+    (see ChatHandler.unsent_cut).
 
     `close` notes the code and reason of a close this server starts, for the log.
     """
@@ -119,7 +123,7 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
         # However big this write, it is refused only when what was written before is still unsent
         # past the limit; the limit is lifted again for Tornado's own frames (a close, a pong).
         stream = self.stream
-        stream.max_write_buffer_size = UNSENT_LIMIT + len(wire)
+        stream.max_write_buffer_size = self.handler.unsent_cut + len(wire)
         try:
             # The write's future is not awaited: on a closed stream Tornado marks its error retrieved.
             stream.write(wire)
@@ -232,6 +236,10 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.live: LiveSession | None = None
         self.limiter = RateLimiter(self.settings_.rate_limit, self.settings_.rate_burst)
         self.strikes = 0
+        #: Unsent bytes past which the connection is cut: a client that reads, however slowly, has
+        #: at most UNSENT_LIMIT unread when it asks for history (or is refused), plus that answer
+        #: (the largest history frame) and the small frames behind it.
+        self.unsent_cut = 2 * UNSENT_LIMIT + MAX_HISTORY * self.settings_.max_text_chars * BYTES_PER_CHAR
         self.opened_at = 0.0
         self.event_loop = asyncio.get_running_loop()
         self.outbox: list[str] = []
@@ -381,6 +389,10 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             if self.live is None:
                 return
         if kind == "history":
+            if self._unsent() > UNSENT_LIMIT:
+                self._rate_limited(None, reason="history: what was sent before is not read yet; this "
+                                   "frame was dropped", kind="unread")
+                return
             await sessions.history(self, self.live, frame)
         else:
             await sessions.handle(self, self.live, frame)
@@ -407,17 +419,22 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
                                    code=err.code, detail=err.message)
         self.send(error_frame(err.code, err.message, err.in_reply_to))
 
-    def _rate_limited(self, refused_id: str | None) -> None:
+    def _unsent(self) -> int:
+        """Bytes written to this connection that its client has not taken yet."""
+        connection = self.ws_connection
+        # Tornado keeps no public count of it; its stream's buffer holds what the socket did not take.
+        return len(connection.stream._write_buffer) if connection is not None else 0
+
+    def _rate_limited(self, refused_id: str | None, *, reason: str | None = None, kind: str = "frames") -> None:
         self.strikes += 1
-        self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.ip, kind="frames",
-                                   strikes=self.strikes)
+        self.server.events.warning("ratelimit.hit", conn=self.conn_id, ip=self.ip, kind=kind, strikes=self.strikes)
         self.server.metrics.errors.labels(code="rate_limited").inc()
         if self.strikes >= self.settings_.rate_strikes:
             self.close(POLICY, "rate limit exceeded")
             return
         # With the frame's id, a client knows which frame to send again later.
-        self.send(error_frame("rate_limited", f"too many frames: at most {self.settings_.rate_limit:g} a second "
-                              "on average; this frame was dropped", refused_id))
+        self.send(error_frame("rate_limited", reason or f"too many frames: at most {self.settings_.rate_limit:g} a "
+                              "second on average; this frame was dropped", refused_id))
 
 
 class HealthHandler(tornado.web.RequestHandler):

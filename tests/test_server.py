@@ -382,7 +382,7 @@ async def test_a_frame_of_an_opcode_websocket_does_not_define_closes_with_1002(t
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_client_that_does_not_read_what_it_asks_for_is_cut_off_before_it_fills_memory(tmp_path, caplog):
+async def test_history_asked_for_and_never_read_is_refused_as_too_fast(tmp_path, caplog):
     caplog.set_level("INFO", logger="chatbot")
     async with running_server(tmp_path, rate_limit=10_000, rate_burst=10_000) as server:
         client = await Client.connect(server.port)
@@ -393,14 +393,40 @@ async def test_a_client_that_does_not_read_what_it_asks_for_is_cut_off_before_it
         # Tornado's client stops reading from its socket while a message waits to be read: once
         # the sockets' buffers are full, what the server writes stays in its memory.
         for _ in range(200):
-            await client.send({"type": "history", "limit": 500})
+            try:
+                await client.send({"type": "history", "limit": 500})
+            except WebSocketClosedError:
+                break
         deadline = time.monotonic() + 30
         while server.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert not server.connections, "the connection that does not read was closed"
+    hits = [record_fields(r) for r in caplog.records if r.getMessage() == "ratelimit.hit"]
+    assert {hit["kind"] for hit in hits} == {"unread"} and hits[-1]["strikes"] == 10  # rate_strikes
     closes = [record_fields(r) for r in caplog.records if r.getMessage() == "conn.close"]
-    assert [(c["by"], c["code"], c["reason"]) for c in closes] == [
-        ("server", 1008, "the client does not read what it is sent")]
+    assert [(c["by"], c["code"], c["reason"]) for c in closes] == [("server", 1008, "rate limit exceeded")]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_tab_that_reads_nothing_of_its_sessions_traffic_is_cut_off_before_it_fills_memory(tmp_path, caplog):
+    caplog.set_level("INFO", logger="chatbot")
+    async with running_server(tmp_path, rate_limit=100_000, rate_burst=100_000) as server:
+        talker = await Client.connect(server.port)
+        welcome = await talker.hello()
+        await talker.recv()
+        silent = await Client.connect(server.port)
+        await silent.hello(resume=welcome["resume"])  # another tab of the session, which never reads
+        cut_at = next(iter(server.connections)).unsent_cut
+        # Each message is relayed to the silent tab (4 KB), with its reply: up to 40 MB in all.
+        for n in range(10_000):
+            await talker.say(f"{n} " + "y" * 3990)
+            if len(server.connections) == 1:
+                break
+        assert len(server.connections) == 1, f"cut once more than {cut_at} bytes were left unread"
+        assert replies(await talker.say("hello")), "the tab that reads goes on"
+    closes = [record_fields(r) for r in caplog.records if r.getMessage() == "conn.close"]
+    assert ("server", 1008, "the client does not read what it is sent") in [
+        (c["by"], c["code"], c["reason"]) for c in closes]
 
 
 @pytest.mark.gen_test(timeout=30)
