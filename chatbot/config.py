@@ -114,8 +114,11 @@ class Settings:
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
-def convert(name: str, value: Any, source: str) -> Any:
-    """A value from a file, the environment or the CLI, checked and of the setting's type."""
+def convert(name: str, value: Any, source: str, *, typed: bool = False) -> Any:
+    """A value from a file, the environment or the CLI, checked and of the setting's type.
+
+    `typed`: the value comes from a TOML file, which has numbers and booleans of its own: a
+    number or a boolean written as text there is refused, as the documentation says."""
     spec = FIELDS[name]
     kind = spec.type if isinstance(spec.type, type) else {"str": str, "int": int, "float": float,
                                                           "bool": bool}[spec.type]
@@ -130,6 +133,8 @@ def convert(name: str, value: Any, source: str) -> Any:
         if kind is bool:
             if isinstance(value, bool):
                 result = value
+            elif typed:
+                raise TypeError
             elif str(value).lower() in ("1", "true", "yes", "on"):
                 result = True
             elif str(value).lower() in ("0", "false", "no", "off"):
@@ -143,7 +148,7 @@ def convert(name: str, value: Any, source: str) -> Any:
             result = value
         else:
             # int(True) is 1: a TOML `port = true` is a mistake, not port 1.
-            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)) or (typed and isinstance(value, str)):
                 raise TypeError
             if kind is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -151,7 +156,12 @@ def convert(name: str, value: Any, source: str) -> Any:
     except (TypeError, ValueError):
         # A TOML date or time is named so, not shown as Python writes it (datetime.date(2024, 1, 1)).
         shown = repr(value) if isinstance(value, (str, int, float, list, dict)) else _toml_kind(value)
-        raise ConfigError(f"{where}: expected {kind.__name__}, got {shown}") from None
+        hint = ""
+        if typed and kind is bool and isinstance(value, (str, int, float)):
+            hint = " (write true or false)"
+        elif typed and kind in (int, float) and isinstance(value, str):
+            hint = " (a TOML number is written without quotes)"
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {shown}{hint}") from None
     # NaN compares false with every bound, and no setting means anything by infinity.
     if kind is float and not math.isfinite(result):
         raise ConfigError(f"{where}: expected a finite number, got {value!r}")
@@ -228,7 +238,7 @@ def _from_file(path: Path) -> dict[str, Any]:
         if name in keys:
             raise ConfigError(f"{path}: {within}{key}: set twice (also as {within}{keys[name]})")
         keys[name] = key
-        values[name] = convert(name, value, str(path))
+        values[name] = convert(name, value, str(path), typed=True)
     return values
 
 
