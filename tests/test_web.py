@@ -828,6 +828,19 @@ def test_a_double_click_on_log_in_or_log_out_acts_once_and_the_focus_stays_on_th
     expect(chat.user_texts.last).to_have_text("hi")
 
 
+def test_enter_held_down_on_log_in_acts_once(open_chat):
+    chat = open_chat()
+    chat.login_button.focus()
+    chat.page.keyboard.down("Enter")
+    expect(chat.bot_texts.last).to_have_text("What is your username?")
+    for _ in range(5):  # the key's repeats, each after the first press was answered
+        chat.page.keyboard.down("Enter")
+        chat.page.wait_for_timeout(100)
+    chat.page.keyboard.up("Enter")
+    chat.exchange("nobody_here", "Your password, please.")
+    expect(chat.bot_texts.filter(has_text=exactly("What is your username?"))).to_have_count(1)
+
+
 def test_a_logout_in_one_tab_clears_the_conversation_in_the_others(open_chat):
     first = open_chat()
     register(first, "gil_tabs", "two tabs pass")

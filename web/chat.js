@@ -984,6 +984,11 @@ function start() {
   ui.register.addEventListener('click', () => sendAccountAction(ui.register, 'register'));
   ui.logout.addEventListener('click', () => sendAccountAction(ui.logout, 'logout'));
   ui.earlier.addEventListener('click', loadEarlier);
+  // Enter held down on a button repeats its click as often as the key repeats: a held key is one
+  // press (a second Log in would have the bot ask for the username again).
+  document.addEventListener('keydown', (event) => {
+    if (event.repeat && event.key === 'Enter' && event.target instanceof HTMLButtonElement) event.preventDefault();
+  }, true);
   // The conversation shrinks when the header or the hint grows (a long username wraps, the
   // password hint appears) and changes size with the window (a phone turned): a reader who was
   // at the newest message stays there, one who had scrolled up keeps the message read in view.
