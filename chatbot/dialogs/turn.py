@@ -99,9 +99,13 @@ def check_slots(slots: dict[str, Any]) -> None:
 def as_message(value: Any) -> Message:
     """A message an action wrote as a flow does (see docs/flows.md, Messages), in the form the
     loader gives: language to a tuple of variants. A flow's own messages pass through as they are."""
-    if isinstance(value, Mapping):
-        if all(type(variants) is tuple for variants in value.values()) and value:
+    if type(value) is dict and value:  # a flow's message (once a turn or more: kept cheap)
+        for variants in value.values():
+            if type(variants) is not tuple:
+                break
+        else:
             return value
+    if isinstance(value, Mapping):
         return {lang: _variants(variants, f"say: {lang!r}") for lang, variants in value.items()} or _refused(value)
     return {ANY_LANGUAGE: _variants(value, "say")}
 
