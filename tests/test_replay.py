@@ -385,6 +385,20 @@ def test_a_damaged_line_of_a_turn_leaves_only_its_session_incomplete(recording, 
     assert f"{log}:{damaged + 1}: not valid JSON" in err
 
 
+@pytest.mark.parametrize("near", [
+    '{"ts": "2026-11-25T16:40:01.123Z", "level": "info", "event": "mystery.event", "pid": 1}\n',  # not its line
+    '{"ts": "2026-11-25T16:40:01.1\n',  # may have been its line, but its replies are all there
+])
+def test_a_changed_reply_diverges_even_beside_an_unusable_line(recording, tmp_path, near):
+    log, lines = copy_log(recording, tmp_path)
+    ann = recording.ids["ann"]
+    asked = [i for i, line in enumerate(lines) if f'"{ann}"' in line and "who am I" in line][0]
+    lines.insert(asked + 1, near)
+    log.write_text("".join(lines), encoding="utf-8")
+    code, out, err = cli(log, "--flows", changed_flows(tmp_path / "flows"), "--session", ann)
+    assert code == 1 and "DIVERGED    at step 5" in status_line(out, ann), out + err
+
+
 def test_odd_lines_of_every_kind_are_warnings_and_never_stop_the_reading(recording, tmp_path):
     log, lines = copy_log(recording, tmp_path)
     odd = [

@@ -16,6 +16,7 @@ Bad lines never stop the reading: each one becomes a warning naming its file and
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,8 +95,9 @@ class Step:
     accounts: list[dict] = field(default_factory=list)
     replies: list[dict] = field(default_factory=list)
     error: str | None = None  # why the server failed this turn, as its log said
-    #: A line was unusable (a warning) near this turn: after the previous turn of its writer began,
-    #: before the next one began. Only then may a line it lacks be among the warnings.
+    #: A line that may have been this turn's was unusable (a warning) near it: after the previous
+    #: turn of its writer began, before the next one began (an unreadable line, or a skipped record
+    #: of its session). Only then may a line it lacks be among the warnings.
     warned: bool = False
 
     @property
@@ -184,6 +186,7 @@ def read_sessions(paths: Iterable[Path | str]) -> LogSet:
             record = line.record
             if record is None:
                 builder.logs.warn(line.error or f"{line.path}:{line.line_no}: unreadable line")
+                builder.unreadable += 1
                 continue
             builder.path, builder.line_no = line.path, line.line_no
             builder.add(record)
@@ -234,8 +237,12 @@ class _Builder:
         self.line_no = 0
         #: The turn each process is writing, per session: (session, pid, process) → Step.
         self.open: dict[tuple, Step] = {}
-        #: The warning count when that turn began.
-        self.warnings_at_start: dict[tuple, int] = {}
+        #: Lines that may have been any session's (unreadable ones), and skipped records per session:
+        #: what a turn may lack. A warning about another session's record says nothing of this one's.
+        self.unreadable = 0
+        self.skipped: Counter[str] = Counter()
+        #: Those counts for a writer's session when its turn began (see `_losses`).
+        self.losses_at_start: dict[tuple, int] = {}
         self.handlers = {
             "session.created": self._created,
             "session.resumed": self._mark,
@@ -259,6 +266,7 @@ class _Builder:
         event = record.get("event")
         if not isinstance(event, str):
             self.logs.warn(f"{self.where}: not a chatbot event record (no 'event' field): an older log format?")
+            self._skipped(record)
             return
         if type(record.get("ts", "")) is not str:  # only shown, never replayed: the record stays usable
             self.logs.warn(f"{self.where}: {event}: 'ts' must be a string, got {_shown(record['ts'])}, "
@@ -267,6 +275,7 @@ class _Builder:
         problem = _bad_field(record)
         if problem is not None:
             self.logs.warn(f"{self.where}: {event}: {problem}, skipped")
+            self._skipped(record)
             return
         required = REQUIRED_FIELDS.get(event)
         if required is not None:
@@ -274,6 +283,7 @@ class _Builder:
                 if name not in record:
                     missing = ", ".join(repr(m) for m in required if m not in record)
                     self.logs.warn(f"{self.where}: {event} without {missing}, skipped: an older log format?")
+                    self._skipped(record)
                     return
             if event in TURN_EVENTS:
                 self._turn_record(event, record)
@@ -283,6 +293,16 @@ class _Builder:
             handler(event, record)
         elif event not in IGNORED_EVENTS:
             self.logs.warn(f"{self.where}: unknown event {event!r}, skipped")
+            self._skipped(record)
+
+    def _skipped(self, record: dict) -> None:
+        session = record.get("session")
+        if isinstance(session, str):
+            self.skipped[session] += 1
+
+    def _losses(self, writer: tuple) -> int:
+        """Lines so far that may have been one a turn of this writer's session lacks."""
+        return self.unreadable + self.skipped[writer[0]]
 
     # --- sessions and their turns -------------------------------------------------------------
     def _session(self, record: dict) -> RecordedSession:
@@ -299,7 +319,7 @@ class _Builder:
     def _start(self, session: RecordedSession, record: dict, step: Step) -> None:
         session.timeline.append(step)
         writer = self._writer(record)
-        if self.logs.warning_count > self.warnings_at_start.get(writer, 0):
+        if self._losses(writer) > self.losses_at_start.get(writer, 0):
             # The unusable line may be one the previous turn lacks (a reply) or one this turn lacks
             # (its input, a turn before it); nothing comes before a session's greeting.
             previous = self.open.get(writer)
@@ -307,7 +327,7 @@ class _Builder:
                 previous.warned = True
             step.warned = step.kind != "greeting"
         self.open[writer] = step
-        self.warnings_at_start[writer] = self.logs.warning_count
+        self.losses_at_start[writer] = self._losses(writer)
 
     def _created(self, event: str, record: dict) -> None:
         session = self._session(record)
@@ -376,7 +396,7 @@ class _Builder:
     # --- order ---------------------------------------------------------------------------------
     def finish(self) -> LogSet:
         for writer, step in self.open.items():
-            if self.logs.warning_count > self.warnings_at_start[writer]:
+            if self._losses(writer) > self.losses_at_start[writer]:
                 step.warned = True
         for session in self.logs.sessions.values():
             _order(session)
