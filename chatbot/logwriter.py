@@ -21,6 +21,8 @@ from typing import Callable
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler
 
+from chatbot.errors import not_a_folder
+
 #: Seconds between two reports of a log file that cannot be written.
 UNWRITABLE_REPORT_INTERVAL = 60.0
 #: The record attribute carrying its JSON line, made when the record was queued.
@@ -116,12 +118,19 @@ class BatchFileHandler(ConcurrentRotatingFileHandler):
         if now - self._unwritable_reported_at < UNWRITABLE_REPORT_INTERVAL:
             return
         self._unwritable_reported_at = now
-        reason = error.strerror or str(error)
-        if error.strerror and error.filename:
-            reason += f": {error.filename}"
-        sys.stderr.write(f"warning: logging: cannot write {self.baseFilename} ({reason}); its lines are lost "
+        if isinstance(error, FileExistsError) and error.filename:
+            reason = not_a_folder(error, error.filename)
+        else:
+            reason = error.strerror or str(error)
+            if error.strerror and error.filename:
+                reason += f": {error.filename}"
+        stream = sys.stderr  # None without one (started with 2>&-); a closed pipe raises
+        try:
+            stream.write(f"warning: logging: cannot write {self.baseFilename} ({reason}); its lines are lost "
                          "until it can\n")
-        sys.stderr.flush()
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass  # the writer thread must live on: logging comes back once the file can be written
 
     def _follow_the_folder(self) -> None:
         """The log folder was deleted (and maybe made again) under this process: make it again, and

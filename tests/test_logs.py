@@ -664,12 +664,30 @@ def test_a_log_folder_that_cannot_be_written_is_reported_in_one_line_not_a_trace
         log.event("lost", n=n)
         flush()  # a batch each
     err = capsys.readouterr().err
-    assert err.splitlines() == [f"warning: logging: cannot write {log_dir / 'chatbot.log'} (File exists: "
-                                f"{log_dir}); its lines are lost until it can"]
+    assert err.splitlines() == [f"warning: logging: cannot write {log_dir / 'chatbot.log'} ({log_dir} is a file, "
+                                "not a folder); its lines are lost until it can"]
     log_dir.unlink()
     log.event("after", n=6)
     flush()
     assert [record["n"] for record in records(log_dir)] == [6], "written again once it can be"
+
+
+@pytest.mark.parametrize("stderr", [None, "closed"])
+def test_a_log_that_cannot_be_written_nor_reported_comes_back_once_it_can(setup, log, log_dir, monkeypatch, stderr):
+    import io
+
+    setup()
+    broken = io.StringIO()
+    broken.close()  # a pipe whose reader went away
+    monkeypatch.setattr(sys, "stderr", None if stderr is None else broken)
+    shutil.rmtree(log_dir)
+    log_dir.write_text("")
+    log.event("lost", n=1)
+    flush()
+    log_dir.unlink()
+    log.event("after", n=2)
+    flush()
+    assert [record["n"] for record in records(log_dir)] == [2], "the writer thread lived on"
 
 
 SHARED_FOLDER_WRITER = """
