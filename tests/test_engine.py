@@ -599,6 +599,10 @@ def test_an_action_says_a_message_written_as_a_flow_writes_one(tmp_path):
     (["a", 1], "say: expected a text or a non-empty list of texts, got ['a', 1]"),
     ({}, "say: expected a text, a list of texts or a mapping of language to those, got {}"),
     ({"en": 5}, "say: 'en': expected a text or a non-empty list of texts, got int"),
+    ({"en": ()}, "say: 'en': expected a text or a non-empty list of texts, got ()"),
+    ({"en": (1,)}, "say: 'en': expected a text or a non-empty list of texts, got (1,)"),
+    ({"en": ("ok", None)}, "say: 'en': expected a text or a non-empty list of texts, got ('ok', None)"),
+    ({5: "five"}, "say: a language is written as a text, like 'en', got int"),
 ])
 def test_an_action_saying_what_is_no_message_fails_its_turn_saying_why(tmp_path, message, error):
     chat = _flow_with_actions(tmp_path, odd=lambda ctx: ctx.say(message))

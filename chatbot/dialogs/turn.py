@@ -99,15 +99,30 @@ def check_slots(slots: dict[str, Any]) -> None:
 def as_message(value: Any) -> Message:
     """A message an action wrote as a flow does (see docs/flows.md, Messages), in the form the
     loader gives: language to a tuple of variants. A flow's own messages pass through as they are."""
-    if type(value) is dict and value:  # a flow's message (once a turn or more: kept cheap)
-        for variants in value.values():
-            if type(variants) is not tuple:
-                break
-        else:
-            return value
+    if type(value) is dict and value and _loaded(value):
+        return value
     if isinstance(value, Mapping):
-        return {lang: _variants(variants, f"say: {lang!r}") for lang, variants in value.items()} or _refused(value)
+        return {_language(lang): _variants(variants, f"say: {lang!r}") for lang, variants in value.items()} \
+            or _refused(value)
     return {ANY_LANGUAGE: _variants(value, "say")}
+
+
+def _loaded(message: dict) -> bool:
+    """Whether `message` is already in the loader's form (a flow's own: checked once a turn or
+    more, so with plain loops)."""
+    for lang, variants in message.items():
+        if type(lang) is not str or type(variants) is not tuple or not variants:
+            return False
+        for text in variants:
+            if type(text) is not str:
+                return False
+    return True
+
+
+def _language(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"say: a language is written as a text, like 'en', got {_shown(value)}")
 
 
 def _variants(value: Any, where: str) -> tuple[str, ...]:
