@@ -123,7 +123,7 @@ def convert(name: str, value: Any, source: str, *, typed: bool = False) -> Any:
     kind = spec.type if isinstance(spec.type, type) else {"str": str, "int": int, "float": float,
                                                           "bool": bool}[spec.type]
     where = f"{source}: {name}"
-    if isinstance(value, str) and value == "":
+    if isinstance(value, str) and value == "" and not (typed and kind is not str):
         # As for the settings whose default is empty (db, flows...): `CHATBOT_HOST=` must not
         # mean "every interface".
         return spec.default

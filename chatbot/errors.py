@@ -65,5 +65,10 @@ def one_line(error: BaseException) -> str:
 
 
 def not_a_folder(error: OSError, path) -> str:
-    """Why `path` could not be made a folder: "File exists" alone would say nothing useful."""
-    return f"{path} is a file, not a folder" if isinstance(error, FileExistsError) else error.strerror or str(error)
+    """Why `path` could not be made a folder: "File exists" or "Not a directory" alone would say
+    nothing useful."""
+    if isinstance(error, FileExistsError):
+        return f"{path} is a file, not a folder"
+    if isinstance(error, NotADirectoryError):
+        return f"a part of {path} is a file, not a folder"
+    return error.strerror or str(error)

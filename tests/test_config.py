@@ -81,6 +81,7 @@ def refused_file(tmp_path, toml: str) -> str:
         ('port = "19106"', "port: expected int, got '19106' (a TOML number is written without quotes)"),
         ('rate_limit = "5"', "rate_limit: expected float, got '5' (a TOML number is written without quotes)"),
         ('deflate = "yes"', "deflate: expected bool, got 'yes' (write true or false)"),
+        ('port = ""', "port: expected int, got '' (a TOML number is written without quotes)"),
         ("deflate = 1", "deflate: expected bool, got 1 (write true or false)"),
         ('host = {a = 1}', "host: expected str, got {'a': 1}"),
         ("allowed_origins = [1, 2]", "allowed_origins: expected str, got [1, 2]"),

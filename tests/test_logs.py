@@ -344,7 +344,7 @@ def test_bad_settings_raise_config_error(tmp_path, options, message):
 def test_unwritable_log_dir_raises_config_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    expected = r"^logging: cannot write .*file/logs/chatbot\.log: Not a directory$"
+    expected = r"^logging: cannot write .*file/logs/chatbot\.log: a part of .*file/logs is a file, not a folder$"
     with pytest.raises(ConfigError, match=expected):
         setup_logging(log_dir=blocker / "logs", console="none")
     with pytest.raises(ConfigError) as raised:  # the folder itself a file: "File exists" would puzzle
