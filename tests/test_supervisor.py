@@ -117,8 +117,9 @@ def test_a_sigterm_as_the_server_starts_stops_every_worker(tmp_path, postgres_ur
         try:
             server.read_until(LISTENING.pattern)
             server.signal(signal.SIGTERM)
-            # "listening" is said once the parent handles stop signals: it stops, and says so.
-            assert server.wait(20) == 0
+            # "listening" is said once the parent handles stop signals: it stops, and says so. A worker
+            # still opening its database connections finishes that first (seconds on a starved machine).
+            assert server.wait(60) == 0
             assert server.gone(), "a worker outlived its parent"
         finally:
             server.close()
