@@ -596,6 +596,27 @@ def test_the_transcript_reads_like_the_conversation(recording):
         {"event": "account.login", "user": "ann", "ok": False, "reason": "bad_credentials", "result": "failed"}]
 
 
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_a_visitors_terminal_control_characters_are_shown_escaped_not_sent_to_the_terminal(recording, tmp_path,
+                                                                                          output):
+    log, lines = copy_log(recording, tmp_path)
+    ann = recording.ids["ann"]
+    # What a visitor typed: clear the screen, set the window's title, overwrite the line, reorder it.
+    planted = "\\u001b[2J\\u001b]0;owned\\u0007 x\\rfake\\u202eevil\\u0085"
+    lines = [line.replace("call me Annie", f"call me {planted}") for line in lines]
+    log.write_text("".join(lines), encoding="utf-8")
+    code, transcript, _ = cli(log, "--transcript", ann, "--format", output)
+    code_report, report, _ = cli(log, "--session", ann, "--format", output)
+    assert code == 0 and code_report == 1, report  # the nickname's reply now differs from the replay's
+    for out in (transcript, report):
+        assert not {"\x1b", "\x07", "\r", "\u202e", "\x85"} & set(out)
+    if output == "json":
+        text = [e["text"] for e in json.loads(transcript)["entries"] if "call me" in str(e.get("text"))]
+        assert text == ["call me \x1b[2J\x1b]0;owned\x07 x\rfake\u202eevil\x85"], "the same text, escaped in JSON"
+    else:
+        assert "call me \\u001b[2J\\u001b]0;owned\\u0007 x\\u000dfake\\u202eevil\\u0085" in transcript
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_the_transcript_keeps_reconnects_with_no_turn_between_them_in_order(tmp_path):
     log_dir = tmp_path / "logs"

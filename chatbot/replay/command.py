@@ -51,11 +51,23 @@ def run_replay(options: ReplayOptions, *, echo=click.echo) -> int:
         return 2
 
 
+#: What a visitor's text must not carry to an operator's terminal, and the escape shown instead
+#: (valid in JSON as well): control characters but the newline (ESC starts sequences that clear
+#: the screen, set the title or the clipboard; a carriage return overwrites the line) and the
+#: marks that reorder text (U+202E shows "evil" as "live").
+TERMINAL_ESCAPES = {code: f"\\u{code:04x}" for code in (*range(0x00, 0x0A), *range(0x0B, 0x20), *range(0x7F, 0xA0),
+                                                        0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                                        *range(0x2066, 0x206A))}
+
+
 def _printable(echo):
-    """`echo` for text that may hold lone surrogates: a logged user text can, and no stream takes them."""
+    """`echo` for what the logs hold: a logged text may hold lone surrogates, which no stream takes,
+    and a visitor's terminal control characters, which would act on the operator's terminal."""
     def printable(text: str = "", **options) -> None:
-        if isinstance(text, str) and not text.isascii():
-            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        if isinstance(text, str):
+            text = text.translate(TERMINAL_ESCAPES)
+            if not text.isascii():
+                text = text.encode("utf-8", "backslashreplace").decode("utf-8")
         echo(text, **options)
     return printable
 
