@@ -58,6 +58,9 @@ class LiveSession:
     detached_at: float | None = None
     #: The first seq of the conversation a user leaving started (0: none ended); what came before was deleted.
     conversation_from: int = 0
+    #: Another node rotated the token, and its `auth` has not reached the tabs here: it comes with
+    #: that node's note, or, the note missed, the session gets a new token (SessionManager._relay).
+    token_unsent: bool = False
 
     def remember(self, client_id: str, seqs: tuple[int, int]) -> None:
         self.recent[client_id] = seqs

@@ -449,6 +449,7 @@ class SessionManager:
         if hashed:
             self.by_token.pop(live.token_hash, None)
             live.token_hash = hashed
+            live.token_unsent = False
             self.by_token[hashed] = live.id
             # Before the replies: a page shows who is logged in by the time it shows "welcome".
             first_reply = next((i for i, (_, frame) in enumerate(frames) if frame["type"] == "reply"), len(frames))
@@ -498,10 +499,11 @@ class SessionManager:
 
     async def _relay(self, live: LiveSession, auth: dict | None, *, missed: bool = False) -> None:
         async with live.lock:
-            rotated = await self._catch_up(live, auth)
-            if rotated and missed and live.peers:
-                # The note that carried the new token was missed: only its hash is stored, so
-                # the tabs here can learn no token but a new one, which reaches every node's tabs.
+            await self._catch_up(live, auth)
+            # Found by this catch-up, or by an earlier one (a turn here that met the other node's
+            # in the store), while the note that carried the new token was missed: only its hash
+            # is stored, so the tabs here can learn no token but a new one, which reaches every node's tabs.
+            if live.token_unsent and missed and live.peers:
                 await self._reissue_token(live)
 
     async def _catch_up(self, live: LiveSession, auth: dict | None = None) -> bool:
@@ -526,6 +528,9 @@ class SessionManager:
         if auth is not None and token_hash(auth.get("resume") or "") == live.token_hash:
             frames.insert(0, self._auth_frame(live, auth.get("user"), auth["resume"]))
             rotated = False
+            live.token_unsent = False
+        elif rotated:
+            live.token_unsent = True
         for frame in frames:
             for peer in list(live.peers):
                 peer.send(frame)
@@ -548,6 +553,7 @@ class SessionManager:
             return
         self.by_token.pop(live.token_hash, None)
         live.token_hash = hashed
+        live.token_unsent = False
         self.by_token[hashed] = live.id
         self.events.event("session.token_reissued", session=live.id, user=state.user)
         for peer in list(live.peers):
