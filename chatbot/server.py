@@ -88,7 +88,7 @@ class TolerantProtocol(tornado.websocket.WebSocketProtocol13):
     `write_texts` sends several text frames with one socket write, and without
     the task `write_message` makes for each frame (a turn's reply and its ack
     are two frames). It cuts a client that leaves more unread than any reading client could
-    (see ChatHandler.unsent_cut).
+    (see ChatSocket.unsent_cut).
 
     `close` notes the code and reason of a close this server starts, for the log.
     """
