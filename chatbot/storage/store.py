@@ -212,7 +212,7 @@ class Store:
 
     @property
     def database_stuck(self) -> bool:
-        """Whether a transaction has waited for the database for more than writer.STUCK_AFTER seconds."""
+        """Whether a transaction has gone writer.STUCK_AFTER seconds without finishing a write."""
         writer = self._writer
         return writer is not None and writer.stuck
 
