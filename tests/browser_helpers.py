@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -271,85 +269,3 @@ def fill_conversation(port: int, token: str, messages: int) -> None:
     entry, and so is the bot's reply), far faster than typing them into the page."""
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, _fill(port, token, messages)).result(timeout=60)
-
-
-class TcpProxy:
-    """A TCP forwarder in front of the server, for a network that goes bad without going down.
-
-    `hang()`: new connections are accepted and then get no answer at all, as behind a captive
-    portal or a dead NAT mapping; `forward()`: they reach the server again. `cut()` breaks the
-    connections that are open; `freeze()` has them carry nothing more, without closing them.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.hanging = False
-        self.held: list[socket.socket] = []  # the connections accepted and never answered
-        self.some_held = threading.Event()
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._frozen: set[socket.socket] = set()  # what they send is dropped
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def hang(self) -> None:
-        self.hanging = True
-
-    def forward(self) -> None:
-        self.hanging = False
-
-    def freeze(self) -> None:
-        with self._lock:
-            self._frozen.update(end for pair in self._pairs for end in pair)
-
-    def cut(self) -> None:
-        with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for pair in pairs:
-            for end in pair:
-                self._shut(end)
-
-    def close(self) -> None:
-        self._listener.close()
-        self.cut()
-        for held in self.held:
-            held.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
-            if self.hanging:
-                self.held.append(client)
-                self.some_held.set()
-                continue
-            try:
-                server = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._pairs.append((client, server))
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                if source not in self._frozen:
-                    sink.sendall(data)
-        except OSError:
-            pass
-        for end in (source, sink):
-            self._shut(end)
-        source.close()  # each socket is the source of one pump
-
-    @staticmethod
-    def _shut(end: socket.socket) -> None:
-        try:
-            end.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass

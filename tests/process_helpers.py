@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -111,67 +112,83 @@ class ServerProcess:
         return self.stderr.rest(timeout) if self.stderr else ""
 
 
-class FreezableProxy:
-    """A TCP relay to `host:port` that can stop passing data on while keeping its connections open:
-    a database server (or a network) that stops answering without refusing anything."""
+class TcpProxy:
+    """A TCP forwarder in front of the server, for a network that goes bad without going down.
 
-    def __init__(self, host: str, port: int) -> None:
-        import socket
+    `hang()`: new connections are accepted and then get no answer at all, as behind a captive
+    portal or a dead NAT mapping; `forward()`: they reach the server again. `cut()` breaks the
+    connections that are open; `freeze()` has them carry nothing more, without closing them.
+    """
 
-        self.target = (host, port)
-        self.frozen = threading.Event()
-        self._closed = threading.Event()
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.hanging = False
+        self.held: list[socket.socket] = []  # the connections accepted and never answered
+        self.some_held = threading.Event()
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._frozen: set[socket.socket] = set()  # what they send is dropped
+        self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
         self.port = self._listener.getsockname()[1]
-        self._sockets: list = []
         threading.Thread(target=self._accept, daemon=True).start()
 
+    def hang(self) -> None:
+        self.hanging = True
+
+    def forward(self) -> None:
+        self.hanging = False
+
     def freeze(self) -> None:
-        self.frozen.set()
+        with self._lock:
+            self._frozen.update(end for pair in self._pairs for end in pair)
+
+    def cut(self) -> None:
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for end in pair:
+                self._shut(end)
 
     def close(self) -> None:
-        self._closed.set()
         self._listener.close()
-        for sock in self._sockets:
-            sock.close()
-
-    def __enter__(self) -> "FreezableProxy":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self.cut()
+        for held in self.held:
+            held.close()
 
     def _accept(self) -> None:
-        import socket
-
-        while not self._closed.is_set():
+        while True:
             try:
                 client, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
-                continue
             except OSError:
-                return
-            server = socket.create_connection(self.target)
-            self._sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-
-    def _pump(self, a, b) -> None:
-        import select
-
-        peers = {a: b, b: a}
-        while not self._closed.is_set():
-            if self.frozen.is_set():
-                time.sleep(0.05)  # holds both ends open and reads nothing: no answer, no error
+                return  # closed
+            if self.hanging:
+                self.held.append(client)
+                self.some_held.set()
                 continue
             try:
-                readable, _, _ = select.select(list(peers), [], [], 0.05)
-                for sock in readable:
-                    if self.frozen.is_set():
-                        break
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    peers[sock].sendall(data)
+                server = socket.create_connection(self.target)
             except OSError:
-                return
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.append((client, server))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if source not in self._frozen:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            self._shut(end)
+        source.close()  # each socket is the source of one pump
+
+    @staticmethod
+    def _shut(end: socket.socket) -> None:
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

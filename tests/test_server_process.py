@@ -16,7 +16,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketError
 
-from tests.process_helpers import FreezableProxy, ServerProcess
+from tests.process_helpers import ServerProcess, TcpProxy
 from tests.server_helpers import Client, replies
 
 
@@ -266,7 +266,8 @@ async def _health(port: int) -> tuple[int, str]:
 async def test_a_database_that_stops_answering_makes_the_node_unhealthy_and_does_not_hold_up_its_stop(
         tmp_path, postgres_url):
     parts = urlsplit(postgres_url)
-    with FreezableProxy(parts.hostname, parts.port) as proxy:
+    proxy = TcpProxy(parts.port, parts.hostname)
+    try:
         url = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
         server = ServerProcess(tmp_path, "--db", url, "--shutdown-timeout", "2")
         port = server.start()
@@ -276,6 +277,7 @@ async def test_a_database_that_stops_answering_makes_the_node_unhealthy_and_does
             await client.recv()
             assert replies(await client.say("hello"))
             assert await _health(port) == (200, "ok")
+            proxy.hang()  # the database answers nothing more, on the connections open and on new ones
             proxy.freeze()
             await client.send({"type": "message", "id": "held", "text": "tell me a joke"})
             deadline = time.monotonic() + 30  # the writer's transaction is stuck after 10 s
@@ -291,6 +293,8 @@ async def test_a_database_that_stops_answering_makes_the_node_unhealthy_and_does
         finally:
             if server.proc.poll() is None:
                 server.kill()
+    finally:
+        proxy.close()
     assert "error: storage: the database stopped answering" in server.rest_of_stderr()
 
 

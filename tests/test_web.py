@@ -16,9 +16,9 @@ from typing import Callable
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from tests.browser_helpers import (BLOCK_STORAGE, CHROMIUM, SOCKETS, ChatPage, TcpProxy, exactly,
+from tests.browser_helpers import (BLOCK_STORAGE, CHROMIUM, SOCKETS, ChatPage, exactly,
                                    fill_conversation, launch_chromium, server_history)
-from tests.process_helpers import ServerProcess
+from tests.process_helpers import ServerProcess, TcpProxy
 
 expect.set_options(timeout=10_000)  # a shared 2-core machine can be slow; the waits end as soon as they can
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium is not installed at {CHROMIUM} "
