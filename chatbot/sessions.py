@@ -506,16 +506,16 @@ class SessionManager:
             if live.token_unsent and missed and live.peers:
                 await self._reissue_token(live)
 
-    async def _catch_up(self, live: LiveSession, auth: dict | None = None) -> bool:
+    async def _catch_up(self, live: LiveSession, auth: dict | None = None) -> None:
         """Bring a session held here up to the store, sending what other nodes added to its peers.
 
         `auth` is the new token a note of another node carried: if it is the session's token now,
-        the peers get it before the replies, as on the node that took the turn. Returns whether
-        the token changed with no `auth` for it.
+        the peers get it before the replies, as on the node that took the turn. A token changed
+        with no `auth` for it marks the session `token_unsent`.
         """
         record = await self._run(self.store.load_session, live.id)
         if record is None:
-            return False
+            return
         rows = []
         if record.seq > live.seq:
             # Only up to the seq of the state read: later entries belong to a state not read yet.
@@ -527,14 +527,12 @@ class SessionManager:
         frames = [self._frame(row) for row in rows]
         if auth is not None and token_hash(auth.get("resume") or "") == live.token_hash:
             frames.insert(0, self._auth_frame(live, auth.get("user"), auth["resume"]))
-            rotated = False
             live.token_unsent = False
         elif rotated:
             live.token_unsent = True
         for frame in frames:
             for peer in list(live.peers):
                 peer.send(frame)
-        return rotated
 
     async def _reissue_token(self, live: LiveSession) -> None:
         """Give the session a new token, and publish it to its tabs here and on every node."""

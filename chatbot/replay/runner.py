@@ -228,16 +228,15 @@ def replay_session(engine: Engine, session: RecordedSession) -> Outcome:
             continue
         last_seq = item.replies[-1]["seq"]
         _, divergence = replayer.check(item)
-        outcome.steps += 1
         if divergence is not None and item.warned and not any(a.name == "replies" for a in divergence.aspects):
             # The unusable line may be one of this turn's own (an answer of the environment, a
             # transition, a slot): what differs may be what the line held, so the flows are not
             # known to have changed. Its replies are all there (their seqs run on): if they differ, it did.
-            outcome.steps -= 1
             outcome.status = INCOMPLETE
             outcome.reason = (f"step {item.number} ({item.where}): the replay differs from what the log holds of "
                               "this turn, and a line near it is unusable, see the warnings")
             return outcome
+        outcome.steps += 1
         if divergence is not None:
             outcome.status = DIVERGED
             outcome.divergence = divergence
